@@ -1,0 +1,1 @@
+"""Active learning: uncertainty strategies, oracles, the round engine and the benchmark."""

@@ -1,0 +1,56 @@
+"""The ``activepick`` command line: one entry point, one module per subcommand.
+
+Each subcommand module defines ``register(subparsers)``, which adds its parser and
+sets ``func`` to a function taking the parsed arguments and returning an exit code.
+The modules stay thin: they parse, call the core, and print.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from ..errors import ActivePickError
+
+#: Subcommand modules, in the order ``activepick --help`` lists them.
+SUBCOMMANDS = ("simulate", "train", "predict", "evaluate", "benchmark", "convert", "gui")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser with every subcommand registered."""
+    from .. import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="activepick",
+        description="Human-in-the-loop cryo-EM particle picking with active learning.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in SUBCOMMANDS:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+            continue  # subcommand not built yet
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``activepick`` command; returns the process exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ActivePickError as exc:
+        print(f"activepick {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"activepick {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

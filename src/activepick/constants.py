@@ -1,0 +1,53 @@
+"""One source of truth for the project's constants (SPEC sections 1-5)."""
+
+from __future__ import annotations
+
+#: Columns of the pick table, in order (SPEC section 1).
+PICK_COLUMNS: tuple[str, ...] = (
+    "micrograph",  # name of the micrograph: file name without extension
+    "x",  # centre column in pixels of the ORIGINAL micrograph, origin top-left
+    "y",  # centre row in pixels of the ORIGINAL micrograph, origin top-left
+    "diameter",  # box size / particle diameter in pixels
+    "confidence",  # predicted confidence in [0, 1], NaN when not predicted
+    "status",  # one of STATUSES
+    "round",  # active-learning round that made the pick (0 = import / initial)
+    "time",  # UTC time stamp (ISO 8601 string) of the decision or prediction
+)
+
+#: The pick statuses.
+STATUS_PREDICTED = "predicted"
+STATUS_ACCEPTED = "accepted"
+STATUS_MOVED = "moved"
+STATUS_ADDED = "added"
+STATUS_REJECTED = "rejected"
+STATUS_IMPORTED = "imported"
+STATUSES: tuple[str, ...] = (
+    STATUS_PREDICTED,
+    STATUS_ACCEPTED,
+    STATUS_MOVED,
+    STATUS_ADDED,
+    STATUS_REJECTED,
+    STATUS_IMPORTED,
+)
+#: Statuses that count as a positive label (a particle) for training and export.
+POSITIVE_STATUSES: tuple[str, ...] = (
+    STATUS_ACCEPTED,
+    STATUS_MOVED,
+    STATUS_ADDED,
+    STATUS_IMPORTED,
+)
+
+#: IoU above which a prediction matches a ground-truth particle in the metrics.
+DEFAULT_TP_IOU = 0.5
+#: Circle-IoU threshold of non-maximum suppression.
+DEFAULT_NMS_IOU = 0.3
+#: Minimum confidence for a prediction to be an active-learning candidate.
+DEFAULT_MIN_CONFIDENCE = 0.01
+#: Oracle IoU threshold on synthetic data (thesis) and on real data.
+ORACLE_TAU_SYNTHETIC = 0.7
+ORACLE_TAU_REAL = 0.3
+#: Threshold grid for T_opt (0, 0.01, ..., 1) and the PR curve (0, 0.001, ..., 1).
+T_OPT_STEPS = 101
+PR_STEPS = 1001
+#: Clip of confidences before taking logs (entropy score).
+CONFIDENCE_EPS = 1e-6

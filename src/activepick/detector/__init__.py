@@ -1,0 +1,1 @@
+"""The detector: PhosaurusNet and a light variant, grid targets, training, prediction, checkpoints."""

@@ -1,0 +1,1 @@
+"""File input/output: micrographs, the pick table, coordinate formats, particle stacks."""
