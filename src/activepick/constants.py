@@ -51,3 +51,12 @@ T_OPT_STEPS = 101
 PR_STEPS = 1001
 #: Clip of confidences before taking logs (entropy score).
 CONFIDENCE_EPS = 1e-6
+
+#: Provenance columns that a label table (the engine's and the session's record of
+#: every decision) carries after the pick columns:
+#: ``pick_id`` unique int per pick in a session; ``strategy`` the strategy that
+#: queued it ("" for added / imported); ``source`` one of LABEL_SOURCES;
+#: ``pred_x`` / ``pred_y`` the predicted centre before a correction (NaN if none).
+LABEL_EXTRA_COLUMNS: tuple[str, ...] = ("pick_id", "strategy", "source", "pred_x", "pred_y")
+LABEL_COLUMNS: tuple[str, ...] = PICK_COLUMNS + LABEL_EXTRA_COLUMNS
+LABEL_SOURCES: tuple[str, ...] = ("initial", "import", "oracle", "human")
