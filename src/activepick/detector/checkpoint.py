@@ -1,0 +1,120 @@
+"""Checkpoints: a plain torch state_dict plus a JSON sidecar ``<path>.json``.
+
+The state dict is written with ``torch.save`` and read with
+``torch.load(weights_only=True)`` (no pickled code is ever executed). The sidecar
+holds the config, architecture, channel width, input size, box size, the training
+summary and the torch version; the network is rebuilt from it before loading.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import CheckpointError
+from ..io.atomic import atomic_path, atomic_write_text
+from .config import DetectorConfig
+from .networks import Detector, count_parameters, network_for_config, resolve_device
+
+#: ``format`` value of the sidecar, and its version.
+CHECKPOINT_FORMAT = "activepick-detector"
+CHECKPOINT_VERSION = 1
+
+
+def sidecar_path(path: str | os.PathLike) -> Path:
+    """The JSON sidecar of a checkpoint: ``model.pt`` -> ``model.pt.json``."""
+    path = Path(path)
+    return path.with_name(path.name + ".json")
+
+
+def checkpoint_info(detector: Detector) -> dict[str, Any]:
+    """The sidecar content of ``detector`` (JSON-serialisable)."""
+    cfg = detector.config
+    return {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "arch": cfg.arch,
+        "width": cfg.channel_width,
+        "input_size": cfg.input_size,
+        "box_size": cfg.diameter,
+        "parameters": count_parameters(detector.network),
+        "config": cfg.to_dict(),
+        "training": detector.meta,
+        "torch": torch.__version__,
+    }
+
+
+def save_checkpoint(detector: Detector, path: str | os.PathLike) -> Path:
+    """Write the state dict to ``path`` and the sidecar to ``<path>.json``, atomically.
+
+    Returns ``path``. The weights are stored on the CPU so any machine can load them.
+    """
+    path = Path(path)
+    state = {k: v.detach().cpu() for k, v in detector.network.state_dict().items()}
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    atomic_write_text(
+        sidecar_path(path), json.dumps(checkpoint_info(detector), indent=2, default=str) + "\n"
+    )
+    return path
+
+
+def _read_sidecar(path: Path) -> dict[str, Any]:
+    side = sidecar_path(path)
+    if not side.is_file():
+        raise CheckpointError(
+            f"{path}: settings file {side.name} is missing (it is written next to the model)"
+        )
+    try:
+        info = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{side}: not a readable JSON settings file ({exc})") from None
+    if not isinstance(info, dict) or info.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{side}: not an activepick detector settings file")
+    if int(info.get("version", 0)) > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{side}: written by a newer version (format {info.get('version')})")
+    if "config" not in info or not isinstance(info["config"], dict):
+        raise CheckpointError(f"{side}: no 'config' entry")
+    return info
+
+
+def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None = None) -> Detector:
+    """Load a detector saved by :func:`save_checkpoint`, in eval mode.
+
+    ``device`` None / ``"auto"`` -> CUDA when present, else CPU. Raises
+    :class:`CheckpointError` naming the file when the model or its sidecar is
+    missing, corrupt or truncated, or when the weights do not fit the sidecar's
+    architecture.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: model file not found")
+    info = _read_sidecar(path)
+    try:
+        config = DetectorConfig.from_dict(info["config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{sidecar_path(path)}: invalid config ({exc})") from None
+    if config.input_size is None:
+        raise CheckpointError(f"{sidecar_path(path)}: the model was never trained (no input size)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types on corrupt / truncated files
+        raise CheckpointError(
+            f"{path}: cannot read the model weights ({type(exc).__name__}: {exc})"
+        ) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: does not hold a state dict")
+    network = network_for_config(config)
+    try:
+        network.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise CheckpointError(
+            f"{path}: the weights do not fit a {config.arch} network (width {config.channel_width}): {first}"
+        ) from None
+    network.to(resolve_device(device)).eval()
+    return Detector(network, config, dict(info.get("training") or {}))

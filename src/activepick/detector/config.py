@@ -1,0 +1,115 @@
+"""Detector settings: one dataclass, serialised to the checkpoint's JSON sidecar.
+
+Sizes are in pixels of the ORIGINAL micrograph unless a name says otherwise
+(``input_size`` is the long side of the resized network input).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from ..constants import DEFAULT_NMS_IOU
+
+#: Architectures :func:`activepick.detector.build_network` knows.
+ARCHITECTURES: tuple[str, ...] = ("light", "full")
+#: Channel scale of the light variant (x0.25 of the thesis table, ~3.2 M parameters).
+DEFAULT_LIGHT_WIDTH = 0.25
+#: Stride of the detection grid in input pixels (64 x 64 cells for a 1024 px input).
+GRID_STRIDE = 16
+#: The input's height and width are padded to a multiple of this (the backbone stride).
+INPUT_MULTIPLE = 32
+#: Automatic input size: the particle diameter is scaled to about this many input
+#: pixels (about 2 grid cells of stride 16), then the long side is clamped.
+TARGET_DIAMETER_PX = 32.0
+MIN_INPUT_SIZE = 256
+MAX_INPUT_SIZE = 1024
+#: Devices a config may name.
+DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class DetectorConfig:
+    """Settings of one detector: architecture, input scaling, training and prediction.
+
+    - ``arch``: ``"light"`` (channel widths x ``width``, default on CPU) or ``"full"``
+      (PhosaurusNet as the thesis table, ~50 M parameters).
+    - ``diameter``: particle diameter = box size = anchor, in px of the ORIGINAL
+      micrograph.
+    - ``input_size``: long side of the network input after resizing (aspect ratio
+      kept, then padded to a multiple of 32); ``None`` = :func:`auto_input_size`
+      at training time (the trained detector stores the resolved value).
+    - ``epochs``, ``batch_size``, ``lr`` (Adam), ``seed`` (weights init, shuffling,
+      augmentation, dropout), ``device`` (``"auto"`` = CUDA when present).
+    - ``width``: channel scale of the light variant (``None`` = 0.25); ignored by
+      ``"full"``.
+    - ``nms_iou``: circle-IoU threshold of non-maximum suppression at prediction.
+    - Loss: ``pos_weight`` (objectness weight of a cell holding a particle),
+      ``neg_weight`` (weight of a cell holding an explicit rejection),
+      ``coord_weight`` (weight of the offset / log-size MSE).
+    - ``augment``: random flips and 90-degree rotations during training.
+    - ``dropout``: dropout before the detection conv (0.2 as the thesis).
+    """
+
+    arch: str = "light"
+    diameter: float = 64.0
+    input_size: int | None = None
+    epochs: int = 40
+    batch_size: int = 4
+    lr: float = 1e-3
+    seed: int = 0
+    device: str = "auto"
+    width: float | None = None
+    nms_iou: float = DEFAULT_NMS_IOU
+    pos_weight: float = 10.0
+    neg_weight: float = 5.0
+    coord_weight: float = 1.0
+    augment: bool = True
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, not {self.arch!r}")
+        if self.device not in DEVICES:
+            raise ValueError(f"device must be one of {DEVICES}, not {self.device!r}")
+        if not self.diameter > 0:
+            raise ValueError(f"diameter must be positive, not {self.diameter!r}")
+        if self.input_size is not None and (
+            self.input_size < INPUT_MULTIPLE or self.input_size % INPUT_MULTIPLE
+        ):
+            raise ValueError(
+                f"input_size must be a multiple of {INPUT_MULTIPLE} and >= {INPUT_MULTIPLE}, "
+                f"not {self.input_size!r}"
+            )
+        if self.epochs < 0 or self.batch_size < 1:
+            raise ValueError("epochs must be >= 0 and batch_size >= 1")
+
+    @property
+    def channel_width(self) -> float:
+        """The channel scale actually used: 1.0 for ``"full"``, ``width`` or 0.25 for ``"light"``."""
+        if self.arch == "full":
+            return 1.0
+        return DEFAULT_LIGHT_WIDTH if self.width is None else float(self.width)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict of every field."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
+        """Inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+
+def auto_input_size(long_side: int, diameter: float) -> int:
+    """The input long side that scales ``diameter`` to ~32 px (about 2 grid cells).
+
+    ``long_side`` and ``diameter`` are in px of the original micrograph. The result
+    is rounded to a multiple of 32 and clamped to [256, 1024]; e.g. a 1024 px
+    micrograph with 64 px particles -> 512, a 4096 px one with 200 px -> 640.
+    """
+    size = long_side * TARGET_DIAMETER_PX / float(diameter)
+    size = int(round(size / INPUT_MULTIPLE)) * INPUT_MULTIPLE
+    return int(min(max(size, MIN_INPUT_SIZE), MAX_INPUT_SIZE))

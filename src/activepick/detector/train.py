@@ -1,0 +1,321 @@
+"""Training: a generator that yields progress after every step and returns a Detector.
+
+``iter_train_detector`` is the worker the napari layer wraps in ``thread_worker``
+(it may cancel at any yield); ``train_detector`` drives it for scripts and the CLI.
+Micrographs are resized so the long side is ``config.input_size``, normalised per
+image, padded to a multiple of 32 and augmented with random flips / quarter turns
+(non-square images: only the shape-keeping ones). Training is seeded: on CPU two
+runs with the same data and config give identical weights.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable, Collection, Generator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import Cancelled, CheckpointError, CoordinateError, MicrographError
+from ..io.picks import empty_picks, positive_picks
+from .config import DetectorConfig, auto_input_size
+from .data import (
+    as_micrographs,
+    prepare_image,
+    random_view,
+    to_input_points,
+    transform_image,
+    transform_points,
+)
+from .networks import Detector, network_for_config, resolve_device
+from .targets import detector_loss, encode_targets, grid_shape, supervised_cells
+
+ProgressFn = Callable[[dict], None]
+StopFn = Callable[[], bool]
+
+
+@dataclass
+class _Sample:
+    """One prepared training micrograph (edge coordinates of the padded input)."""
+
+    name: str
+    image: torch.Tensor  # (1, Hp, Wp)
+    positives: np.ndarray  # (N, 2)
+    sizes: np.ndarray  # (N,) box sizes in input px
+    negatives: np.ndarray  # (M, 2)
+    complete: bool
+    anchor: float  # box size (config.diameter) in input px
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.image.shape[-2:])
+
+
+def _rows_for(table: pd.DataFrame, name: str) -> pd.DataFrame:
+    return table[table["micrograph"].astype(str) == name]
+
+
+def _prepare_samples(
+    micrographs: list,
+    labels: pd.DataFrame,
+    negatives: pd.DataFrame,
+    config: DetectorConfig,
+    partial: bool,
+    complete: Collection[str],
+) -> list[_Sample]:
+    samples = []
+    for m in micrographs:
+        pos = _rows_for(labels, m.name)
+        neg = _rows_for(negatives, m.name)
+        is_complete = m.name in complete
+        if partial and len(pos) == 0 and len(neg) == 0 and not is_complete:
+            continue  # nothing reviewed on this micrograph: no loss to compute
+        image, scale = prepare_image(np.asarray(m.data, dtype=np.float32), config.input_size)
+        mean_scale = 0.5 * (scale[0] + scale[1])
+        samples.append(
+            _Sample(
+                name=m.name,
+                image=image,
+                positives=to_input_points(pos[["x", "y"]].to_numpy(), scale),
+                sizes=pos["diameter"].to_numpy(dtype=np.float64) * mean_scale,
+                negatives=to_input_points(neg[["x", "y"]].to_numpy(), scale),
+                complete=is_complete,
+                anchor=config.diameter * mean_scale,
+            )
+        )
+    return samples
+
+
+def _encode_sample(
+    sample: _Sample,
+    view: tuple[int, bool],
+    config: DetectorConfig,
+    partial: bool,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
+    """Augmented image (1, H', W'), target (5, Gh, Gw), weight (Gh, Gw)."""
+    image = transform_image(sample.image, view)
+    pos = transform_points(sample.positives, sample.shape, view)
+    neg = transform_points(sample.negatives, sample.shape, view)
+    grid = grid_shape(tuple(image.shape[-2:]))
+    supervised = None
+    if partial and not sample.complete:
+        supervised = supervised_cells(np.concatenate([pos, neg]), sample.anchor, grid)
+    enc = encode_targets(
+        pos,
+        sample.sizes,
+        grid,
+        sample.anchor,
+        negatives=neg,
+        supervised=supervised,
+        pos_weight=config.pos_weight,
+        neg_weight=config.neg_weight,
+    )
+    return image, enc.target, enc.weight
+
+
+def _epoch_batches(
+    samples: list[_Sample], batch_size: int, rng: np.random.Generator
+) -> list[list[int]]:
+    """Shuffled batches of sample indices; every batch holds one input shape."""
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i in rng.permutation(len(samples)):
+        buckets.setdefault(samples[int(i)].shape, []).append(int(i))
+    return [
+        idx[j : j + batch_size] for idx in buckets.values() for j in range(0, len(idx), batch_size)
+    ]
+
+
+def _steps_per_epoch(samples: list[_Sample], batch_size: int) -> int:
+    counts: dict[tuple[int, int], int] = {}
+    for s in samples:
+        counts[s.shape] = counts.get(s.shape, 0) + 1
+    return sum(-(-n // batch_size) for n in counts.values())
+
+
+def _autocast(device: torch.device):
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _initial_network(config: DetectorConfig, init: Detector | None) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        network = network_for_config(config)
+    if init is not None:
+        same = init.config.arch == config.arch and init.config.channel_width == config.channel_width
+        if not same:
+            raise CheckpointError(
+                f"warm start: the initial model is {init.config.arch} (width {init.config.channel_width}) "
+                f"but the config asks for {config.arch} (width {config.channel_width})"
+            )
+        network.load_state_dict(copy.deepcopy(init.network.state_dict()))
+    return network
+
+
+def iter_train_detector(
+    micrographs: Sequence,
+    labels: pd.DataFrame | None,
+    config: DetectorConfig,
+    *,
+    negatives: pd.DataFrame | None = None,
+    init: Detector | None = None,
+    partial: bool = False,
+    complete: Collection[str] | None = None,
+    should_stop: StopFn | None = None,
+) -> Generator[dict, None, Detector]:
+    """Train a detector; yield a progress dict after every optimiser step.
+
+    - ``micrographs``: Micrograph objects (``.name``, ``.data`` 2-D, rows = y) or arrays.
+    - ``labels``: pick table; rows of a positive status are particles (centres in
+      px of the original micrograph), matched to micrographs by name; other rows
+      and rows of unknown micrographs are ignored.
+    - ``negatives``: pick table of explicit rejections (any status): their cells
+      get objectness 0 with weight ``config.neg_weight``.
+    - ``init``: a Detector to warm-start from (same arch and width); when
+      ``config.input_size`` is None its input size is reused.
+    - ``partial``: False (thesis) = every unlabelled cell is background; True = the
+      objectness loss only covers cells within one diameter of a label or negative
+      plus every cell of the micrographs named in ``complete`` (fully picked).
+    - ``should_stop``: checked before every step; when true raises
+      :class:`activepick.errors.Cancelled`.
+
+    Yields ``{"stage": "train", "epoch", "epochs", "step", "steps", "total", "loss"}``
+    (epoch and step count from 1; ``total`` = ``steps``). Returns (as
+    ``StopIteration.value``) the trained :class:`Detector`, in eval mode, whose
+    config has the resolved ``input_size`` and whose ``meta`` summarises training.
+    """
+    mics = as_micrographs(micrographs)
+    if not mics:
+        raise MicrographError("no micrographs to train on")
+    labels = positive_picks(labels) if labels is not None and len(labels) else empty_picks()
+    negatives = negatives if negatives is not None else empty_picks()
+    complete = set(complete or ())
+    input_size = config.input_size
+    if input_size is None:
+        long_side = max(max(np.shape(m.data)) for m in mics)
+        input_size = (
+            init.config.input_size
+            if init is not None
+            else auto_input_size(long_side, config.diameter)
+        )
+    config = replace(config, input_size=int(input_size))
+
+    samples = _prepare_samples(mics, labels, negatives, config, partial, complete)
+    if not samples:
+        raise CoordinateError(
+            "partial labels: no micrograph has a label, a rejection or is marked complete"
+        )
+    device = resolve_device(config.device)
+    network = _initial_network(config, init).to(device)
+    optimiser = torch.optim.Adam(network.parameters(), lr=config.lr)
+    amp_dtype = _autocast(device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+
+    rng = np.random.default_rng(config.seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed + 1)
+        torch_state = torch.get_rng_state()
+    steps_per_epoch = _steps_per_epoch(samples, config.batch_size)
+    total = steps_per_epoch * config.epochs
+    step = 0
+    loss_value = float("nan")
+    started = time.perf_counter()
+    network.train()
+    for epoch in range(1, config.epochs + 1):
+        for batch in _epoch_batches(samples, config.batch_size, rng):
+            if should_stop is not None and should_stop():
+                raise Cancelled(f"training cancelled after {step} of {total} steps")
+            images, targets, weights = [], [], []
+            for i in batch:
+                s = samples[i]
+                square = s.shape[0] == s.shape[1]
+                view = random_view(rng, square) if config.augment else (0, False)
+                img, tgt, wgt = _encode_sample(s, view, config, partial)
+                images.append(img)
+                targets.append(tgt)
+                weights.append(wgt)
+            x = torch.stack(images).to(device)
+            t = torch.as_tensor(np.stack(targets)).to(device)
+            w = torch.as_tensor(np.stack(weights)).to(device)
+            with torch.random.fork_rng(devices=[]):
+                torch.set_rng_state(torch_state)
+                optimiser.zero_grad(set_to_none=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                    out = network(x)
+                loss, _parts = detector_loss(out, t, w, coord_weight=config.coord_weight)
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimiser)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimiser.step()
+                torch_state = torch.get_rng_state()
+            step += 1
+            loss_value = float(loss.detach())
+            yield {
+                "stage": "train",
+                "epoch": epoch,
+                "epochs": config.epochs,
+                "step": step,
+                "steps": total,
+                "total": total,
+                "loss": loss_value,
+            }
+    network.eval()
+    meta = {
+        "epochs": config.epochs,
+        "steps": step,
+        "final_loss": loss_value,
+        "train_time_s": round(time.perf_counter() - started, 3),
+        "device": str(device),
+        "input_size": config.input_size,
+        "n_micrographs": len(samples),
+        "micrographs": [s.name for s in samples],
+        "n_labels": int(sum(len(s.positives) for s in samples)),
+        "n_negatives": int(sum(len(s.negatives) for s in samples)),
+        "partial": bool(partial),
+        "n_complete": int(sum(s.complete for s in samples)),
+        "warm_start": init is not None,
+    }
+    return Detector(network, config, meta)
+
+
+def train_detector(
+    micrographs: Sequence,
+    labels: pd.DataFrame | None,
+    config: DetectorConfig,
+    *,
+    negatives: pd.DataFrame | None = None,
+    init: Detector | None = None,
+    partial: bool = False,
+    complete: Collection[str] | None = None,
+    progress: ProgressFn | None = None,
+    should_stop: StopFn | None = None,
+) -> Detector:
+    """Run :func:`iter_train_detector` to the end, calling ``progress(dict)`` per step.
+
+    Raises :class:`activepick.errors.Cancelled` once ``should_stop()`` is true
+    (checked before every step).
+    """
+    gen = iter_train_detector(
+        micrographs,
+        labels,
+        config,
+        negatives=negatives,
+        init=init,
+        partial=partial,
+        complete=complete,
+        should_stop=should_stop,
+    )
+    while True:
+        try:
+            info = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if progress is not None:
+            progress(info)
