@@ -1,0 +1,142 @@
+"""``activepick train``: train a detector on a folder of micrographs and a coordinate file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import CoordinateError, MicrographError
+
+#: How many unmatched names the report lists before "...".
+_MAX_LISTED = 10
+
+
+def register(subparsers) -> None:
+    """Add the ``train`` subcommand."""
+    from ..detector.config import ARCHITECTURES, DetectorConfig
+
+    d = DetectorConfig()
+    p = subparsers.add_parser(
+        "train",
+        help="train a particle detector",
+        description="Train a detector (light or full PhosaurusNet) on micrographs and picked "
+        "coordinates; micrographs are matched to coordinates by file stem.",
+    )
+    p.add_argument(
+        "--micrographs", required=True, type=Path, help="folder of micrographs (MRC, TIFF, PNG)"
+    )
+    p.add_argument(
+        "--coords", required=True, type=Path, help="coordinate file or folder (any readable format)"
+    )
+    p.add_argument(
+        "--format", dest="fmt", default=None, help="coordinate format (default: guessed)"
+    )
+    p.add_argument(
+        "--diameter", required=True, type=float, help="particle diameter / box size in px"
+    )
+    p.add_argument(
+        "--arch", choices=ARCHITECTURES, default=d.arch, help="network (default: %(default)s)"
+    )
+    p.add_argument(
+        "--width",
+        type=float,
+        default=None,
+        help="channel scale of the light network (default 0.25)",
+    )
+    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument(
+        "--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)"
+    )
+    p.add_argument(
+        "--input-size",
+        type=int,
+        default=None,
+        help="long side of the network input (default: from --diameter)",
+    )
+    p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--init", type=Path, default=None, help="checkpoint to warm-start from")
+    p.add_argument("--out", required=True, type=Path, help="checkpoint to write (plus <out>.json)")
+    p.set_defaults(func=run)
+
+
+def _listed(names) -> str:
+    names = sorted(names)
+    more = f", ... ({len(names) - _MAX_LISTED} more)" if len(names) > _MAX_LISTED else ""
+    return ", ".join(names[:_MAX_LISTED]) + more
+
+
+def match_micrographs(
+    micrograph_names: list[str], pick_names: set[str]
+) -> tuple[list[str], set[str], set[str]]:
+    """``(matched in folder order, micrographs without picks, pick names without micrograph)``."""
+    matched = [n for n in micrograph_names if n in pick_names]
+    return matched, set(micrograph_names) - pick_names, pick_names - set(micrograph_names)
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..detector import DetectorConfig, load_checkpoint, save_checkpoint, train_detector
+    from ..io.formats import read_coordinates
+    from ..io.micrograph import list_micrographs, micrograph_name, read_micrograph
+    from ..io.picks import positive_picks
+
+    paths = list_micrographs(args.micrographs)
+    if not paths:
+        raise MicrographError(f"{args.micrographs}: no micrographs found")
+    by_name = {micrograph_name(p): p for p in paths}
+    picks = read_coordinates(args.coords, args.fmt, diameter=args.diameter)
+    picks = positive_picks(picks)
+    matched, no_picks, no_file = match_micrographs(
+        list(by_name), set(picks["micrograph"].astype(str))
+    )
+    if no_file:
+        print(
+            f"{args.coords}: {int(picks['micrograph'].isin(no_file).sum())} pick(s) on {len(no_file)} "
+            f"micrograph name(s) with no file in {args.micrographs}: {_listed(no_file)}",
+            file=sys.stderr,
+        )
+    if no_picks:
+        print(
+            f"{len(no_picks)} micrograph(s) without picks, not used: {_listed(no_picks)}",
+            file=sys.stderr,
+        )
+    if not matched:
+        raise CoordinateError(
+            f"{args.coords}: no micrograph name matches a file in {args.micrographs} "
+            f"(coordinate names: {_listed(set(picks['micrograph']))})"
+        )
+    mics = [read_micrograph(by_name[n]) for n in matched]
+    picks = picks[picks["micrograph"].isin(matched)]
+    init = load_checkpoint(args.init) if args.init is not None else None
+    config = DetectorConfig(
+        arch=args.arch,
+        diameter=args.diameter,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        seed=args.seed,
+        device=args.device,
+        width=args.width,
+    )
+    print(f"training {config.arch} on {len(mics)} micrograph(s), {len(picks)} particle(s)")
+    started = time.perf_counter()
+    with tqdm(total=None, unit="step", desc="train", disable=None) as bar:
+
+        def progress(info: dict) -> None:
+            bar.total = info["steps"]
+            bar.set_postfix(epoch=f"{info['epoch']}/{info['epochs']}", loss=f"{info['loss']:.4f}")
+            bar.update(1)
+
+        detector = train_detector(mics, picks, config, init=init, progress=progress)
+    save_checkpoint(detector, args.out)
+    print(
+        f"wrote {args.out} (input size {detector.config.input_size}, "
+        f"{time.perf_counter() - started:.1f} s, final loss {detector.meta['final_loss']:.4f})"
+    )
+    return 0
