@@ -1,0 +1,171 @@
+"""Helpers shared by the coordinate-format modules (not public API).
+
+A format module reads one file into a *raw* frame with the columns
+``micrograph, x, y, diameter, confidence`` (centres in pixels of the original
+micrograph, x = column, y = row, origin top-left; NaN diameter = the format does
+not store one; NaN confidence = not carried). :func:`activepick.io.formats.read_coordinates`
+then checks the values and builds the pick table.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+import pandas as pd
+
+from ...constants import CONFIDENCE_EPS
+from ...errors import CoordinateError
+from ..atomic import atomic_path
+
+RAW_COLUMNS = ("micrograph", "x", "y", "diameter", "confidence")
+
+#: Figure of merit RELION writes for picks without a score (manual picks).
+RELION_NO_FOM = -999.0
+
+
+@dataclass
+class WriteOptions:
+    """Options every writer receives (see ``write_coordinates``)."""
+
+    prefix: str = ""
+    suffix: str = ".mrc"
+    file_suffix: str = ""
+    pixel_size: float | None = None
+    shapes: dict[str, tuple[int, int]] | None = None
+    names: list[str] = field(default_factory=list)
+
+    def full_name(self, name: str) -> str:
+        """The micrograph file name other tools should see: prefix + name + suffix."""
+        return f"{self.prefix}{name}{self.suffix}"
+
+
+def raw_frame(micrograph, x, y, diameter=np.nan, confidence=np.nan) -> pd.DataFrame:
+    """A raw frame; numeric columns are coerced (bad values become NaN, caught later)."""
+    x = pd.to_numeric(pd.Series(x, dtype=object), errors="coerce").astype(np.float64)
+    n = len(x)
+
+    def col(v, numeric=True):
+        if np.ndim(v) == 0:
+            v = [v] * n
+        s = pd.Series(list(v), dtype=object)
+        return pd.to_numeric(s, errors="coerce").astype(np.float64).to_numpy() if numeric else s
+
+    return pd.DataFrame(
+        {
+            "micrograph": col(micrograph, numeric=False).astype(str).to_numpy(dtype=object),
+            "x": x.to_numpy(),
+            "y": col(y),
+            "diameter": col(diameter),
+            "confidence": col(confidence),
+        }
+    )
+
+
+def empty_raw() -> pd.DataFrame:
+    """A raw frame with no rows."""
+    return raw_frame([], [], [])
+
+
+def name_from_path(text: str) -> str:
+    """Micrograph name from a path string as another tool wrote it (either slash)."""
+    return PurePosixPath(str(text).replace("\\", "/")).stem
+
+
+def numeric(df: pd.DataFrame, col: str) -> np.ndarray:
+    """Column as float64, non-numbers -> NaN (flagged by the caller's checks)."""
+    return pd.to_numeric(df[col], errors="coerce").astype(np.float64).to_numpy()
+
+
+def require_columns(df: pd.DataFrame, cols, path: Path, what: str) -> None:
+    """Raise CoordinateError when ``df`` lacks any of ``cols``."""
+    missing = [c for c in cols if c not in df.columns]
+    if missing:
+        raise CoordinateError(f"{path}: {what} lacks column(s) {', '.join(missing)}")
+
+
+def read_star(path: Path) -> dict[str, pd.DataFrame | dict]:
+    """All blocks of a STAR file as ``{name: DataFrame or dict}``; {} for an empty file."""
+    import starfile
+
+    if path.stat().st_size == 0:
+        return {}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            blocks = starfile.read(
+                path,
+                always_dict=True,
+                parse_as_string=["rlnMicrographName", "rlnImageName", "rlnMicrographCoordinates"],
+            )
+    except Exception as exc:  # starfile raises many kinds on malformed input
+        raise CoordinateError(f"{path}: not a readable STAR file ({exc})") from None
+    return dict(blocks)
+
+
+def write_star(blocks: dict, path: Path) -> Path:
+    """Write STAR blocks with starfile through an atomic temporary path."""
+    import starfile
+
+    with atomic_path(path) as tmp:
+        starfile.write(blocks, tmp, float_format="%.6f")
+    return path
+
+
+def loop_block(blocks: dict, name: str, path: Path) -> pd.DataFrame:
+    """A block as a DataFrame (a one-row simple block becomes a one-row frame)."""
+    block = blocks[name]
+    if isinstance(block, dict):
+        return pd.DataFrame({k: [v] for k, v in block.items()})
+    if not isinstance(block, pd.DataFrame):
+        raise CoordinateError(f"{path}: block data_{name} is not a table")
+    return block
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """Logistic function (Topaz scores are logits)."""
+    return 1.0 / (1.0 + np.exp(-np.asarray(z, dtype=np.float64)))
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`sigmoid`, clipped to [eps, 1 - eps]."""
+    p = np.clip(np.asarray(p, dtype=np.float64), CONFIDENCE_EPS, 1 - CONFIDENCE_EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def fom_to_confidence(fom: np.ndarray) -> np.ndarray:
+    """RELION figure of merit -> confidence: kept when in [0, 1], else NaN (e.g. -999, LoG)."""
+    fom = np.asarray(fom, dtype=np.float64)
+    return np.where((fom >= 0) & (fom <= 1), fom, np.nan)
+
+
+def confidence_to_fom(conf: np.ndarray) -> np.ndarray:
+    """Confidence -> RELION figure of merit; NaN becomes RELION's -999."""
+    conf = np.asarray(conf, dtype=np.float64)
+    return np.where(np.isfinite(conf), conf, RELION_NO_FOM)
+
+
+_RELION_PICK_SUFFIX = re.compile(r"_(autopick|manualpick)$")
+
+
+def strip_relion_suffix(stem: str) -> str:
+    """``mic_001_autopick`` -> ``mic_001`` (RELION's per-micrograph pick file names)."""
+    return _RELION_PICK_SUFFIX.sub("", stem)
+
+
+def per_micrograph_groups(picks: pd.DataFrame, opts: WriteOptions) -> dict[str, pd.DataFrame]:
+    """``{name: rows}``; with shapes, every micrograph in shapes gets an entry (maybe empty)."""
+    groups = {str(k): g.reset_index(drop=True) for k, g in picks.groupby("micrograph", sort=False)}
+    if opts.shapes:
+        empty = picks.iloc[:0]
+        for name in opts.shapes:
+            groups.setdefault(name, empty)
+    return groups
+
+
+def fmt_float(v: float) -> str:
+    """Compact but lossless-enough float text (10 significant digits)."""
+    return format(float(v), ".10g")

@@ -1,0 +1,49 @@
+"""Our own CSV: the pick table's columns (``constants.PICK_COLUMNS``) with a header.
+
+``micrograph,x,y,diameter,confidence,status,round,time``; centres in pixels of the
+original micrograph (x = column, y = row, origin top-left). Status, round and
+time are kept on read (unlike the other formats, which give status ``imported``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ...constants import PICK_COLUMNS
+from ...errors import CoordinateError
+from ..atomic import atomic_open
+from ._common import WriteOptions, require_columns
+
+EXTENSIONS = (".csv",)
+PER_MICROGRAPH = False
+KEEPS_STATUS = True
+
+
+def read(path: Path) -> pd.DataFrame:
+    """The CSV as a frame (numbers still text; checked by ``read_coordinates``)."""
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except pd.errors.EmptyDataError:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in PICK_COLUMNS})
+    except Exception as exc:
+        raise CoordinateError(f"{path}: not a readable CSV ({exc})") from None
+    require_columns(df, ("micrograph", "x", "y"), path, "pick CSV")
+    for col in ("x", "y", "diameter", "confidence"):
+        if col in df.columns:
+            text = df[col].str.strip()
+            df[col] = pd.to_numeric(text.where(text != "", "nan"), errors="coerce").astype(
+                np.float64
+            )
+    if "diameter" not in df.columns:
+        df["diameter"] = np.nan
+    return df
+
+
+def write(picks: pd.DataFrame, path: Path, opts: WriteOptions) -> list[Path]:
+    """One CSV with the pick table's columns."""
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        picks[list(PICK_COLUMNS)].to_csv(fh, index=False, float_format="%.10g")
+    return [path]
