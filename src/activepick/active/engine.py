@@ -641,22 +641,32 @@ class ActiveLearner:
         return self.history[-1]
 
     # ------------------------------------------------------------------ simulated review
-    def review_with(self, oracle: Oracle) -> pd.DataFrame:
-        """Let ``oracle`` decide every undecided pick of the queue (from :attr:`position`).
+    def review_with(self, oracle: Oracle, *, max_positives: int | None = None) -> pd.DataFrame:
+        """Let ``oracle`` decide the undecided picks of the queue (from :attr:`position`).
 
         Accept / move / reject decisions become labels with source ``oracle``;
-        ``skip`` decisions are remembered as reviewed (not queued again). The
-        queue position moves to its end. Returns the oracle's decision table.
+        ``skip`` decisions are remembered as reviewed (not queued again). With
+        ``max_positives``, decisions are applied in queue order only up to and
+        including the one that brings the new particle labels to that number;
+        later picks stay undecided (the benchmark's "K new labels" rule). The
+        queue position moves past the applied decisions. Returns the applied
+        decisions (the oracle's table, truncated).
         """
         batch = self.queue.iloc[self.position :]
         done = set(self.labels["pick_id"].tolist()) | self._reviewed
         batch = batch[~batch["pick_id"].isin(done)]
-        decisions = oracle.review(batch, labels=self.labels)
-        skip = decisions["action"] == "skip"
+        decisions = oracle.review(batch, labels=self.labels).reset_index(drop=True)
+        if max_positives is not None:
+            positive = decisions["action"].isin(("accept", "move")).to_numpy()
+            reached = np.flatnonzero(np.cumsum(positive) >= max_positives)
+            if len(reached):
+                decisions = decisions.iloc[: reached[0] + 1]
+        skip = (decisions["action"] == "skip").to_numpy()
+        self._reviewed |= set(decisions.loc[skip, "pick_id"].astype(int).tolist())
         if (~skip).any():
             self._apply_decisions(decisions[~skip], source="oracle")
-        self._reviewed |= set(decisions.loc[skip, "pick_id"].astype(int).tolist())
-        self.position = len(self.queue)
+        else:
+            self._advance()
         self._save_labels()
         self._save_queue()
         return decisions

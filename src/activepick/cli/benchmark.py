@@ -1,0 +1,151 @@
+"""``activepick benchmark``: compare active-learning strategies (SPEC section 6)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..errors import ActivePickError
+
+
+def _int_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of ints: {text!r}") from None
+
+
+def register(subparsers) -> None:
+    """Add the ``benchmark`` subcommand."""
+    p = subparsers.add_parser(
+        "benchmark",
+        help="compare active-learning strategies on simulated or labelled data",
+        description=(
+            "Active-learning benchmark: initial labels = a seeded random fraction of the "
+            "training particles, then per round train -> T_opt on validation -> test metrics "
+            "-> the strategy queues predictions and a simulated oracle reviews them until "
+            "K = add x N new particle labels. Writes rounds.csv/json, learning curves, the "
+            "distinct-particle matrix, labels_to_95.csv and summary.json to --out; resumable."
+        ),
+    )
+    p.add_argument(
+        "--preset",
+        choices=("quick", "thesis"),
+        default="quick",
+        help="quick: CPU-sized synthetic protocol; thesis: the full thesis protocol (GPU)",
+    )
+    p.add_argument(
+        "--strategies", default="all", help="'all' or comma-separated strategy names (default all)"
+    )
+    p.add_argument(
+        "--seeds", type=_int_list, default=None, help="comma-separated seeds (default 0,1,2)"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="folder: micrographs (with --truth) or train/val/test simulated folders",
+    )
+    p.add_argument(
+        "--truth",
+        type=Path,
+        default=None,
+        help="ground-truth coordinates of --data (file or folder; CryoPPP CSV, STAR, ...)",
+    )
+    p.add_argument("--diameter", type=float, default=None, help="particle diameter in px")
+    p.add_argument(
+        "--setting",
+        choices=("i5-a8.75", "i15-a7.5", "i25-a6.25"),
+        default=None,
+        help="thesis real-data setting (initial / added fractions, tau 0.3)",
+    )
+    p.add_argument("--out", type=Path, default=Path("benchmark_out"), help="output folder")
+    p.add_argument("--initial", type=float, default=None, help="initial label fraction")
+    p.add_argument("--add", type=float, default=None, help="fraction of labels added per round")
+    p.add_argument("--iterations", type=int, default=None, help="trained rounds")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per round")
+    p.add_argument("--tau", type=float, default=None, help="oracle IoU threshold")
+    p.add_argument("--oracle", choices=("optimal", "first"), default=None)
+    p.add_argument(
+        "--partial",
+        choices=("off", "on", "both"),
+        default=None,
+        help="partial-label training (supervise reviewed regions only)",
+    )
+    p.add_argument(
+        "--warm-start",
+        action="store_true",
+        default=None,
+        help="initialise each round from the previous model",
+    )
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    p.add_argument(
+        "--resume",
+        dest="resume",
+        action="store_true",
+        default=True,
+        help="skip rounds already in --out/state.json (default)",
+    )
+    p.add_argument(
+        "--no-resume",
+        dest="resume",
+        action="store_false",
+        help="start again, discarding --out/state.json",
+    )
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the benchmark and print the final-round table."""
+    from ..active.benchmark import benchmark_settings, run_benchmark
+
+    strategies = (
+        None
+        if args.strategies == "all"
+        else [s.strip() for s in args.strategies.split(",") if s.strip()]
+    )
+    settings = benchmark_settings(
+        args.preset,
+        strategies=strategies,
+        seeds=args.seeds,
+        data=args.data,
+        truth=args.truth,
+        diameter=args.diameter,
+        setting=args.setting,
+        initial=args.initial,
+        add=args.add,
+        iterations=args.iterations,
+        epochs=args.epochs,
+        tau=args.tau,
+        oracle=args.oracle,
+        partial=args.partial,
+        warm_start=args.warm_start,
+        device=args.device,
+    )
+    if args.truth is not None and settings.get("diameter") is None:
+        raise ActivePickError("--truth needs --diameter (px) unless the coordinates carry one")
+    t0 = time.perf_counter()
+
+    def progress(info: dict) -> None:
+        stage = info.get("stage", "")
+        if stage in ("train", "review", "simulate"):
+            where = " ".join(
+                f"{k}={info[k]}"
+                for k in ("strategy", "seed", "round", "split", "added", "reviews")
+                if k in info
+            )
+            print(f"[{time.perf_counter() - t0:7.1f} s] {stage:8s} {where}", file=sys.stderr)
+
+    summary = run_benchmark(settings, args.out, progress=progress, resume=args.resume)
+    print(f"benchmark: {summary['rows']} rows in {args.out} ({summary['wall_s']:.0f} s)")
+    for rec in summary["final_round_mean"]:
+        print(
+            f"  {rec['strategy']:20s} partial={str(bool(rec['partial'])):5s} "
+            f"labels={rec['labels']:.0f} reviews={rec['reviews']:.0f} "
+            f"F1@Topt={rec['f1_topt']:.3f} PR-AUC={rec['pr_auc']:.3f}"
+        )
+    return 0
