@@ -296,6 +296,19 @@ def read_shape(path: str | os.PathLike) -> tuple[int, int]:
     return (h, w)
 
 
+def read_pixel_size(path: str | os.PathLike) -> float | None:
+    """Pixel size (Å/px) from an MRC header (``voxel_size.x`` when > 0); None otherwise.
+
+    TIFF / PNG / JPEG files carry no reliable pixel size, so they give None.
+    """
+    path = Path(path)
+    if _kind(path) != "mrc":
+        return None
+    _check_exists(path)
+    with _open_mrc(path, header_only=True) as mrc:
+        return _mrc_pixel_size(mrc)
+
+
 def micrograph_shapes(paths: Iterable[str | os.PathLike]) -> dict[str, tuple[int, int]]:
     """``{micrograph name: (height, width)}`` for many files, from headers only."""
     return {micrograph_name(p): read_shape(p) for p in paths}
