@@ -91,10 +91,11 @@ def test_labelled_particles_are_never_assigned_again():
     oracle = SimulatedOracle(t, mode="optimal", labelled=[0])
     dec = oracle.review(batch("m", [101.0, 199.0], [100.0, 100.0]))
     assert list(dec["action"]) == ["skip", "move"]
-    assert oracle.labelled == {0, 1}
-    # a second batch over the same particles: both are duplicates now
-    again = oracle.review(batch("m", [100.0, 201.0], [100.0, 100.0]))
-    assert list(again["action"]) == ["skip", "skip"]
+    assert oracle.labelled == {0}  # no memory between calls: labels say what is labelled
+    second = batch("m", [100.0, 201.0], [100.0, 100.0])
+    assert list(oracle.review(second)["action"]) == ["skip", "move"]
+    labels = make_picks("m", [dec.loc[1, "x"]], [dec.loc[1, "y"]], D, status="moved")
+    assert list(oracle.review(second, labels=labels)["action"]) == ["skip", "skip"]
 
 
 def test_labels_argument_marks_labelled_particles():

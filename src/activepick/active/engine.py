@@ -790,6 +790,10 @@ class ActiveLearner:
         return q
 
     def _new_ids(self, n: int) -> np.ndarray:
+        """``n`` fresh pick ids, above every id in the labels, predictions and queue."""
+        for df in (self.labels, self.predictions, self.queue):
+            if df is not None and len(df):
+                self._next_id = max(self._next_id, int(df["pick_id"].max()) + 1)
         ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         self._next_id += n
         return ids

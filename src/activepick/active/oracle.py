@@ -84,8 +84,9 @@ class SimulatedOracle:
         order and each gets the first unlabelled ground-truth particle, in truth
         order, with IoU > tau, even if a later one overlaps it better.
     labelled:
-        Truth indices that are labelled already (e.g. the initial set). The
-        oracle never assigns them, and it remembers every particle it assigns.
+        Truth indices that are labelled already (e.g. the initial set); never
+        assigned. Particles labelled later are known from the ``labels`` passed
+        to :meth:`review`.
 
     A matched prediction gets the ground truth's centre: action ``"accept"`` if
     the centres are identical, else ``"move"``. An unmatched prediction that
@@ -128,20 +129,21 @@ class SimulatedOracle:
         """Decide every row of ``batch`` (pick columns + ``pick_id``); see the class docs.
 
         Truth particles in ``self.labelled`` or covered by a positive label of
-        ``labels`` are never assigned. Assigned particles are added to
-        ``self.labelled``. Returns a decision table in batch order.
+        ``labels`` (IoU > tau) are never assigned. The oracle keeps no memory
+        between calls: pass the current ``labels`` so that particles labelled
+        since construction are known (the engine does). Returns a decision table
+        in batch order.
         """
         if len(batch) == 0:
             return empty_decisions()
-        if labels is not None:
-            self.labelled |= self.labelled_from(labels)
+        labelled = set(self.labelled) | self.labelled_from(labels)
         batch = batch.reset_index(drop=True)
         truth_index = np.full(len(batch), -1, dtype=np.int64)
         for name, rows in batch.groupby("micrograph", sort=False):
-            ti, bi, _ = self._match(rows, str(name), exclude=self.labelled, mode=self.mode)
+            ti, bi, _ = self._match(rows, str(name), exclude=labelled, mode=self.mode)
             truth_index[rows.index.to_numpy()[bi]] = ti
-            self.labelled.update(int(t) for t in ti)
-        return self._decisions(batch, truth_index)
+            labelled.update(int(t) for t in ti)
+        return self._decisions(batch, truth_index, labelled)
 
     def _match(
         self, rows: pd.DataFrame, name: str, *, exclude: set[int], mode: str
@@ -167,11 +169,11 @@ class SimulatedOracle:
         keep = iou > self.tau  # strict, whatever the matcher's convention at the boundary
         return cand[ib[keep]], ia[keep], iou[keep]
 
-    def _overlaps_labelled(self, row: pd.Series) -> bool:
+    def _overlaps_labelled(self, row: pd.Series, labelled: set[int]) -> bool:
         """Whether a pick overlaps (IoU > tau) any labelled truth particle on its micrograph."""
         from ..matching import circle_iou
 
-        idx = [i for i in self._by_micrograph.get(str(row["micrograph"]), []) if i in self.labelled]
+        idx = [i for i in self._by_micrograph.get(str(row["micrograph"]), []) if i in labelled]
         if not idx:
             return False
         truth = self.truth.iloc[idx]
@@ -179,7 +181,9 @@ class SimulatedOracle:
         iou = circle_iou(d, row["diameter"] / 2, truth["diameter"].to_numpy() / 2)
         return bool(np.any(np.asarray(iou) > self.tau))
 
-    def _decisions(self, batch: pd.DataFrame, truth_index: np.ndarray) -> pd.DataFrame:
+    def _decisions(
+        self, batch: pd.DataFrame, truth_index: np.ndarray, labelled: set[int]
+    ) -> pd.DataFrame:
         """Build the decision table from the per-row truth assignment (-1 = none)."""
         x = batch["x"].to_numpy(float).copy()
         y = batch["y"].to_numpy(float).copy()
@@ -190,7 +194,9 @@ class SimulatedOracle:
                 actions[i] = "accept" if (tx == x[i] and ty == y[i]) else "move"
                 x[i], y[i] = tx, ty
             else:
-                actions[i] = "skip" if self._overlaps_labelled(batch.iloc[i]) else "reject"
+                actions[i] = (
+                    "skip" if self._overlaps_labelled(batch.iloc[i], labelled) else "reject"
+                )
         return pd.DataFrame(
             {
                 "pick_id": batch["pick_id"].to_numpy(np.int64),

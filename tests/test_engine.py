@@ -1,0 +1,250 @@
+"""The active-learning engine: bookkeeping on hand-made predictions, and a real 2-round loop."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from activepick.active.engine import ActiveLearner, ReviewError, empty_labels
+from activepick.active.oracle import SimulatedOracle
+from activepick.constants import LABEL_COLUMNS, PICK_COLUMNS
+from activepick.detector import DetectorConfig
+from activepick.errors import CoordinateError
+from activepick.io.micrograph import Micrograph
+from activepick.io.picks import make_picks
+
+D = 20.0  # particle diameter, px
+
+
+def pool(n=2, size=128):
+    return [Micrograph(f"m{i}", np.zeros((size, size), np.float32)) for i in range(n)]
+
+
+def learner(**kw):
+    cfg = DetectorConfig(diameter=D, input_size=128, epochs=1, batch_size=2, device="cpu")
+    kw.setdefault("strategy", "low_confidence")
+    return ActiveLearner(pool(), cfg, **kw)
+
+
+def set_predictions(al, rows):
+    """rows: (micrograph, x, y, confidence); pick ids 100, 101, ..."""
+    mic, x, y, c = zip(*rows, strict=True)
+    pred = make_picks(list(mic), x, y, D, confidence=list(c), status="predicted", round=al.round)
+    pred["pick_id"] = np.arange(100, 100 + len(pred))
+    al.predictions = pred
+    return pred
+
+
+PREDS = [
+    ("m0", 20.0, 20.0, 0.9),  # 100
+    ("m0", 60.0, 20.0, 0.2),  # 101
+    ("m0", 100.0, 20.0, 0.05),  # 102
+    ("m1", 20.0, 60.0, 0.4),  # 103
+    ("m1", 60.0, 60.0, 0.005),  # 104: below min_confidence 0.01
+]
+
+
+def test_select_orders_by_strategy_and_skips_low_confidence():
+    al = learner(batch_size=3)
+    set_predictions(al, PREDS)
+    queue = al.select()
+    # low confidence first, 104 is not a candidate
+    assert list(queue["pick_id"]) == [102, 101, 103]
+    assert al.position == 0
+    assert {"uncertainty", "rank"} <= set(queue.columns)
+    assert len(al.select(k=10)) == 4
+
+
+def test_decide_accept_move_reject_and_position():
+    al = learner(batch_size=3)
+    set_predictions(al, PREDS)
+    al.select()  # 102, 101, 103
+    al.decide(102, "reject")
+    assert al.position == 1
+    al.decide(101, "move", 63.0, 22.0)
+    al.decide(103, "accept")
+    assert al.position == 3
+    lab = al.labels.set_index("pick_id")
+    assert tuple(al.labels.columns) == LABEL_COLUMNS
+    assert lab.loc[102, "status"] == "rejected" and lab.loc[102, "x"] == 100.0
+    assert (lab.loc[101, "x"], lab.loc[101, "y"]) == (63.0, 22.0)
+    assert (lab.loc[101, "pred_x"], lab.loc[101, "pred_y"]) == (60.0, 20.0)
+    assert lab.loc[101, "status"] == "moved" and lab.loc[103, "status"] == "accepted"
+    assert lab.loc[103, "confidence"] == pytest.approx(0.4)
+    assert set(lab["source"]) == {"human"} and set(lab["strategy"]) == {"low_confidence"}
+    assert al.counts() == {
+        "accepted": 1,
+        "moved": 1,
+        "added": 0,
+        "rejected": 1,
+        "imported": 0,
+        "positive": 2,
+    }
+
+
+def test_decide_errors():
+    al = learner()
+    set_predictions(al, PREDS)
+    with pytest.raises(ReviewError, match="no predicted pick"):
+        al.decide(999, "accept")
+    with pytest.raises(ReviewError, match="unknown action"):
+        al.decide(100, "maybe")
+    with pytest.raises(ReviewError, match="needs the new x and y"):
+        al.decide(100, "move")
+    with pytest.raises(CoordinateError, match="outside"):
+        al.decide(100, "move", 500.0, 10.0)
+    assert len(al.labels) == 0
+
+
+def test_undo_add_remove_and_redecide():
+    al = learner(batch_size=2)
+    set_predictions(al, PREDS)
+    al.select()  # 102, 101
+    al.decide(102, "accept")
+    al.decide(102, "reject")  # a second decision replaces the first
+    assert len(al.labels) == 1 and al.labels.loc[0, "status"] == "rejected"
+    assert al.undo() and al.labels.loc[0, "status"] == "accepted"
+    pid = al.add_particle("m1", 90.0, 90.0)
+    assert pid not in set(al.predictions["pick_id"])
+    added = al.labels.set_index("pick_id").loc[pid]
+    assert added["status"] == "added" and added["diameter"] == D and np.isnan(added["pred_x"])
+    al.remove_label(pid)
+    assert pid not in set(al.labels["pick_id"])
+    assert al.undo() and pid in set(al.labels["pick_id"])  # removal undone
+    assert al.undo() and pid not in set(al.labels["pick_id"])  # addition undone
+    assert al.undo() and len(al.labels) == 0 and al.position == 0  # first decision undone
+    assert al.undo() is False
+    with pytest.raises(ReviewError):
+        al.remove_label(12345)
+    with pytest.raises(CoordinateError, match="not in the pool"):
+        al.add_particle("nope", 1.0, 1.0)
+    with pytest.raises(CoordinateError, match="outside"):
+        al.add_particle("m0", -1.0, 1.0)
+
+
+def test_candidates_exclude_regions_of_labels_and_complete_micrographs():
+    al = learner()
+    set_predictions(al, PREDS)
+    al.add_particle("m0", 65.0, 20.0)  # within D/2 of pick 101 (d = 5)
+    al.add_particle("m0", 100.0, 31.0)  # d = 11 > D/2 from pick 102: still a candidate
+    al.mark_complete("m1")
+    assert list(al.candidates()["pick_id"]) == [100, 102]
+    al.mark_complete("m1", False)
+    assert list(al.candidates()["pick_id"]) == [100, 102, 103]
+
+
+def test_counts_by_round_and_export():
+    al = learner()
+    set_predictions(al, PREDS)
+    al.add_labels(make_picks("m1", [100.0], [100.0], D), source="import")
+    al.decide(100, "accept")
+    al.round = 1
+    al.decide(101, "reject")
+    al.add_particle("m0", 30.0, 100.0)
+    assert al.counts(round=0) == {
+        "accepted": 1,
+        "moved": 0,
+        "added": 0,
+        "rejected": 0,
+        "imported": 1,
+        "positive": 2,
+    }
+    assert al.counts(round=1)["rejected"] == 1 and al.counts(round=1)["added"] == 1
+    picks = al.export_picks()
+    assert tuple(picks.columns) == PICK_COLUMNS
+    assert sorted(zip(picks["micrograph"], picks["x"], strict=True)) == [
+        ("m0", 20.0),
+        ("m0", 30.0),
+        ("m1", 100.0),
+    ]
+    # with predictions >= 0.3: 100 is decided, 101 (0.2) below; 103 (0.4) joins
+    more = al.export_picks(include_predictions=True, threshold=0.3)
+    assert len(more) == 4 and more.iloc[-1]["status"] == "predicted"
+    assert (more.iloc[-1]["micrograph"], more.iloc[-1]["x"]) == ("m1", 20.0)
+    # a prediction overlapping a label (IoU > 0.3) is left out; T_opt default 0.5
+    al.add_particle("m1", 22.0, 60.0)
+    assert len(al.export_picks(include_predictions=True, threshold=0.3)) == 4
+    assert len(al.export_picks(include_predictions=True)) == 4  # only labels reach 0.5
+
+
+def test_t_opt_from_decisions_without_validation():
+    al = learner(batch_size=5)
+    set_predictions(al, PREDS)
+    assert al.t_opt == 0.5
+    al.decide(100, "accept")  # 0.9
+    al.decide(103, "accept")  # 0.4
+    al.decide(101, "reject")  # 0.2
+    al.decide(102, "reject")  # 0.05
+    al.select()
+    assert al.t_opt_source == "decisions"
+    assert 0.2 < al.t_opt <= 0.4  # any threshold in (0.2, 0.4] separates them
+
+
+def test_review_with_oracle_stops_at_max_positives():
+    al = learner(batch_size=4)
+    set_predictions(al, PREDS)
+    truth = make_picks(["m0", "m0", "m1"], [61.0, 101.0, 20.0], [20.0, 20.0, 60.0], D)
+    al.select()  # 102, 101, 103, 100
+    dec = al.review_with(SimulatedOracle(truth, tau=0.7), max_positives=2)
+    assert list(dec["pick_id"]) == [102, 101]
+    assert list(dec["action"]) == ["move", "move"]
+    assert al.position == 2
+    dec = al.review_with(SimulatedOracle(truth, tau=0.7))
+    assert list(dec["action"]) == ["accept", "reject"]  # 103 exact, 100 on nothing
+    assert set(al.labels["source"]) == {"oracle"}
+    assert al.counts()["positive"] == 3 and al.counts()["rejected"] == 1
+
+
+def test_empty_labels_columns():
+    assert tuple(empty_labels().columns) == LABEL_COLUMNS
+
+
+@pytest.mark.slow
+def test_two_round_loop_on_simulated_data(tmp_path):
+    from activepick.simulate import simulate_micrograph
+
+    rng = np.random.default_rng(3)
+    mics, truths = [], []
+    for i in range(3):
+        img, xy = simulate_micrograph(rng, size=192, n_particles=8, diameter=D, snr=1.0)
+        mics.append(Micrograph(f"s{i}", img))
+        truths.append(make_picks(f"s{i}", xy[:, 0], xy[:, 1], D))
+    truth = pd.concat(truths, ignore_index=True)
+    val = Micrograph("v0", mics[0].data.copy())
+    val_truth = truths[0].assign(micrograph="v0")
+    cfg = DetectorConfig(diameter=D, input_size=192, epochs=1, batch_size=3, device="cpu", seed=0)
+    al = ActiveLearner(
+        mics,
+        cfg,
+        strategy="random",
+        batch_size=4,
+        seed=1,
+        validation=([val], val_truth),
+        test=([val], val_truth),
+    )
+    al.add_labels(truth.iloc[[0, 9, 17]], source="initial")
+    oracle = SimulatedOracle(truth, tau=0.3, labelled=[0, 9, 17])
+    progress = []
+    for _ in range(2):
+        gen = al.iter_round()
+        while True:
+            try:
+                progress.append(next(gen))
+            except StopIteration as stop:
+                summary = stop.value
+                break
+        assert len(al.queue) <= 4
+        before = al.counts()["positive"]
+        dec = al.review_with(oracle)
+        assert len(dec) == len(al.queue)
+        gained = int(dec["action"].isin(["accept", "move"]).sum())
+        assert al.counts()["positive"] == before + gained
+    assert al.round == 2 and len(al.history) == 2
+    assert [h["labels"] for h in al.history][0] == 3
+    assert al.history[1]["labels"] == 3 + al.counts(round=1)["positive"]
+    assert summary is al.history[-1] and summary["train_s"] > 0
+    for h in al.history:
+        assert h["t_opt_source"] == "validation" and 0 <= h["t_opt"] <= 1
+        assert set(h["metrics"]) >= {"f1_topt", "pr_auc", "recall_03", "mean_iou"}
+        assert h["predict_s"] > 0
+    stages = {p["stage"] for p in progress}
+    assert {"train", "validate", "test", "predict", "select"} <= stages
