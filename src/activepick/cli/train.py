@@ -82,14 +82,24 @@ def run(args: argparse.Namespace) -> int:
 
     from ..detector import DetectorConfig, load_checkpoint, save_checkpoint, train_detector
     from ..io.formats import read_coordinates
-    from ..io.micrograph import list_micrographs, micrograph_name, read_micrograph
+    from ..io.micrograph import (
+        list_micrographs,
+        micrograph_name,
+        micrograph_shapes,
+        read_micrograph,
+    )
     from ..io.picks import positive_picks
 
     paths = list_micrographs(args.micrographs)
     if not paths:
         raise MicrographError(f"{args.micrographs}: no micrographs found")
     by_name = {micrograph_name(p): p for p in paths}
-    picks = read_coordinates(args.coords, args.fmt, diameter=args.diameter)
+    shapes = micrograph_shapes(paths)
+    picks = read_coordinates(
+        args.coords, args.fmt, diameter=args.diameter, shapes=shapes, on_error="skip"
+    )
+    for line in picks.attrs.get("skipped", []):
+        print(line, file=sys.stderr)
     picks = positive_picks(picks)
     matched, no_picks, no_file = match_micrographs(
         list(by_name), set(picks["micrograph"].astype(str))

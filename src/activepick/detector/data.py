@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MicrographError
+from ..io.micrograph import normalise
 from .config import INPUT_MULTIPLE
 
 #: The 8 views of the dihedral group: (quarter turns counter-clockwise, flip columns).
@@ -83,9 +84,7 @@ def prepare_image(image: np.ndarray, input_size: int) -> tuple[torch.Tensor, tup
     t = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)[None, None]
     if (nh, nw) != (h, w):
         t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False, antialias=nh < h)
-    t = t[0]
-    std = t.std()
-    t = (t - t.mean()) / (std if std > 0 else 1.0)
+    t = torch.from_numpy(normalise(t[0].numpy()))
     ph, pw = padded_shape((nh, nw))
     t = F.pad(t, (0, pw - nw, 0, ph - nh))
     return t.contiguous(), (nw / w, nh / h)
