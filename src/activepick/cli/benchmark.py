@@ -19,6 +19,16 @@ def _int_list(text: str | None) -> list[int] | None:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of ints: {text!r}") from None
 
 
+def _split_sizes(counts: list[int] | None) -> dict[str, int]:
+    if counts is None:
+        return {}
+    if len(counts) != 3 or min(counts) < 1:
+        raise ActivePickError(
+            f"--micrographs needs three positive counts TRAIN,VAL,TEST, not {counts}"
+        )
+    return dict(zip(("n_train", "n_val", "n_test"), counts, strict=True))
+
+
 def register(subparsers) -> None:
     """Add the ``benchmark`` subcommand."""
     p = subparsers.add_parser(
@@ -83,6 +93,19 @@ def register(subparsers) -> None:
         help="initialise each round from the previous model",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    sim = p.add_argument_group("overrides of the preset (synthetic data and detector)")
+    sim.add_argument(
+        "--micrographs",
+        type=_int_list,
+        default=None,
+        metavar="TRAIN,VAL,TEST",
+        help="simulated micrographs per split",
+    )
+    sim.add_argument("--size", type=int, default=None, help="simulated micrograph size (px)")
+    sim.add_argument("--particles", type=int, default=None, help="particles per micrograph")
+    sim.add_argument("--snr", type=float, default=None, help="simulated SNR")
+    sim.add_argument("--arch", choices=("light", "full"), default=None, help="network")
+    sim.add_argument("--input-size", type=int, default=None, help="network input long side (px)")
     p.add_argument(
         "--resume",
         dest="resume",
@@ -125,6 +148,12 @@ def run(args: argparse.Namespace) -> int:
         partial=args.partial,
         warm_start=args.warm_start,
         device=args.device,
+        size=args.size,
+        particles=args.particles,
+        snr=args.snr,
+        arch=args.arch,
+        input_size=args.input_size,
+        **_split_sizes(args.micrographs),
     )
     if args.truth is not None and settings.get("diameter") is None:
         raise ActivePickError("--truth needs --diameter (px) unless the coordinates carry one")

@@ -1,0 +1,140 @@
+"""The benchmark: settings, initial sets, labels-to-95, and a tiny end-to-end CLI run with resume."""
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from activepick.active.benchmark import (
+    BASELINE,
+    PRESETS,
+    BenchmarkError,
+    benchmark_settings,
+    initial_indices,
+    labels_to_95,
+)
+from activepick.cli import main
+
+
+def test_settings_layers_and_real_data_setting():
+    s = benchmark_settings("thesis")
+    assert (s["n_train"], s["particles"], s["iterations"], s["epochs"]) == (70, 40, 9, 10)
+    assert (s["initial"], s["add"], s["tau"]) == (0.025, 0.025, 0.7)
+    r = benchmark_settings("quick", setting="i15-a7.5")
+    assert (r["initial"], r["add"], r["iterations"], r["tau"]) == (0.15, 0.075, 9, 0.3)
+    assert benchmark_settings("quick", epochs=3, strategies=None)["epochs"] == 3
+    assert benchmark_settings("quick")["epochs"] == PRESETS["quick"]["epochs"]
+    with pytest.raises(BenchmarkError, match="unknown strategies"):
+        benchmark_settings("quick", strategies=["psychic"])
+    with pytest.raises(BenchmarkError, match="setting"):
+        benchmark_settings("quick", setting="i99")
+
+
+def test_initial_set_is_seeded_and_the_same_for_every_strategy():
+    a = initial_indices(2800, 0.025, seed=0)
+    assert len(a) == 70 and len(set(a)) == 70 and a.max() < 2800
+    assert np.array_equal(a, initial_indices(2800, 0.025, seed=0))
+    assert not np.array_equal(a, initial_indices(2800, 0.025, seed=1))
+    assert len(initial_indices(10, 0.01, seed=0)) == 1  # at least one label
+
+
+def test_labels_to_95_uses_seed_means_against_the_baseline():
+    rows = [
+        # baseline F1 mean 0.8 -> target 0.76
+        {
+            "strategy": BASELINE,
+            "seed": 0,
+            "partial": False,
+            "round": 1,
+            "labels": 100,
+            "f1_topt": 0.7,
+        },
+        {
+            "strategy": BASELINE,
+            "seed": 1,
+            "partial": False,
+            "round": 1,
+            "labels": 100,
+            "f1_topt": 0.9,
+        },
+    ]
+    for seed, f1s in ((0, [0.5, 0.74, 0.9]), (1, [0.6, 0.8, 0.8])):
+        for r, f1 in enumerate(f1s, start=1):
+            rows.append(
+                {
+                    "strategy": "a",
+                    "seed": seed,
+                    "partial": False,
+                    "round": r,
+                    "labels": 10 * r,
+                    "f1_topt": f1,
+                }
+            )
+            rows.append(
+                {
+                    "strategy": "b",
+                    "seed": seed,
+                    "partial": False,
+                    "round": r,
+                    "labels": 10 * r,
+                    "f1_topt": 0.3,
+                }
+            )
+    out = labels_to_95(pd.DataFrame(rows)).set_index("strategy")
+    assert out.loc["a", "target_f1"] == pytest.approx(0.76)
+    # seed means of a: 0.55, 0.77, 0.85 -> reached at round 2 with 20 labels
+    assert out.loc["a", "labels"] == 20 and out.loc["a", "round"] == 2 and out.loc["a", "reached"]
+    assert math.isnan(out.loc["b", "labels"]) and not out.loc["b", "reached"]
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_cli_writes_every_output_and_resumes(tmp_path, capsys):
+    out = tmp_path / "bench"
+    args = [
+        "benchmark", "--strategies", "random,low_confidence", "--seeds", "0",
+        "--micrographs", "3,1,1", "--size", "128", "--particles", "6", "--snr", "1.0",
+        "--diameter", "20", "--input-size", "128", "--epochs", "1", "--iterations", "2",
+        "--initial", "0.2", "--add", "0.2", "--tau", "0.3", "--out", str(out),
+    ]  # fmt: skip
+    assert main(args) == 0
+    for name in (
+        "rounds.csv", "rounds.json", "summary.json", "labels_to_95.csv", "state.json",
+        "distinct_particles.csv", "distinct_particles.png", "learning_f1_topt.png",
+        "learning_pr_auc.png", "learning_mean_iou.png", "split.json",
+    ):  # fmt: skip
+        assert (out / name).stat().st_size > 0, name
+    rounds = pd.read_csv(out / "rounds.csv")
+    n = 18  # 3 micrographs x 6 particles: 4 initial labels (0.2 x 18 -> 4), K = 4
+    assert len(rounds) == 2 * 2 + 1
+    base = rounds[rounds["strategy"] == BASELINE]
+    assert list(base["labels"]) == [n]
+    for strategy in ("random", "low_confidence"):
+        r = rounds[rounds["strategy"] == strategy].sort_values("round")
+        assert list(r["round"]) == [1, 2]
+        assert r["labels"].iloc[0] == 4
+        assert 4 <= r["labels"].iloc[1] <= 8  # + up to K new labels (fewer if candidates ran out)
+        assert r["reviews"].iloc[1] >= r["labels"].iloc[1] - 4
+        assert r[["f1_topt", "pr_auc", "t_opt", "train_s"]].notna().all().all()
+    state = json.loads((out / "state.json").read_text())
+    runs = state["runs"]
+    for strategy in ("random", "low_confidence"):
+        info = runs[f"{strategy}__s0__partial-off"]
+        assert info["rounds_done"] == 2
+        r2 = rounds[(rounds["strategy"] == strategy) & (rounds["round"] == 2)]
+        assert len(set(info["selected"])) == len(info["selected"]) == r2["labels"].iloc[0] - 4
+    matrix = pd.read_csv(out / "distinct_particles.csv", index_col=0)
+    assert list(matrix.index) == ["random", "low_confidence"]
+    assert matrix.loc["random", "random"] == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["rows"] == 5
+    # resume: nothing left to do, the same rows come back
+    mtime = (out / "state.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert (out / "state.json").stat().st_mtime_ns == mtime
+    assert len(pd.read_csv(out / "rounds.csv")) == 5
+    # another protocol in the same folder is refused with a message naming the file
+    capsys.readouterr()
+    assert main([*args[:-2], "--epochs", "2", "--out", str(out)]) == 2
+    assert "state.json" in capsys.readouterr().err
