@@ -37,8 +37,9 @@ def read(path: Path) -> pd.DataFrame:
             df[col] = pd.to_numeric(text.where(text != "", "nan"), errors="coerce").astype(
                 np.float64
             )
-    if "diameter" not in df.columns:
-        df["diameter"] = np.nan
+    for col in ("diameter", "confidence"):
+        if col not in df.columns:
+            df[col] = np.nan
     return df
 
 

@@ -36,8 +36,10 @@ def read(path: Path) -> pd.DataFrame:
     require_columns(df, COLUMNS[:3], path, "Topaz file (tab-separated with a header)")
     conf = np.nan
     if "score" in df.columns:
-        score = numeric(df.replace({"score": {"": "nan"}}), "score")
-        bad = ~np.isfinite(score) & (df["score"].str.strip().str.lower().isin(["", "nan"]) == False)  # noqa: E712
+        text = df["score"].str.strip()
+        blank = text.str.lower().isin(["", "nan"])
+        score = pd.to_numeric(text.where(~blank, "nan"), errors="coerce").to_numpy(np.float64)
+        bad = ~np.isfinite(score) & ~blank.to_numpy()
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise CoordinateError(
