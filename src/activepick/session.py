@@ -78,7 +78,7 @@ STRING_COLUMNS: frozenset[str] = frozenset({"micrograph", "status", "time", "str
 STALE_TEMP_AGE_S = 3600.0
 
 _ROUND_RE = re.compile(r"^round_(\d+)$")
-_NEEDS_QUOTES = re.compile(r'[,"\r\n]|^\s|\s$')
+_NEEDS_QUOTES = re.compile(r'[,"\r\n]')
 
 
 class SessionWarning(UserWarning):
@@ -89,22 +89,19 @@ class SessionWarning(UserWarning):
 
 
 def _column_text(values: np.ndarray) -> list[str]:
-    """CSV fields of one column: floats as shortest round-trip repr, NaN as ""."""
+    """CSV fields of one column: floats as shortest round-trip repr, NaN / None as ""."""
     if values.dtype.kind == "f":
         return ["" if v != v else repr(v) for v in values.tolist()]
     if values.dtype.kind in "iub":
         return [str(v) for v in values.tolist()]
-    out = []
-    for v in values.tolist():
-        if v is None or (isinstance(v, float) and v != v):
-            s = ""
-        elif isinstance(v, float):
-            s = repr(v)
-        else:
-            s = str(v)
-        if _NEEDS_QUOTES.search(s):
-            s = '"' + s.replace('"', '""') + '"'
-        out.append(s)
+    out = [
+        ""
+        if v is None or (isinstance(v, float) and v != v)
+        else (repr(v) if isinstance(v, float) else str(v))
+        for v in values.tolist()
+    ]
+    if _NEEDS_QUOTES.search("\x00".join(out)):  # rare: quote only the fields that need it
+        out = ['"' + s.replace('"', '""') + '"' if _NEEDS_QUOTES.search(s) else s for s in out]
     return out
 
 
@@ -120,7 +117,7 @@ def table_to_csv(df: pd.DataFrame) -> str:
     if len(df) == 0:
         return header + "\n"
     cols = [_column_text(df[c].to_numpy()) for c in df.columns]
-    return header + "\n" + "\n".join(",".join(row) for row in zip(*cols)) + "\n"
+    return header + "\n" + "\n".join(",".join(row) for row in zip(*cols, strict=True)) + "\n"
 
 
 def read_table(path: Path) -> pd.DataFrame:
