@@ -385,7 +385,7 @@ def test_save_round_and_load_detector_with_a_real_detector(session):
 
 # ----------------------------------------------------------------------------- crash safety
 
-_BASE = _labels(12000, seed=5)
+_BASE = _labels(40000, seed=5)
 
 
 def _table(n: int) -> pd.DataFrame:
@@ -408,14 +408,14 @@ def test_sigkill_during_saves_never_leaves_a_partial_table(session):
     rng = np.random.default_rng(0)
     session.save_labels(_table(0))
     last = 0
-    for _ in range(5):
+    for _ in range(30):
         counter = ctx.Value("i", -1, lock=False)
         proc = ctx.Process(target=_saver, args=(str(session.folder), last + 1, counter))
         proc.start()
         deadline = time.monotonic() + 20
         while counter.value < last + 1 and time.monotonic() < deadline:
             time.sleep(0.002)
-        time.sleep(rng.uniform(0.0, 0.15))
+        time.sleep(rng.uniform(0.0, 0.03))
         os.kill(proc.pid, signal.SIGKILL)
         proc.join()
         reported = counter.value
