@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -273,6 +274,37 @@ def test_failed_write_keeps_previous_labels(session, monkeypatch):
         "labels.csv.bak",
         "session.json",
     ]
+
+
+def test_save_refuses_a_table_it_could_not_load_back(session):
+    session.save_labels(_labels(3))
+    with pytest.raises(SessionError, match=r"labels\.csv: unknown status value\(s\) \['maybe'\]"):
+        session.save_labels(_labels(3).assign(status="maybe"))
+    with pytest.raises(SessionError, match=r"missing column\(s\) pred_y"):
+        session.save_labels(_labels(3).drop(columns="pred_y"))
+    pd.testing.assert_frame_equal(session.load_labels(), _labels(3))
+
+
+def test_saves_from_two_threads_leave_valid_files(session):
+    tables = [_labels(n) for n in range(20, 60)]
+
+    def save(part):
+        for t in part:
+            session.save_labels(t)
+            session.save_queue(_queue(len(t) % 7 + 1), 0)
+
+    threads = [threading.Thread(target=save, args=(tables[i::2],)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = session.load_labels()
+        queue, _ = session.load_queue()
+    pd.testing.assert_frame_equal(loaded, _labels(len(loaded)))
+    assert len(loaded) in (58, 59)
+    assert len(queue) == 58 % 7 + 1 or len(queue) == 59 % 7 + 1
 
 
 def test_stale_temp_files_are_removed_on_open_recent_ones_kept(session):

@@ -49,6 +49,7 @@ import json
 import os
 import re
 import shutil
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -58,7 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .constants import LABEL_COLUMNS, LABEL_SOURCES, PICK_COLUMNS
+from .constants import LABEL_COLUMNS, LABEL_SOURCES, PICK_COLUMNS, STATUSES
 from .errors import CoordinateError, SessionError
 from .io.atomic import atomic_path, atomic_write_text
 from .io.picks import empty_picks, now_utc, validate_picks
@@ -321,6 +322,7 @@ class Session:
         self.settings = settings
         self.micrograph_paths = micrograph_paths
         self.created = created
+        self._lock = threading.Lock()  # saves from the GUI thread and a worker thread
 
     def __repr__(self) -> str:
         return f"Session({str(self.folder)!r}, micrographs={len(self.micrograph_paths)}, rounds={self.rounds()})"
@@ -515,10 +517,17 @@ class Session:
             raise SessionError(
                 f"label table for {self.folder / LABELS_FILE}: missing column(s) {', '.join(missing)}"
             )
+        for col, allowed in (("status", STATUSES), ("source", LABEL_SOURCES)):
+            unknown = set(labels[col].astype(str).unique()) - set(allowed)
+            if unknown:
+                raise SessionError(
+                    f"label table for {self.folder / LABELS_FILE}: unknown {col} value(s) "
+                    f"{sorted(unknown)}; nothing written"
+                )
         cols = list(LABEL_COLUMNS) + [c for c in labels.columns if c not in LABEL_COLUMNS]
         text = table_to_csv(labels[cols])
         path = self.folder / LABELS_FILE
-        with atomic_path(path) as tmp:
+        with self._lock, atomic_path(path) as tmp:
             tmp.write_text(text, encoding="utf-8")
             if path.exists():
                 self._backup_labels(path)
@@ -584,14 +593,15 @@ class Session:
         digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
         qpath = self.folder / QUEUE_FILE
         spath = self.folder / QUEUE_STATE_FILE
-        old = None
-        if spath.is_file() and qpath.is_file():
-            with contextlib.suppress(SessionError):
-                old = _read_json(spath)
-        if not (isinstance(old, dict) and old.get("sha256") == digest):
-            _write_csv(qpath, text)
         state = {"position": position, "length": len(queue), "sha256": digest, "time": now_utc()}
-        atomic_write_text(spath, _dumps(state, str(spath)))
+        with self._lock:
+            old = None
+            if spath.is_file() and qpath.is_file():
+                with contextlib.suppress(SessionError):
+                    old = _read_json(spath)
+            if not (isinstance(old, dict) and old.get("sha256") == digest):
+                _write_csv(qpath, text)
+            atomic_write_text(spath, _dumps(state, str(spath)))
 
     def load_queue(self) -> tuple[pd.DataFrame, int]:
         """``(queue, position)``; ``(empty queue, 0)`` when none was saved.
@@ -666,11 +676,12 @@ class Session:
             entry["round"] = r
             text = _dumps(entry, str(folder / METRICS_FILE))
             atomic_write_text(folder / METRICS_FILE, text)
-            history = [h for h in self.history() if int(h.get("round", -1)) != r]
-            history.append(json.loads(text))
-            history.sort(key=lambda h: int(h.get("round", 0)))
             path = self.folder / HISTORY_FILE
-            atomic_write_text(path, _dumps(history, str(path)))
+            with self._lock:
+                history = [h for h in self.history() if int(h.get("round", -1)) != r]
+                history.append(json.loads(text))
+                history.sort(key=lambda h: int(h.get("round", 0)))
+                atomic_write_text(path, _dumps(history, str(path)))
 
     def rounds(self) -> list[int]:
         """Round numbers that have a ``rounds/round_NNN`` folder, ascending."""
