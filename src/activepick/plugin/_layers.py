@@ -1,0 +1,285 @@
+"""Translation between pick tables / micrographs and napari layer data.
+
+napari shows a micrograph stack as an Image layer of shape ``(N, H, W)`` (a
+single micrograph as ``(H, W)``) and picks as a Points layer whose coordinates
+are ``(row, col) = (y, x)`` in pixels of the ORIGINAL micrograph, with the stack
+index as a leading coordinate when there are several micrographs:
+``(index, y, x)``. Micrographs of different shapes are stacked top-left aligned
+(padded at the bottom / right), so pixel coordinates never change.
+
+Layer metadata of a micrograph stack (``MICROGRAPHS_KEY`` etc.):
+``{"micrographs": [names], "paths": [str | None], "pixel_size": float | None,
+"shapes": {name: (h, w)}}``. Points layers carry the pick columns as features
+(``micrograph``, ``confidence``, ``status``, ...) and the same ``micrographs``
+list in their metadata.
+
+Only conversions live here: no file formats (``io``), no training (``active``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..constants import (
+    PICK_COLUMNS,
+    STATUS_ACCEPTED,
+    STATUS_ADDED,
+    STATUS_IMPORTED,
+    STATUS_MOVED,
+    STATUS_PREDICTED,
+    STATUS_REJECTED,
+)
+from ..io.picks import empty_picks, validate_picks
+
+#: Layer metadata keys.
+MICROGRAPHS_KEY = "micrographs"
+PATHS_KEY = "paths"
+PIXEL_SIZE_KEY = "pixel_size"
+SHAPES_KEY = "shapes"
+
+#: Border colour of a pick by status (hollow circles).
+STATUS_COLORS: dict[str, str] = {
+    STATUS_PREDICTED: "yellow",
+    STATUS_ACCEPTED: "lime",
+    STATUS_MOVED: "cyan",
+    STATUS_REJECTED: "red",
+    STATUS_ADDED: "magenta",
+    STATUS_IMPORTED: "dodgerblue",
+}
+#: Contrast limits of micrographs: these percentiles of a pixel sample.
+CONTRAST_PERCENTILES = (0.5, 99.5)
+#: Pixels sampled for the contrast limits.
+CONTRAST_SAMPLE = 1_000_000
+#: Border width of picks, as a fraction of the point size.
+BORDER_WIDTH = 0.08
+
+
+def contrast_limits(images: Sequence[np.ndarray] | np.ndarray) -> tuple[float, float]:
+    """Display range from the ``CONTRAST_PERCENTILES`` of a strided pixel sample."""
+    arrays = [images] if isinstance(images, np.ndarray) and images.ndim == 2 else list(images)
+    arrays = arrays[:: max(1, len(arrays) // 8)][:8]
+    per = max(1, CONTRAST_SAMPLE // max(1, len(arrays)))
+    sample = []
+    for a in arrays:
+        flat = np.asarray(a, dtype=np.float32).ravel()
+        sample.append(flat[:: max(1, flat.size // per)])
+    values = np.concatenate(sample) if sample else np.zeros(1, np.float32)
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return (0.0, 1.0)
+    lo, hi = np.percentile(values, CONTRAST_PERCENTILES)
+    if not hi > lo:
+        hi = lo + 1.0
+    return (float(lo), float(hi))
+
+
+def stack_images(images: Sequence[np.ndarray]) -> np.ndarray:
+    """Stack 2-D images into ``(N, H, W)`` float32, top-left aligned.
+
+    Smaller images are padded at the bottom / right with their median, so a pixel
+    ``(y, x)`` of every image keeps its coordinates in the stack.
+    """
+    h = max(int(a.shape[0]) for a in images)
+    w = max(int(a.shape[1]) for a in images)
+    out = np.empty((len(images), h, w), dtype=np.float32)
+    for i, a in enumerate(images):
+        a = np.asarray(a, dtype=np.float32)
+        if a.shape != (h, w):
+            out[i] = np.median(a)
+        out[i, : a.shape[0], : a.shape[1]] = a
+    return out
+
+
+def micrograph_metadata(micrographs: Sequence) -> dict:
+    """Image-layer metadata for ``io.micrograph.Micrograph`` objects (see module docs)."""
+    sizes = [m.pixel_size for m in micrographs if m.pixel_size]
+    return {
+        MICROGRAPHS_KEY: [m.name for m in micrographs],
+        PATHS_KEY: [None if m.path is None else str(m.path) for m in micrographs],
+        PIXEL_SIZE_KEY: float(sizes[0]) if sizes else None,
+        SHAPES_KEY: {m.name: (int(m.shape[0]), int(m.shape[1])) for m in micrographs},
+    }
+
+
+def micrograph_layer_data(micrographs: Sequence, name: str = "micrographs") -> tuple:
+    """A napari LayerData tuple ``(data, kwargs, "image")`` for micrographs.
+
+    One micrograph gives a 2-D image; several give a ``(N, H, W)`` stack with a
+    slider (top-left aligned when shapes differ).
+    """
+    if len(micrographs) == 1:
+        data = np.asarray(micrographs[0].data, dtype=np.float32)
+    else:
+        data = stack_images([m.data for m in micrographs])
+    kwargs = {
+        "name": name,
+        "metadata": micrograph_metadata(micrographs),
+        "contrast_limits": contrast_limits([m.data for m in micrographs]),
+        "colormap": "gray",
+    }
+    return (data, kwargs, "image")
+
+
+def micrographs_from_layer(layer) -> list:
+    """``io.micrograph.Micrograph`` objects for the slices of an Image layer.
+
+    Names, paths, pixel size and the true (unpadded) shapes come from the layer's
+    metadata when the plugin made it; otherwise the layer name (``name_0003`` for
+    a stack) and the full slices are used.
+    """
+    from pathlib import Path
+
+    from ..io.micrograph import Micrograph
+
+    data = layer.data
+    meta = layer.metadata or {}
+    stacked = data.ndim == 3
+    n = int(data.shape[0]) if stacked else 1
+    names = list(meta.get(MICROGRAPHS_KEY) or [])
+    if len(names) != n:
+        names = [f"{layer.name}_{i:04d}" for i in range(n)] if stacked else [layer.name]
+    paths = list(meta.get(PATHS_KEY) or [None] * n)
+    shapes = meta.get(SHAPES_KEY) or {}
+    pixel_size = meta.get(PIXEL_SIZE_KEY)
+    out = []
+    for i, name in enumerate(names):
+        image = np.asarray(data[i] if stacked else data, dtype=np.float32)
+        if name in shapes:
+            h, w = shapes[name]
+            image = image[:h, :w]
+        path = paths[i] if i < len(paths) else None
+        out.append(
+            Micrograph(
+                name=str(name),
+                data=np.ascontiguousarray(image),
+                pixel_size=pixel_size,
+                path=None if path is None else Path(path),
+            )
+        )
+    return out
+
+
+def picks_to_points(
+    picks: pd.DataFrame, names: Sequence[str] | None = None, *, stacked: bool | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Points-layer coordinates and features for a pick table.
+
+    ``names`` is the micrograph order of the image stack (default: the table's
+    micrographs in order of first appearance). ``stacked`` (default: more than
+    one name) adds the stack index as the leading coordinate: ``(index, y, x)``,
+    else ``(y, x)``. Picks on micrographs not in ``names`` are left out. The
+    features are the table's rows (index reset) that were kept.
+    """
+    if names is None:
+        names = list(dict.fromkeys(picks["micrograph"].astype(str)))
+    names = [str(n) for n in names]
+    if stacked is None:
+        stacked = len(names) > 1
+    index = {n: i for i, n in enumerate(names)}
+    mic_index = picks["micrograph"].astype(str).map(index)
+    keep = mic_index.notna().to_numpy()
+    rows = picks[keep].reset_index(drop=True)
+    yx = rows[["y", "x"]].to_numpy(dtype=np.float64).reshape(-1, 2)
+    if stacked:
+        idx = mic_index[keep].to_numpy(dtype=np.float64).reshape(-1, 1)
+        coords = np.hstack([idx, yx])
+    else:
+        coords = yx
+    return coords, rows
+
+
+def points_to_picks(
+    data: np.ndarray,
+    features: pd.DataFrame | None = None,
+    names: Sequence[str] | None = None,
+    *,
+    diameter: float | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """A pick table from Points-layer coordinates and features.
+
+    Coordinates are ``(y, x)`` or ``(..., index, y, x)`` (original pixels). The
+    micrograph of each point is its ``micrograph`` feature when set, else
+    ``names[index]`` (the layer's ``micrographs`` metadata), else ``names[0]``.
+    The diameter is the ``diameter`` feature, else ``diameter`` (e.g. the layer's
+    point size). Other pick columns come from the features when present.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    n = len(data)
+    if n == 0:
+        return empty_picks()
+    features = pd.DataFrame(index=range(n)) if features is None else features.reset_index(drop=True)
+    names = [str(x) for x in (names or [])]
+    if data.shape[1] >= 3:
+        idx = np.rint(data[:, -3]).astype(int)
+    else:
+        idx = np.zeros(n, dtype=int)
+    fallback = np.array(
+        [names[i] if 0 <= i < len(names) else (names[0] if names else "micrograph") for i in idx],
+        dtype=object,
+    )
+    if "micrograph" in features.columns:
+        mic = features["micrograph"].astype(object).to_numpy()
+        empty = pd.isna(mic) | (pd.Series(mic).astype(str).str.len() == 0).to_numpy()
+        mic = np.where(empty, fallback, mic)
+    else:
+        mic = fallback
+    table = pd.DataFrame({"micrograph": mic, "x": data[:, -1], "y": data[:, -2]})
+    if "diameter" in features.columns and features["diameter"].notna().all():
+        table["diameter"] = features["diameter"].to_numpy(dtype=np.float64)
+    else:
+        table["diameter"] = diameter if diameter is not None else np.nan
+    for col in PICK_COLUMNS:
+        if col not in table.columns and col in features.columns:
+            table[col] = features[col].to_numpy()
+    if "status" in table.columns:
+        table["status"] = table["status"].fillna(STATUS_IMPORTED).replace("", STATUS_IMPORTED)
+    return validate_picks(table, "points layer")
+
+
+def points_style(diameter: float, *, text: bool = True) -> dict:
+    """Keyword arguments of ``viewer.add_points`` for picks: hollow circles of the
+    particle diameter, border coloured by ``status``, confidence as text."""
+    style = {
+        "size": float(diameter),
+        "face_color": "transparent",
+        "border_color": "status",
+        "border_color_cycle": STATUS_COLORS,
+        "border_width": BORDER_WIDTH,
+        "border_width_is_relative": True,
+        "symbol": "disc",
+    }
+    if text:
+        style["text"] = {
+            "string": "{confidence:.2f}",
+            "color": "white",
+            "size": 9,
+            "anchor": "upper_left",
+        }
+    return style
+
+
+def coordinate_layer_data(
+    picks: pd.DataFrame, names: Sequence[str] | None = None, *, name: str = "picks", **meta
+) -> tuple:
+    """A LayerData tuple ``(coords, kwargs, "points")`` for a pick table (see
+    :func:`picks_to_points`); metadata holds the micrograph order."""
+    if names is None:
+        names = list(dict.fromkeys(picks["micrograph"].astype(str)))
+    coords, rows = picks_to_points(picks, names)
+    diameter = float(rows["diameter"].median()) if len(rows) else 64.0
+    kwargs = points_style(diameter, text=bool(rows["confidence"].notna().any()))
+    if len(rows) and rows["diameter"].nunique() > 1:
+        kwargs["size"] = rows["diameter"].to_numpy(dtype=np.float64)
+    features = rows[[c for c in PICK_COLUMNS if c not in ("x", "y")]]
+    kwargs.update(
+        name=name,
+        features=features,
+        metadata={MICROGRAPHS_KEY: [str(n) for n in names], **meta},
+        ndim=coords.shape[1] if len(coords) else (3 if len(names) > 1 else 2),
+    )
+    if len(coords) == 0:
+        coords = np.zeros((0, kwargs["ndim"]))
+    return (coords, kwargs, "points")

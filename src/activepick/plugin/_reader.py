@@ -1,0 +1,148 @@
+"""npe2 readers: micrographs (MRC / MRCS / TIFF, a file, many files or a folder) and
+coordinate files (STAR / CBOX / BOX / CS / CSV / Topaz) as napari layers.
+
+The readers only translate: ``io.micrograph`` and ``io.formats`` do the reading.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ..errors import ActivePickError, CoordinateError
+from ._layers import coordinate_layer_data, micrograph_layer_data
+
+#: Extensions the micrograph reader claims (lower case).
+MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff")
+#: Extensions the coordinate reader claims (lower case).
+COORDINATE_SUFFIXES = (".star", ".cbox", ".box", ".cs", ".csv", ".txt", ".tsv")
+#: Diameter (px) given to picks from formats that store none (STAR picks, Topaz,
+#: cryoSPARC) when the file is opened from napari's File menu; the widget's
+#: diameter box resizes them.
+DEFAULT_DIAMETER = 64.0
+
+PathLike = str | os.PathLike
+LayerData = tuple
+
+
+def _as_paths(path: PathLike | Sequence[PathLike]) -> list[Path]:
+    if isinstance(path, (str, os.PathLike)):
+        return [Path(path)]
+    return [Path(p) for p in path]
+
+
+def _micrograph_files(paths: list[Path]) -> list[Path] | None:
+    """The micrograph files that ``paths`` name (folders expanded), or None if not ours."""
+    from ..io.micrograph import list_micrographs
+
+    files: list[Path] = []
+    for p in paths:
+        if p.is_dir():
+            try:
+                found = list_micrographs(p)
+            except ActivePickError:
+                return None
+            found = [f for f in found if f.suffix.lower() in MICROGRAPH_SUFFIXES]
+            if not found:
+                return None
+            files.extend(found)
+        elif p.suffix.lower() in MICROGRAPH_SUFFIXES:
+            files.append(p)
+        else:
+            return None
+    return files or None
+
+
+def read_micrographs(paths: Sequence[Path]) -> list:
+    """Read micrograph files into ``io.micrograph.Micrograph`` objects.
+
+    A ``.mrcs`` stack contributes one micrograph per image, named
+    ``<stem>_<index>`` (4 digits).
+    """
+    from ..io.micrograph import Micrograph, read_micrograph, read_micrograph_stack
+
+    mics = []
+    for p in paths:
+        if p.suffix.lower() == ".mrcs":
+            stack = read_micrograph_stack(p)
+            first = read_micrograph(p, index=0)
+            for i, image in enumerate(stack):
+                mics.append(Micrograph(f"{p.stem}_{i:04d}", image, first.pixel_size, p))
+        else:
+            mics.append(read_micrograph(p))
+    return mics
+
+
+def get_micrograph_reader(path: PathLike | Sequence[PathLike]) -> Callable | None:
+    """npe2 reader contribution: a reader function when ``path`` names micrographs
+    (MRC / MRCS / TIFF files or folders holding them), else None."""
+    files = _micrograph_files(_as_paths(path))
+    if files is None:
+        return None
+
+    def reader(_path=None) -> list[LayerData]:
+        mics = read_micrographs(files)
+        names = [m.name for m in mics]
+        if len(set(names)) != len(names):
+            dup = sorted({n for n in names if names.count(n) > 1})
+            raise ActivePickError(f"micrograph names are not unique: {dup[:5]}")
+        name = files[0].parent.name if len(files) > 1 else files[0].stem
+        return [micrograph_layer_data(mics, name=name or "micrographs")]
+
+    return reader
+
+
+def read_coordinate_layers(
+    path: PathLike, *, diameter: float | None = None, names: Sequence[str] | None = None
+) -> list[LayerData]:
+    """Read one coordinate file into a Points LayerData tuple.
+
+    ``names`` is the micrograph order of the image stack the points belong to
+    (default: the file's micrographs sorted by name, the order of a folder of
+    micrographs). Formats without a diameter get ``diameter`` or
+    :data:`DEFAULT_DIAMETER`.
+    """
+    from ..io.formats import read_coordinates
+
+    path = Path(path)
+    guessed = False
+    try:
+        picks = read_coordinates(path, diameter=diameter)
+    except CoordinateError as exc:
+        if diameter is not None or "diameter" not in str(exc):
+            raise
+        picks = read_coordinates(path, diameter=DEFAULT_DIAMETER)
+        guessed = True
+    if names is None:
+        names = sorted(set(picks["micrograph"].astype(str)))
+    return [
+        coordinate_layer_data(
+            picks,
+            names,
+            name=path.stem,
+            source=str(path),
+            format=picks.attrs.get("format", ""),
+            diameter_guessed=guessed,
+        )
+    ]
+
+
+def get_coordinate_reader(path: PathLike | Sequence[PathLike]) -> Callable | None:
+    """npe2 reader contribution: a reader function for coordinate files, else None.
+
+    Several files give one Points layer each.
+    """
+    paths = _as_paths(path)
+    if not paths or any(
+        p.is_dir() or p.suffix.lower() not in COORDINATE_SUFFIXES or not p.exists() for p in paths
+    ):
+        return None
+
+    def reader(_path=None) -> list[LayerData]:
+        layers = []
+        for p in paths:
+            layers.extend(read_coordinate_layers(p))
+        return layers
+
+    return reader

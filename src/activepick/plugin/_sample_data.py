@@ -1,0 +1,76 @@
+"""npe2 sample data: synthetic micrographs (and their ground-truth particles).
+
+The repository ships ``sample_data/`` (``micrographs/*.mrc`` + ``ground_truth.csv``);
+an installed wheel has no such folder, so a small set is simulated once with
+:func:`activepick.simulate.simulate_dataset` into a cache folder in the temp
+directory and reused.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ._layers import coordinate_layer_data, micrograph_layer_data
+
+#: The repository's sample-data folder (exists in a source checkout only).
+REPO_SAMPLE_DATA = Path(__file__).resolve().parents[3] / "sample_data"
+#: Settings of the fallback simulation (small enough to simulate in seconds).
+FALLBACK_SIMULATION = {"n": 6, "particles": 30, "snr": 0.1, "size": 512, "diameter": 48, "seed": 0}
+TRUTH_FILE = "ground_truth.csv"
+
+
+def _complete(folder: Path) -> bool:
+    mics = folder / "micrographs"
+    return (folder / TRUTH_FILE).is_file() and mics.is_dir() and any(mics.glob("*.mrc"))
+
+
+def sample_data_folder() -> Path:
+    """A folder holding ``micrographs/*.mrc`` and ``ground_truth.csv``.
+
+    The repository's ``sample_data/`` when present, else a simulated set cached
+    in ``<tempdir>/activepick-sample-data``.
+    """
+    if _complete(REPO_SAMPLE_DATA):
+        return REPO_SAMPLE_DATA
+    from .. import __version__
+
+    cache = Path(tempfile.gettempdir()) / f"activepick-sample-data-{__version__}"
+    if not _complete(cache):
+        from ..simulate import simulate_dataset
+
+        simulate_dataset(cache, **FALLBACK_SIMULATION)
+    return cache
+
+
+def sample_micrographs() -> list:
+    """The sample micrographs as ``io.micrograph.Micrograph`` objects (sorted by name)."""
+    from ..io.micrograph import list_micrographs, read_micrograph
+
+    return [read_micrograph(p) for p in list_micrographs(sample_data_folder() / "micrographs")]
+
+
+def sample_truth():
+    """The sample's ground-truth pick table."""
+    from ..io.formats import read_coordinates
+
+    return read_coordinates(sample_data_folder() / TRUTH_FILE, "csv")
+
+
+def synthetic_micrographs() -> list[tuple]:
+    """npe2 sample data: the synthetic micrographs as one Image stack."""
+    return [micrograph_layer_data(sample_micrographs(), name="synthetic micrographs")]
+
+
+def synthetic_micrographs_with_truth() -> list[tuple]:
+    """npe2 sample data: the synthetic micrographs and a ``ground truth`` Points layer."""
+    mics = sample_micrographs()
+    names = [m.name for m in mics]
+    truth = sample_truth()
+    truth = truth[truth["micrograph"].isin(names)]
+    points = coordinate_layer_data(truth, names, name="ground truth", ground_truth=True)
+    points[1]["border_color"] = "white"
+    points[1].pop("border_color_cycle", None)
+    points[1].pop("text", None)
+    points[1]["opacity"] = 0.6
+    return [micrograph_layer_data(mics, name="synthetic micrographs"), points]
