@@ -5,17 +5,24 @@ The format comes from the file extension (``.star``, ``.cbox``, ``.box``, ``.cs`
 per-micrograph pick files plus an index into that folder. Micrograph names come
 from the layer's ``micrograph`` feature or its ``micrographs`` metadata (the stack
 order); the point size is the diameter when no ``diameter`` feature exists.
+``.box`` / ``.cbox`` hold one micrograph each: picks on several micrographs are
+written as ``<stem>/<micrograph>.box`` into a folder named after the file.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ._layers import MICROGRAPHS_KEY, PIXEL_SIZE_KEY, SHAPES_KEY, points_to_picks
+
+#: Formats that hold one micrograph per file: several micrographs go into a folder
+#: named after the file (``picks.box`` -> ``picks/<micrograph>.box``).
+PER_MICROGRAPH_SUFFIXES = (".box", ".cbox")
 
 
 def points_layer_picks(data: Any, attributes: dict) -> pd.DataFrame:
@@ -43,7 +50,12 @@ def write_points(path: str, data: Any, attributes: dict) -> list[str]:
     if shapes is not None:
         names = set(picks["micrograph"])
         shapes = {k: tuple(v) for k, v in shapes.items()} if names <= set(shapes) else None
+    path = Path(path)
+    fmt = None
+    if path.suffix.lower() in PER_MICROGRAPH_SUFFIXES and picks["micrograph"].nunique() > 1:
+        fmt = path.suffix.lower().lstrip(".")
+        path = path.with_suffix("")  # one file per micrograph, in a folder
     written = write_coordinates(
-        picks, os.fspath(path), shapes=shapes, pixel_size=meta.get(PIXEL_SIZE_KEY)
+        picks, path, fmt, shapes=shapes, pixel_size=meta.get(PIXEL_SIZE_KEY)
     )
     return [os.fspath(p) for p in written]

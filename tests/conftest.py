@@ -1,0 +1,57 @@
+"""Shared test set-up: a guard for tests that need a display (``@pytest.mark.gui``).
+
+Qt aborts the whole pytest process (not just one test) when it cannot open its
+platform plugin, e.g. without an X server or with missing xcb libraries. So before
+any GUI test runs we check, once and in a subprocess, that a QApplication can
+start; if it cannot, every ``gui`` test is skipped with the reason. pytest-xvfb
+starts a virtual X server and sets ``DISPLAY`` before collection; do not set
+``QT_QPA_PLATFORM=offscreen`` (napari cannot draw layers without OpenGL).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+import sys
+
+import pytest
+
+_PROBE = (
+    "from qtpy.QtWidgets import QApplication; app = QApplication([]); print(app.platformName())"
+)
+
+
+@functools.lru_cache(maxsize=1)
+def display_problem() -> str | None:
+    """None when Qt can start here, else a one-line reason."""
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return (
+            "no display: GUI tests need an X server - install Xvfb and pytest-xvfb "
+            "(pip install pytest-xvfb) or run under `xvfb-run -a pytest`"
+        )
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=60
+        )
+    except subprocess.TimeoutExpired:
+        return "Qt did not start within 60 s on DISPLAY=" + os.environ.get("DISPLAY", "")
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+        hint = next(
+            (ln for ln in lines if "cannot open shared object" in ln), lines[-1] if lines else ""
+        )
+        return f"Qt cannot start on DISPLAY={os.environ.get('DISPLAY', '')}: {hint.strip()[:300]}"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    gui = [item for item in items if "gui" in item.keywords]
+    if not gui:
+        return
+    reason = display_problem()
+    if reason is None:
+        return
+    mark = pytest.mark.skip(reason=reason)
+    for item in gui:
+        item.add_marker(mark)
