@@ -134,6 +134,17 @@ def test_tiny_benchmark_cli_writes_every_output_and_resumes(tmp_path, capsys):
     assert main(args) == 0
     assert (out / "state.json").stat().st_mtime_ns == mtime
     assert len(pd.read_csv(out / "rounds.csv")) == 5
+    # a run stopped after round 1 continues from labels_round1.csv
+    state["rows"] = [
+        r for r in state["rows"] if not (r["strategy"] == "random" and r["round"] == 2)
+    ]
+    state["runs"]["random__s0__partial-off"]["rounds_done"] = 1
+    (out / "state.json").write_text(json.dumps(state))
+    assert main(args) == 0
+    rounds2 = pd.read_csv(out / "rounds.csv")
+    again = rounds2[(rounds2["strategy"] == "random") & (rounds2["round"] == 2)]
+    before = rounds[(rounds["strategy"] == "random") & (rounds["round"] == 2)]
+    assert len(rounds2) == 5 and again["labels"].iloc[0] == before["labels"].iloc[0]
     # another protocol in the same folder is refused with a message naming the file
     capsys.readouterr()
     assert main([*args[:-2], "--epochs", "2", "--out", str(out)]) == 2

@@ -285,8 +285,12 @@ def _simulated_split(folder: Path, settings: dict, n: int, offset: int, progress
             seed=int(settings["data_seed"]) + offset,
         )
     mics = [read_micrograph(p) for p in list_micrographs(folder / "micrographs")]
-    truth = validate_picks(pd.read_csv(truth_file), str(truth_file))
-    return mics, truth
+    table = pd.read_csv(
+        truth_file, dtype={"micrograph": str}, keep_default_na=False, na_values=[""]
+    )
+    if "time" in table:
+        table["time"] = _text(table["time"])
+    return mics, validate_picks(table, str(truth_file))
 
 
 def _real_data(settings: dict) -> BenchmarkData:
@@ -380,6 +384,11 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.bool_):
         return bool(value)
     return value
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """A text column read from CSV with empty cells (NaN, possibly float dtype) as ""."""
+    return column.astype(object).where(column.notna(), "").astype(str)
 
 
 def _write_csv(df: pd.DataFrame, path: Path) -> None:
@@ -630,9 +639,11 @@ def distinct_particles(state: dict[str, Any], settings: dict, partial: bool) -> 
     return mean.reindex(index=order, columns=order)
 
 
-def write_outputs(out_dir: Path, state: dict[str, Any], settings: dict[str, Any]) -> dict:
+def write_outputs(
+    out_dir: Path, state: dict[str, Any], settings: dict[str, Any], *, plots: bool = True
+) -> dict:
     """Write rounds.csv/json, learning curves, distinct-particle matrices, labels_to_95.csv
-    and summary.json from the state; returns the summary dict."""
+    and summary.json from the state (the PNGs only with ``plots``); returns the summary."""
     from .plots import plot_distinct, plot_learning_curves
 
     rounds = rounds_table(state)
@@ -640,7 +651,7 @@ def write_outputs(out_dir: Path, state: dict[str, Any], settings: dict[str, Any]
     atomic_write_text(
         out_dir / "rounds.json", json.dumps(_plain(rounds.to_dict("records")), indent=1)
     )
-    plots = plot_learning_curves(rounds, out_dir) if len(rounds) else []
+    figures = plot_learning_curves(rounds, out_dir) if plots and len(rounds) else []
     l95 = labels_to_95(rounds) if len(rounds) else labels_to_95(rounds.iloc[:0])
     _write_csv(l95, out_dir / "labels_to_95.csv")
     distinct_files = []
@@ -650,7 +661,7 @@ def write_outputs(out_dir: Path, state: dict[str, Any], settings: dict[str, Any]
         csv = out_dir / f"distinct_particles{suffix}.csv"
         with atomic_open(csv, "w", encoding="utf-8", newline="") as fh:
             mat.to_csv(fh)
-        if len(mat):
+        if plots and len(mat):
             plot_distinct(mat, out_dir / f"distinct_particles{suffix}.png")
         distinct_files.append(csv.name)
     final = (
@@ -674,7 +685,7 @@ def write_outputs(out_dir: Path, state: dict[str, Any], settings: dict[str, Any]
         .mean(numeric_only=True)
         .to_dict(),
         "labels_to_95": l95.to_dict("records"),
-        "plots": plots,
+        "plots": figures,
         "distinct": distinct_files,
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(_plain(summary), indent=1))
@@ -704,7 +715,7 @@ def run_benchmark(
     data = prepare_data(settings, out_dir, progress)
     atomic_write_text(out_dir / "split.json", json.dumps(data.split, indent=1))
     t_start = time.perf_counter()
-    for seed in settings["seeds"]:
+    for i, seed in enumerate(settings["seeds"]):
         for partial in partial_modes(settings):
             base_key = run_key(BASELINE, seed, partial)
             if base_key not in state["runs"]:
@@ -717,7 +728,9 @@ def run_benchmark(
                 if info and info["rounds_done"] >= int(settings["iterations"]):
                     continue
                 run_strategy(settings, data, strategy, seed, partial, out_dir, state, progress)
-                write_outputs(out_dir, state, settings)
+                write_outputs(out_dir, state, settings, plots=False)
+        if i < len(settings["seeds"]) - 1:
+            write_outputs(out_dir, state, settings)  # figures of the seeds done so far
     summary = write_outputs(out_dir, state, settings)
     summary["wall_s"] = time.perf_counter() - t_start
     return summary
