@@ -163,7 +163,7 @@ def iter_predict_picks(
     device = detector.device
     network = detector.network
     was_training = network.training
-    network.eval()
+    network.eval().to(memory_format=torch.channels_last)  # ~2x faster convolutions on CPU
     tables = []
     done = 0
     try:
@@ -179,7 +179,9 @@ def iter_predict_picks(
                 groups.setdefault(tuple(img.shape[-2:]), []).append(j)
             results: dict[int, dict] = {}
             for members in groups.values():
-                x = torch.stack([prepared[j][0] for j in members]).to(device)
+                x = torch.stack([prepared[j][0] for j in members]).to(
+                    device, memory_format=torch.channels_last
+                )
                 with torch.inference_mode():
                     out, spread = _forward(detector, x, mc_dropout, tta, seed)
                 for k, j in enumerate(members):

@@ -210,7 +210,7 @@ def iter_train_detector(
             "partial labels: no micrograph has a label, a rejection or is marked complete"
         )
     device = resolve_device(config.device)
-    network = _initial_network(config, init).to(device)
+    network = _initial_network(config, init).to(device, memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(network.parameters(), lr=config.lr)
     amp_dtype = _autocast(device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
@@ -238,7 +238,7 @@ def iter_train_detector(
                 images.append(img)
                 targets.append(tgt)
                 weights.append(wgt)
-            x = torch.stack(images).to(device)
+            x = torch.stack(images).to(device, memory_format=torch.channels_last)
             t = torch.as_tensor(np.stack(targets)).to(device)
             w = torch.as_tensor(np.stack(weights)).to(device)
             with torch.random.fork_rng(devices=[]):
