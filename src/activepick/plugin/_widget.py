@@ -46,7 +46,7 @@ from ._layers import (
     micrograph_layer_data,
     micrographs_from_layer,
 )
-from .review import KEY_BINDINGS, ReviewLayers
+from .review import KEY_BINDINGS, ReviewLayers, camera
 
 #: Coordinate formats offered for export (``io.formats`` names) and their file filters.
 EXPORT_FORMATS: dict[str, str] = {
@@ -670,7 +670,7 @@ class ActivePickWidget(QWidget):
         def should_stop() -> bool:
             return self._stop
 
-        @thread_worker(start_thread=False)
+        @thread_worker(start_thread=False, ignore_errors=True)  # errors -> self._error
         def work():
             return (yield from make_gen(should_stop))
 
@@ -899,7 +899,7 @@ class ActivePickWidget(QWidget):
                 self._preview.visible = False
             return
         ndim = self.image_layer.ndim
-        centre = list(self.viewer.camera.center[-2:])
+        centre = list(camera(self.viewer).center[-2:])
         point = np.array([[*self.viewer.dims.current_step[: ndim - 2], *centre]], dtype=float)
         if (
             self._preview is None

@@ -306,11 +306,12 @@ class ReviewLayers:
         viewer = self.viewer
         if self.stacked:
             viewer.dims.set_current_step(0, self.names.index(str(row["micrograph"])))
-        viewer.camera.center = (float(row["y"]), float(row["x"]))
+        cam = camera(viewer)
+        cam.center = (float(row["y"]), float(row["x"]))
         if not self._zoomed:
             self._zoomed = True
             canvas = min(getattr(viewer, "_canvas_size", (600, 600)) or (600, 600))
-            viewer.camera.zoom = max(canvas / (10.0 * self.diameter), 0.05)
+            cam.zoom = max(canvas / (10.0 * self.diameter), 0.05)
 
     # ------------------------------------------------------------------ actions
     def _guard(self) -> bool:
@@ -364,6 +365,12 @@ class ReviewLayers:
         if self.learner is None or len(self.learner.queue) == 0:
             return
         self.learner.position = int(np.clip(index, 0, len(self.learner.queue) - 1))
+        session = getattr(self.learner, "session", None)
+        if session is not None:  # the queue position survives a restart
+            try:
+                session.save_queue(self.learner.queue, self.learner.position)
+            except ActivePickError as exc:
+                self.on_message(str(exc))
         self.refresh_current(move_camera=True)
         self.on_change()
 
@@ -508,6 +515,12 @@ class ReviewLayers:
         elif pick_id >= 0:
             self.learner.remove_label(pick_id)
             self.learner.add_particle(name, x, y)
+
+
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` from napari 0.9, else ``viewer.camera``)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
 
 
 def nearest_label(
