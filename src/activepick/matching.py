@@ -22,7 +22,7 @@ from scipy import sparse
 from scipy.sparse.csgraph import min_weight_full_bipartite_matching
 from scipy.spatial import cKDTree
 
-__all__ = ["circle_iou", "pairwise_iou", "match_optimal", "match_first", "nms"]
+__all__ = ["circle_iou", "pairwise_iou", "match_optimal", "match_pairs", "match_first", "nms"]
 
 
 def circle_iou(d, r1, r2=None) -> np.ndarray | float:
@@ -124,19 +124,29 @@ def match_optimal(
 
     Only pairs with IoU > ``min_iou`` (strict) may be matched; a point may stay
     unmatched. Returns ``(ia, ib, iou)``: matched indices into a and b and their
-    IoU, sorted by ``ia``.
-
-    Method: the pruned pairs form a sparse bipartite graph; every a gets a private
-    dummy partner, real edges cost ``2 - IoU`` and dummy edges cost 2, and
-    ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` (LAPJVsp) finds
-    the full minimum-cost matching. Its cost is ``2 Na - total IoU``, so it is the
-    maximum-total-IoU partial matching of the original problem, computed on the
-    sparse pairs only.
+    IoU, sorted by ``ia``. See :func:`match_pairs` for the method.
     """
-    ia, ib, iou, (na, nb) = _edges(xy_a, r_a, xy_b, r_b, min_iou)
+    ia, ib, iou, _ = _edges(xy_a, r_a, xy_b, r_b, min_iou)
+    return match_pairs(ia, ib, iou)
+
+
+def match_pairs(ia, ib, iou) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maximum-total-IoU one-to-one matching on given candidate pairs.
+
+    ``ia``, ``ib`` (int) and ``iou`` (float > 0) list the allowed pairs (each pair
+    at most once). Returns the chosen subset ``(ia, ib, iou)`` sorted by ``ia``.
+
+    Method: the pairs form a sparse bipartite graph; every a gets a private dummy
+    partner, real edges cost ``2 - IoU`` and dummy edges cost 2, and
+    ``scipy.sparse.csgraph.min_weight_full_bipartite_matching`` (LAPJVsp) finds
+    the full minimum-cost matching. Its cost is ``2 Na - total IoU``, so its real
+    edges are the maximum-total-IoU partial matching, computed on the pairs only.
+    """
+    ia = np.asarray(ia, dtype=np.int64).reshape(-1)
+    ib = np.asarray(ib, dtype=np.int64).reshape(-1)
+    iou = np.asarray(iou, dtype=np.float64).reshape(-1)
     if len(ia) == 0:
         return _empty_match()
-    # Only a's with at least one edge need a slot; compact both sides.
     rows, ia_c = np.unique(ia, return_inverse=True)
     cols, ib_c = np.unique(ib, return_inverse=True)
     n_rows, n_cols = len(rows), len(cols)
@@ -155,7 +165,7 @@ def match_optimal(
     a_sel, b_sel = rows[row_ind], cols[col_ind]
     order = np.argsort(a_sel, kind="stable")
     values = np.asarray(values, dtype=np.float64).reshape(-1)
-    return a_sel[order].astype(np.int64), b_sel[order].astype(np.int64), values[order]
+    return a_sel[order], b_sel[order], values[order]
 
 
 def match_first(

@@ -1,0 +1,346 @@
+"""Picking metrics (SPEC section 5): recall, precision, F1, PR curve and AUC, mean IoU,
+the F-beta-optimal threshold T_opt and the distinct-particle matrix.
+
+Inputs are pick tables (:mod:`activepick.io.picks`): ``micrograph``, ``x``, ``y``
+(centres in pixels of the original micrograph), ``diameter`` (px) and, for
+predictions, ``confidence``. Predictions and ground truth are matched per
+micrograph (same name) by circle IoU with radius ``diameter / 2`` of each pick
+(the prediction's own diameter, the truth's own diameter).
+
+Conventions (where SPEC section 5 is silent):
+
+- A prediction is kept at threshold t when ``confidence >= t``. A prediction
+  without a confidence (NaN, e.g. picks read from a ``.box`` file) counts as
+  confidence 1: it is kept at every threshold.
+- Matching: kept predictions and truth are matched one-to-one maximising the
+  total IoU over the pairs with IoU > ``tp_iou`` (:func:`matching.match_pairs`);
+  every matched pair is a TP, FP = kept predictions left unmatched, FN = truth
+  left unmatched.
+- precision = 1 when there is no prediction, recall = 1 when there is no truth
+  (nothing was missed), F-beta = 0 when P = R = 0, mean IoU = NaN without TPs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
+from .constants import DEFAULT_TP_IOU, PR_STEPS, T_OPT_STEPS
+from .matching import match_pairs, pairwise_iou
+
+__all__ = [
+    "evaluate",
+    "pr_curve",
+    "pr_auc",
+    "f_beta",
+    "find_t_opt",
+    "t_opt_from_decisions",
+    "summary",
+    "distinct_particle_matrix",
+]
+
+#: Columns of :func:`pr_curve`.
+CURVE_COLUMNS: tuple[str, ...] = ("threshold", "tp", "fp", "fn", "recall", "precision", "f1")
+#: The second fixed threshold SPEC section 5 reports metrics at (besides T_opt).
+FIXED_THRESHOLD = 0.3
+
+
+def f_beta(precision, recall, beta: float = 1.0):
+    """F-beta score ``(1 + b^2) P R / (b^2 P + R)``, 0 where ``P + R = 0``; vectorised."""
+    p = np.asarray(precision, dtype=np.float64)
+    r = np.asarray(recall, dtype=np.float64)
+    b2 = float(beta) ** 2
+    den = b2 * p + r
+    out = np.divide((1 + b2) * p * r, den, out=np.zeros(np.broadcast(p, r).shape), where=den > 0)
+    return float(out) if out.ndim == 0 else out
+
+
+def _confidence(pred: pd.DataFrame) -> np.ndarray:
+    """Confidences of the predictions, NaN (no score) read as 1."""
+    if "confidence" not in pred.columns:
+        return np.ones(len(pred))
+    conf = pred["confidence"].to_numpy(dtype=np.float64, na_value=np.nan)
+    return np.where(np.isnan(conf), 1.0, conf)
+
+
+def _pairs(pred: pd.DataFrame, truth: pd.DataFrame, tp_iou: float):
+    """All (prediction row, truth row, IoU) with IoU > ``tp_iou`` on the same micrograph.
+
+    Row numbers are positions in ``pred`` / ``truth``.
+    """
+    p_groups = pred.groupby(pred["micrograph"].astype(str), sort=False).indices
+    t_groups = truth.groupby(truth["micrograph"].astype(str), sort=False).indices
+    p_xy, p_r = pred[["x", "y"]].to_numpy(np.float64), pred["diameter"].to_numpy(np.float64) / 2
+    t_xy, t_r = truth[["x", "y"]].to_numpy(np.float64), truth["diameter"].to_numpy(np.float64) / 2
+    parts_p, parts_t, parts_v = [], [], []
+    for name, pi in p_groups.items():
+        ti = t_groups.get(name)
+        if ti is None:
+            continue
+        coo = pairwise_iou(p_xy[pi], p_r[pi], t_xy[ti], t_r[ti]).tocoo()
+        keep = coo.data > tp_iou
+        parts_p.append(pi[coo.row[keep]])
+        parts_t.append(ti[coo.col[keep]])
+        parts_v.append(coo.data[keep])
+    if not parts_p:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    return (
+        np.concatenate(parts_p).astype(np.int64),
+        np.concatenate(parts_t).astype(np.int64),
+        np.concatenate(parts_v),
+    )
+
+
+def _rates(tp, n_pred, n_truth) -> tuple[np.ndarray, np.ndarray]:
+    """(recall, precision) with the module's conventions for empty sets."""
+    tp, n_pred = np.asarray(tp, np.float64), np.asarray(n_pred, np.float64)
+    precision = np.divide(tp, n_pred, out=np.ones_like(tp), where=n_pred > 0)
+    recall = tp / n_truth if n_truth > 0 else np.ones_like(tp)
+    return recall, precision
+
+
+def evaluate(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    threshold: float = 0.0,
+    *,
+    tp_iou: float = DEFAULT_TP_IOU,
+) -> dict:
+    """Metrics of the predictions with ``confidence >= threshold`` against the truth.
+
+    Returns ``{tp, fp, fn, recall, precision, f1, mean_iou}`` (counts are ints;
+    ``mean_iou`` is the mean IoU of the TP pairs, NaN without TPs). See the module
+    docstring for the matching rule and conventions.
+    """
+    keep = _confidence(pred) >= threshold
+    kept = pred[keep]
+    ip, it, iou = _pairs(kept, truth, tp_iou)
+    _, _, matched = match_pairs(ip, it, iou)
+    tp = len(matched)
+    fp, fn = int(keep.sum()) - tp, len(truth) - tp
+    recall, precision = _rates(tp, tp + fp, len(truth))
+    return {
+        "tp": tp,
+        "fp": fp,
+        "fn": fn,
+        "recall": float(recall),
+        "precision": float(precision),
+        "f1": f_beta(precision, recall),
+        "mean_iou": float(matched.mean()) if tp else float("nan"),
+    }
+
+
+def _grid(steps: int) -> np.ndarray:
+    """Thresholds ``i / (steps - 1)``, i = 0..steps-1 (exact decimal fractions)."""
+    return np.arange(steps) / (steps - 1)
+
+
+def _tp_steps(conf: np.ndarray, ip: np.ndarray, it: np.ndarray, iou: np.ndarray):
+    """TP count as a step function of the threshold: ``(cut, delta)`` such that
+    ``TP(t) = sum(delta[cut >= t])``.
+
+    The pairs split into connected components (predictions linked through shared
+    truth); the optimal matching is the union of the components' matchings, and a
+    component's TP count only changes at its own predictions' confidences. So each
+    component is re-matched at each of its distinct confidences (a single
+    prediction: TP = 1 from its confidence down) instead of matching everything at
+    every threshold.
+    """
+    if len(ip) == 0:
+        return np.empty(0), np.empty(0, np.int64)
+    preds, p_c = np.unique(ip, return_inverse=True)
+    truths, t_c = np.unique(it, return_inverse=True)
+    n_p = len(preds)
+    graph = sparse.coo_matrix((np.ones(len(ip)), (p_c, n_p + t_c)), shape=(n_p + len(truths),) * 2)
+    _, label = connected_components(graph, directed=False)
+    comp_of_pred = label[:n_p]
+    pair_comp = comp_of_pred[p_c]
+    sizes = np.bincount(comp_of_pred)
+    single = sizes[comp_of_pred] == 1
+    cuts = [conf[preds[single]]]
+    deltas = [np.ones(int(single.sum()), np.int64)]
+    for comp in np.flatnonzero(sizes > 1):
+        sel = pair_comp == comp
+        c_ip, c_it, c_iou = ip[sel], it[sel], iou[sel]
+        c_conf = conf[c_ip]
+        previous = 0
+        for cut in np.unique(conf[preds[comp_of_pred == comp]])[::-1]:
+            keep = c_conf >= cut
+            tp = len(match_pairs(c_ip[keep], c_it[keep], c_iou[keep])[0])
+            cuts.append(np.array([cut]))
+            deltas.append(np.array([tp - previous]))
+            previous = tp
+    return np.concatenate(cuts), np.concatenate(deltas)
+
+
+def _count_at_least(values: np.ndarray, weights: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """``sum(weights[values >= t])`` for each t, by sorting once."""
+    order = np.argsort(values, kind="stable")
+    v, w = values[order], weights[order]
+    suffix = np.concatenate([np.cumsum(w[::-1])[::-1], [0]])
+    return suffix[np.searchsorted(v, thresholds, side="left")]
+
+
+def pr_curve(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    tp_iou: float = DEFAULT_TP_IOU,
+    thresholds=None,
+    steps: int = PR_STEPS,
+) -> pd.DataFrame:
+    """Recall / precision / F1 at many thresholds: ``DataFrame(threshold, tp, fp, fn,
+    recall, precision, f1)``, one row per threshold in the given order.
+
+    ``thresholds`` defaults to ``i / (steps - 1)``, i = 0..steps-1 (0, 0.001, ..., 1
+    for the default ``constants.PR_STEPS``). Each row equals
+    ``evaluate(pred, truth, t, tp_iou=tp_iou)``, computed without re-matching
+    everything per threshold: the candidate pairs are found once and only the
+    connected groups of overlapping picks are re-matched, at their own
+    confidences (see ``_tp_steps``).
+    """
+    t = _grid(steps) if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    conf = _confidence(pred)
+    ip, it, iou = _pairs(pred, truth, tp_iou)
+    cut, delta = _tp_steps(conf, ip, it, iou)
+    tp = _count_at_least(cut, delta, t).astype(np.int64)
+    n_pred = _count_at_least(conf, np.ones(len(conf), np.int64), t).astype(np.int64)
+    recall, precision = _rates(tp, n_pred, len(truth))
+    return pd.DataFrame(
+        {
+            "threshold": t,
+            "tp": tp,
+            "fp": n_pred - tp,
+            "fn": len(truth) - tp,
+            "recall": recall,
+            "precision": precision,
+            "f1": f_beta(precision, recall),
+        },
+        columns=list(CURVE_COLUMNS),
+    )
+
+
+def pr_auc(curve: pd.DataFrame) -> float:
+    """Area under the PR curve exactly as SPEC section 5 defines it.
+
+    The points (``recall``, ``precision`` columns) are ordered by increasing
+    recall (among equal recalls, the highest precision first) and
+    ``AUC = sum_i (R_i - R_{i-1}) P_i`` (rectangular rule) starting from
+    ``R_0 = 0``: the first point contributes ``R_1 P_1``. Points at equal recall
+    add nothing after the first, so a recall level is credited with its best
+    precision.
+    """
+    r = curve["recall"].to_numpy(np.float64)
+    p = curve["precision"].to_numpy(np.float64)
+    order = np.lexsort((-p, r))
+    r, p = r[order], p[order]
+    return float(np.sum(np.diff(r, prepend=0.0) * p))
+
+
+def _best_threshold(grid: np.ndarray, scores: np.ndarray) -> float:
+    """The grid value with the highest score; ties go to the lowest threshold."""
+    return float(grid[int(np.argmax(scores))])
+
+
+def find_t_opt(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    beta: float = 1.0,
+    tp_iou: float = DEFAULT_TP_IOU,
+    steps: int = T_OPT_STEPS,
+) -> float:
+    """T_opt: the threshold of the grid 0, 0.01, ..., 1 maximising F-beta on
+    (pred, truth); ties go to the lowest t. ``beta=2`` gives the F2 threshold."""
+    curve = pr_curve(pred, truth, tp_iou=tp_iou, steps=steps)
+    scores = f_beta(curve["precision"], curve["recall"], beta)
+    return _best_threshold(curve["threshold"].to_numpy(), scores)
+
+
+def t_opt_from_decisions(
+    confidence, is_particle, *, beta: float = 1.0, steps: int = T_OPT_STEPS
+) -> float:
+    """T_opt estimated from a user's review decisions (SPEC section 5, beyond).
+
+    ``confidence`` (N,) are the detector confidences of reviewed predictions and
+    ``is_particle`` (N,) the user's verdict: accepted or moved = True, rejected =
+    False. ``confidence >= t`` is scored as a classifier of the verdicts and the
+    grid threshold (0, 0.01, ..., 1) with the highest F-beta wins (ties: lowest t).
+    Particles the user added by hand (missed by the detector) may be passed with
+    confidence 0: they are then false negatives at every t > 0, which pulls the
+    estimate down as it should. With no positive verdict every F is 0 and the
+    result is 0; the caller decides whether that is enough evidence.
+
+    The decisions are a biased sample (the strategy chose them), so this is an
+    estimate for when no fully labelled validation micrographs exist.
+    """
+    conf = np.asarray(confidence, dtype=np.float64).reshape(-1)
+    pos = np.asarray(is_particle, dtype=bool).reshape(-1)
+    if len(conf) != len(pos):
+        raise ValueError(f"{len(conf)} confidences but {len(pos)} decisions")
+    conf = np.where(np.isnan(conf), 0.0, conf)
+    grid = _grid(steps)
+    called = conf[None, :] >= grid[:, None]
+    tp = (called & pos).sum(axis=1)
+    n_called = called.sum(axis=1)
+    n_pos = int(pos.sum())
+    precision = np.divide(tp, n_called, out=np.ones(len(grid)), where=n_called > 0)
+    recall = tp / n_pos if n_pos else np.zeros(len(grid))
+    return _best_threshold(grid, f_beta(precision, recall, beta))
+
+
+def summary(
+    pred: pd.DataFrame,
+    truth: pd.DataFrame,
+    *,
+    t_opt: float | None = None,
+    tp_iou: float = DEFAULT_TP_IOU,
+    beta: float = 1.0,
+) -> dict:
+    """Everything SPEC section 5 reports for a set of predictions.
+
+    Keys: ``t_opt`` (:func:`find_t_opt` on (pred, truth) with ``beta`` when None),
+    ``recall_topt``, ``precision_topt``, ``f1_topt``, ``tp``, ``fp``, ``fn`` (at
+    T_opt), ``recall_03``, ``precision_03``, ``f1_03`` (at 0.3), ``pr_auc`` (the
+    1001-threshold curve), ``mean_iou`` (mean IoU of the TPs at T_opt),
+    ``n_pred``, ``n_truth``, ``tp_iou``.
+    """
+    if t_opt is None:
+        t_opt = find_t_opt(pred, truth, beta=beta, tp_iou=tp_iou)
+    at_opt = evaluate(pred, truth, t_opt, tp_iou=tp_iou)
+    at_03 = evaluate(pred, truth, FIXED_THRESHOLD, tp_iou=tp_iou)
+    return {
+        "t_opt": float(t_opt),
+        "recall_topt": at_opt["recall"],
+        "precision_topt": at_opt["precision"],
+        "f1_topt": at_opt["f1"],
+        "recall_03": at_03["recall"],
+        "precision_03": at_03["precision"],
+        "f1_03": at_03["f1"],
+        "pr_auc": pr_auc(pr_curve(pred, truth, tp_iou=tp_iou)),
+        "mean_iou": at_opt["mean_iou"],
+        "tp": at_opt["tp"],
+        "fp": at_opt["fp"],
+        "fn": at_opt["fn"],
+        "n_pred": len(pred),
+        "n_truth": len(truth),
+        "tp_iou": float(tp_iou),
+    }
+
+
+def distinct_particle_matrix(selected: dict[str, set]) -> pd.DataFrame:
+    """The distinct-particle matrix of SPEC section 5.
+
+    ``selected`` maps a strategy name to the set of particle ids it selected after
+    the initial set. Entry (row A, column B) is ``|L_A minus L_B|``: the particles A
+    chose that B did not. With equal label budgets (``|L_A| = |L_B|``) the matrix
+    is symmetric (``|A minus B| = |B minus A|``); with unequal sizes it is not, and
+    row A / column B is the count from A's side. The diagonal is 0. Rows and
+    columns follow the dict's order; integer entries.
+    """
+    names = list(selected)
+    sets = {k: set(v) for k, v in selected.items()}
+    data = [[len(sets[a] - sets[b]) for b in names] for a in names]
+    return pd.DataFrame(data, index=names, columns=names, dtype=np.int64)
