@@ -830,15 +830,20 @@ class ActivePickWidget(QWidget):
         ax.tick_params(colors="#cccccc", labelsize=7)
         learner = self.learner
         rounds = learner.history if learner is not None else []
-        has_metrics = any(m and "f1" in m for m in self.round_metrics)
+        has_metrics = any(m and "f1_topt" in m for m in self.round_metrics)
         if has_metrics:
             xs = [m.get("labels", i + 1) for i, m in enumerate(self.round_metrics) if m]
-            for key, colour in (("f1", "#ffcc00"), ("recall", "#00ccff"), ("precision", "#ff66cc")):
+            for key, label, colour in (
+                ("f1_topt", "F1", "#ffcc00"),
+                ("pr_auc", "PR-AUC", "#ffffff"),
+                ("recall_topt", "recall", "#00ccff"),
+                ("precision_topt", "precision", "#ff66cc"),
+            ):
                 ys = [m.get(key, np.nan) for m in self.round_metrics if m]
-                ax.plot(xs, ys, "o-", color=colour, label=key, ms=3, lw=1.2)
+                ax.plot(xs, ys, "o-", color=colour, label=label, ms=3, lw=1.2)
             ax.set_ylim(0, 1.02)
             ax.set_xlabel("particle labels", color="#cccccc", fontsize=7)
-            ax.set_title("vs ground truth", color="#cccccc", fontsize=8)
+            ax.set_title("vs ground truth (at T_opt)", color="#cccccc", fontsize=8)
         elif rounds:
             xs = [h.get("round", i + 1) for i, h in enumerate(rounds)]
             pos = [h.get("labels", 0) for h in rounds]

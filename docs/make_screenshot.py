@@ -1,0 +1,96 @@
+"""Make docs/images/screenshot.png: the whole napari window with the ActivePick
+widget after one round on the sample data, a few picks already reviewed.
+
+    xvfb-run -a .venv/bin/python docs/make_screenshot.py [--epochs 8]
+
+Needs a display (a virtual X server is fine); takes a minute or two on a CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "images" / "screenshot.png"
+
+
+def _process(app, seconds: float) -> None:
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--labels-per-micrograph", type=int, default=6)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args()
+
+    import napari
+    from qtpy.QtWidgets import QApplication
+
+    from activepick.plugin._widget import ActivePickWidget
+
+    viewer = napari.Viewer(title="ActivePick")
+    widget = ActivePickWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="Active picking", area="right")
+    viewer.window._qt_window.resize(1680, 1050)
+    app = QApplication.instance()
+
+    widget.load_sample()
+    truth = widget.truth
+    widget.diameter.setValue(int(round(float(truth["diameter"].median()))))
+    widget.epochs.setValue(args.epochs)
+    widget.batch_size.setValue(12)
+    widget.preview_check.setChecked(False)
+
+    # the user's first clicks: a few particles on half of the micrographs
+    names = [m.name for m in widget.learner.micrographs]
+    labels = widget.review.layers["labels"]
+    for name in names[: max(1, len(names) // 2)]:
+        rows = truth[truth["micrograph"] == name].head(args.labels_per_micrograph)
+        for x, y in rows[["x", "y"]].to_numpy():
+            labels.add([[names.index(name), y, x]] if len(names) > 1 else [[y, x]])
+
+    t0 = time.perf_counter()
+    widget.next_round()
+    while widget.worker is not None:
+        _process(app, 0.1)
+    print(
+        f"round 1: {time.perf_counter() - t0:.1f} s, {len(widget.learner.predictions)} predictions"
+    )
+    if widget.last_error is not None:
+        raise SystemExit(f"round failed: {widget.last_error}")
+
+    # review a few picks: accept / reject by the ground truth, one move
+    review = widget.review
+    viewer.layers.selection.active = review.layers["review queue"]
+    from activepick.plugin.review import nearest_label
+
+    for _ in range(4):
+        row = review.current_pick()
+        if row is None:
+            break
+        truth_ids = truth.assign(pick_id=range(len(truth)), status="accepted")
+        _, dist = nearest_label(truth_ids, row["micrograph"], row["x"], row["y"])
+        (review.accept if dist < 0.3 * widget.diameter.value() else review.reject)()
+    review.next()
+    review.refresh_current(move_camera=True)
+    viewer.layers["predictions"].visible = True
+    _process(app, 1.0)
+    # show a wider field of view than the review zoom
+    from activepick.plugin.review import camera
+
+    camera(viewer).zoom = camera(viewer).zoom * 0.45
+    _process(app, 1.0)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    viewer.screenshot(str(args.out), canvas_only=False)
+    print(f"wrote {args.out}")
+    viewer.close()
+
+
+if __name__ == "__main__":
+    main()
