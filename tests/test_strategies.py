@@ -1,0 +1,166 @@
+"""Tests of activepick.active.strategies: orderings on hand-made candidate sets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from activepick.active.strategies import (
+    STRATEGIES,
+    binary_entropy,
+    rank_candidates,
+    register_strategy,
+    strategy_needs,
+)
+from activepick.errors import ActivePickError
+from activepick.io.picks import make_picks
+
+
+def cands(conf, *, micrograph="m", x=None, y=None, diameter=10.0, **extra) -> pd.DataFrame:
+    """Candidates far apart on one micrograph unless positions are given."""
+    n = len(conf)
+    x = np.arange(n) * 1000.0 if x is None else x
+    y = np.zeros(n) if y is None else y
+    df = make_picks(micrograph, x, y, diameter, confidence=conf, status="predicted")
+    for name, values in extra.items():
+        df[name] = values
+    return df
+
+
+def order(df: pd.DataFrame, name: str, k: int | None = None, **kwargs) -> list[int]:
+    rng = np.random.default_rng(kwargs.pop("seed", 0))
+    k = len(df) if k is None else k
+    return STRATEGIES[name](df, k, rng=rng, t_opt=kwargs.pop("t_opt", 0.5)).tolist()
+
+
+MIXED = [0.9, 0.2, 0.55, 0.45, 0.05]
+
+
+def test_registry_names_and_needs():
+    expected = {
+        "random",
+        "low_confidence",
+        "entropy",
+        "norm_conf_entropy",
+        "boundary_distance",
+        "diverse_boundary",
+        "mc_dropout",
+        "tta",
+    }
+    assert expected <= set(STRATEGIES)
+    assert strategy_needs("mc_dropout") == "mc_dropout"
+    assert strategy_needs("tta") == "tta"
+    assert strategy_needs("entropy") is None
+    with pytest.raises(ActivePickError, match="unknown strategy 'nope'.*boundary_distance"):
+        strategy_needs("nope")
+
+
+def test_boundary_distance_order():
+    # |c - 0.4| = [0.5, 0.2, 0.15, 0.05, 0.35]
+    assert order(cands(MIXED), "boundary_distance", t_opt=0.4) == [3, 2, 1, 4, 0]
+    # |c - 0.1| = [0.8, 0.1, 0.45, 0.35, 0.05]
+    assert order(cands(MIXED), "boundary_distance", t_opt=0.1) == [4, 1, 3, 2, 0]
+
+
+def test_low_confidence_order_and_k():
+    assert order(cands(MIXED), "low_confidence") == [4, 1, 3, 2, 0]
+    assert order(cands(MIXED), "low_confidence", k=2) == [4, 1]
+    assert order(cands(MIXED), "low_confidence", k=10) == [4, 1, 3, 2, 0]
+
+
+def test_entropy_order_with_exact_tie_kept_in_input_order():
+    # H highest at 0.5, then 0.75 and 0.25 (exactly equal: kept in input order), 0.125, 0.0625
+    assert order(cands([0.75, 0.125, 0.25, 0.5, 0.0625]), "entropy") == [3, 0, 2, 1, 4]
+
+
+def test_binary_entropy_values_and_symmetry():
+    assert binary_entropy(0.5) == pytest.approx(1.0)
+    assert binary_entropy(0.25) == pytest.approx(-(0.25 * np.log2(0.25) + 0.75 * np.log2(0.75)))
+    c = np.random.default_rng(0).random(50)
+    np.testing.assert_allclose(binary_entropy(c), binary_entropy(1 - c), rtol=1e-12)
+    # clipped to [1e-6, 1 - 1e-6]: finite and > 0 at the ends
+    assert binary_entropy(0.0) == pytest.approx(binary_entropy(1e-6)) and binary_entropy(0.0) > 0
+
+
+def test_norm_conf_entropy_differs_from_entropy_on_a_skewed_set():
+    conf = [0.02, 0.05, 0.10, 0.20, 0.14]
+    # raw entropy: closest to 0.5 first = largest confidence first
+    assert order(cands(conf), "entropy") == [3, 4, 2, 1, 0]
+    # c' = 0.01 + 0.98 (c - 0.02) / 0.18 = [0.01, 0.1733, 0.4456, 0.99, 0.6633]:
+    # |c' - 0.5| = [0.49, 0.327, 0.054, 0.49, 0.163]
+    got = order(cands(conf), "norm_conf_entropy")
+    assert got[:3] == [2, 4, 1]
+    assert set(got[3:]) == {0, 3}
+
+
+def test_norm_conf_entropy_all_equal_keeps_input_order():
+    assert order(cands([0.3, 0.3, 0.3]), "norm_conf_entropy") == [0, 1, 2]
+    out = rank_candidates(cands([0.3, 0.3, 0.3]), "norm_conf_entropy", 3)
+    np.testing.assert_allclose(out["uncertainty"], 1.0)  # c' = 0.5 for all
+
+
+def test_random_is_reproducible_per_seed_and_a_subset():
+    df = cands(np.linspace(0.01, 0.99, 30))
+    a = rank_candidates(df, "random", 10, seed=7)
+    b = rank_candidates(df, "random", 10, seed=7)
+    c = rank_candidates(df, "random", 10, seed=8)
+    assert a.index.tolist() == b.index.tolist()
+    assert a.index.tolist() != c.index.tolist()
+    assert len(set(a.index)) == 10
+    assert a["uncertainty"].isna().all()
+    assert sorted(order(df, "random", k=50)) == list(range(30))
+
+
+def test_diverse_boundary_skips_neighbours_and_caps_per_micrograph():
+    # diameter 10, t_opt 0.5; boundary order would be [0, 1, 2, 3, 4, 5]
+    df = cands(
+        [0.50, 0.51, 0.52, 0.53, 0.60, 0.90],
+        micrograph=["A", "A", "A", "A", "B", "C"],
+        x=[0.0, 15.0, 100.0, 200.0, 0.0, 0.0],
+    )
+    assert order(df, "boundary_distance", k=3) == [0, 1, 2]
+    # k = 3 over 3 micrographs: cap ceil(3 / 3) * 2 = 2 per micrograph.
+    # 0 taken; 1 is 15 px < 2 diameters from 0: skipped; 2 taken; 3: A is full; 4 taken.
+    assert order(df, "diverse_boundary", k=3) == [0, 2, 4]
+
+
+def test_diverse_boundary_fills_up_when_short():
+    df = cands([0.5, 0.6, 0.7], x=[0.0, 5.0, 10.0])  # all within 2 diameters
+    assert order(df, "diverse_boundary", k=2) == [0, 1]
+    assert order(df, "diverse_boundary", k=3) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("name", ["mc_dropout", "tta"])
+def test_disagreement_strategies(name):
+    df = cands(MIXED, disagreement=[0.1, 0.5, np.nan, 0.5, 0.3])
+    assert order(df, name) == [1, 3, 4, 0, 2]  # highest first, tie in input order, NaN last
+    with pytest.raises(ActivePickError, match="disagreement"):
+        rank_candidates(cands(MIXED), name, 2)
+
+
+def test_rank_candidates_columns_and_index():
+    df = cands(MIXED)
+    df.index = [10, 11, 12, 13, 14]
+    out = rank_candidates(df, "boundary_distance", 3, t_opt=0.4)
+    assert out.index.tolist() == [13, 12, 11]
+    assert out["rank"].tolist() == [0, 1, 2]
+    np.testing.assert_allclose(out["uncertainty"], [0.95, 0.85, 0.8])
+    assert list(out.columns[: len(df.columns)]) == list(df.columns)
+    assert len(rank_candidates(df, "entropy", 0)) == 0
+    with pytest.raises(ActivePickError, match="choose from"):
+        rank_candidates(df, "most_fun", 3)
+
+
+def test_register_strategy_adds_one_function():
+    @register_strategy("_test_highest_x")
+    def highest_x(candidates, k, *, rng, t_opt):
+        return np.argsort(-candidates["x"].to_numpy(), kind="stable")[:k]
+
+    try:
+        out = rank_candidates(cands(MIXED), "_test_highest_x", 2)
+        assert out.index.tolist() == [4, 3]
+        with pytest.raises(ValueError, match="twice"):
+            register_strategy("_test_highest_x")(highest_x)
+    finally:
+        STRATEGIES.pop("_test_highest_x")
