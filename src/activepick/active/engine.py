@@ -515,23 +515,27 @@ class ActiveLearner:
         return pred
 
     def _update_t_opt_from_decisions(self) -> None:
-        """T_opt from the accept / move / reject decisions of the latest round that has any."""
+        """T_opt from the review decisions of the latest round that has any.
+
+        Accepted / moved (particle) and rejected (not) predictions with their
+        confidences, plus particles added by hand in that round at confidence 0
+        (missed by the detector), go to ``metrics.t_opt_from_decisions``. Without
+        a positive and a negative decision T_opt stays as it is (0.5 at first).
+        """
         from .. import metrics
 
-        dec = self.labels[
-            self.labels["source"].isin(("human", "oracle"))
-            & self.labels["status"].isin((STATUS_ACCEPTED, STATUS_MOVED, STATUS_REJECTED))
-            & np.isfinite(self.labels["confidence"])
-        ]
-        if len(dec) == 0:
-            if self.t_opt_source != "validation":
-                self.t_opt, self.t_opt_source = DEFAULT_T_OPT, "default"
+        lab = self.labels[self.labels["source"].isin(("human", "oracle"))]
+        reviewed = lab["status"].isin((STATUS_ACCEPTED, STATUS_MOVED, STATUS_REJECTED))
+        reviewed &= np.isfinite(lab["confidence"])
+        if not reviewed.any():
             return
-        dec = dec[dec["round"] == dec["round"].max()]
-        is_particle = (dec["status"] != STATUS_REJECTED).to_numpy()
-        self.t_opt = float(
-            metrics.t_opt_from_decisions(dec["confidence"].to_numpy(float), is_particle)
-        )
+        latest = lab.loc[reviewed, "round"].max()
+        lab = lab[(lab["round"] == latest) & (reviewed | (lab["status"] == STATUS_ADDED))]
+        is_particle = (lab["status"] != STATUS_REJECTED).to_numpy()
+        if is_particle.all() or not is_particle.any():
+            return
+        confidence = lab["confidence"].fillna(0.0).to_numpy(float)
+        self.t_opt = float(metrics.t_opt_from_decisions(confidence, is_particle))
         self.t_opt_source = "decisions"
 
     # ------------------------------------------------------------------ prediction
