@@ -303,3 +303,28 @@ def test_sample_data_opens_in_the_widget(make_napari_viewer):
     assert widget.learner is not None and len(widget.learner.micrographs) > 1
     assert widget.truth is not None and len(widget.truth) > 0
     assert not viewer.layers["ground truth"].visible
+
+
+def test_gui_command_opens_micrographs_and_a_session(qtbot, data, tmp_path):
+    import argparse
+
+    from activepick.cli import build_parser
+    from activepick.cli.gui import open_gui
+
+    args = build_parser().parse_args(["gui", "--session", str(tmp_path / "s"), str(data[0])])
+    assert isinstance(args, argparse.Namespace) and args.func is not None
+    viewer, widget = open_gui(args, show=False)
+    try:
+        assert len(widget.learner.micrographs) == 3
+        assert widget.session is not None and (tmp_path / "s" / "session.json").is_file()
+        assert any("Active picking" in name for name in viewer.window._dock_widgets)
+    finally:
+        viewer.close()
+    # a second start reopens the session
+    viewer, widget = open_gui(
+        build_parser().parse_args(["gui", "--session", str(tmp_path / "s")]), show=False
+    )
+    try:
+        assert widget.session is not None and len(widget.learner.micrographs) == 3
+    finally:
+        viewer.close()
