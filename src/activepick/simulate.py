@@ -1,0 +1,647 @@
+"""Synthetic cryo-EM micrographs with ground truth (SPEC section 6, "Simulator").
+
+A micrograph is simulated in four steps:
+
+1. **Particles.** A random asymmetric molecule of the requested diameter (a few
+   3-D Gaussian blobs, :func:`make_molecule`) is rotated by a uniformly random
+   rotation per particle (``scipy.spatial.transform.Rotation.random``) and
+   projected along z. A 3-D Gaussian of weight ``w`` and width ``s`` projects to
+   the 2-D Gaussian ``w / (2 pi s^2) * exp(-r^2 / (2 s^2))`` centred at the first
+   two components of its rotated centre, so the projection is exact and cheap.
+   The molecule's centre of mass is at its origin, so the ground-truth centre is
+   the centre of mass of every projection. Centres are drawn by rejection
+   sampling with a minimum distance of one diameter and at least one radius from
+   every edge (:func:`place_centres`).
+2. **CTF.** The particle image is multiplied in Fourier space
+   (``numpy.fft.rfft2``) by the phase-contrast transfer function
+   (:func:`ctf_2d`)::
+
+       chi(k) = pi * lambda * dz * k^2 - pi / 2 * Cs * lambda^3 * k^4
+       CTF(k) = -(sqrt(1 - A^2) * sin(chi) + A * cos(chi))
+
+   with ``k`` the spatial frequency in 1/Å (``cycles per pixel / pixel_size``),
+   ``lambda`` the relativistic electron wavelength (0.0197 Å at 300 kV), ``dz``
+   the defocus in Å (positive = underfocus; drawn uniformly per micrograph from
+   ``defocus_um``), ``Cs`` = 2.7 mm and amplitude contrast ``A`` = 0.1. The
+   leading minus sign makes protein dark at low frequencies, as in real
+   micrographs.
+3. **Noise.** White Gaussian noise of standard deviation 1; the particle image
+   is scaled so that ``SNR = var(signal inside the particle circles) /
+   var(noise)`` equals the request for the noise actually drawn, where the particle circles are the pixels
+   within ``diameter / 2`` of a centre (the definition of the thesis).
+4. **Optional clutter** that is not in the ground truth: ``distractors`` smooth
+   Gaussian blobs (ice, aggregates) of other sizes, bright or dark, not touching
+   any particle; and a linear background ramp in a random direction whose
+   peak-to-peak height across the micrograph is ``gradient`` noise standard
+   deviations.
+
+Coordinates: ``(x, y) = (column, row)`` in pixels of the simulated image, origin
+at the centre of the top-left array element (as napari shows it). Everything is
+drawn from the ``numpy.random.Generator`` passed in, so a seed reproduces a
+micrograph byte for byte.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ActivePickError, Cancelled
+
+#: Microscope constants of the simulated CTF (SPEC section 6).
+VOLTAGE_KV = 300.0
+CS_MM = 2.7
+AMPLITUDE_CONTRAST = 0.1
+#: Blobs per random molecule.
+MOLECULE_BLOBS = 8
+#: Candidate centres drawn per requested particle before giving up.
+PLACEMENT_TRIES_PER_PARTICLE = 200
+#: Particle boxes are rendered out to this multiple of the diameter (half-width).
+RENDER_HALF_WIDTH = 0.75
+#: File name stem of simulated micrographs: ``synth_0000`` ...
+NAME_FORMAT = "synth_{:04d}"
+BACKENDS = ("numpy", "aspire")
+
+Progress = Callable[[dict], None] | None
+ShouldStop = Callable[[], bool] | None
+
+
+class SimulationError(ActivePickError):
+    """The requested simulation is impossible (e.g. too many particles for the micrograph)."""
+
+
+@dataclass(frozen=True)
+class Molecule:
+    """A 3-D density made of isotropic Gaussian blobs, in pixels of the micrograph.
+
+    ``centres`` (K, 3) are (x, y, z) offsets from the molecule's centre of mass,
+    ``sigmas`` (K,) the blob widths and ``weights`` (K,) their integrated
+    densities (arbitrary units; the simulator rescales to the requested SNR).
+    """
+
+    centres: np.ndarray
+    sigmas: np.ndarray
+    weights: np.ndarray
+
+    def to_dict(self) -> dict:
+        """JSON-friendly lists (for ``simulation.json``)."""
+        return {k: np.asarray(v).tolist() for k, v in asdict(self).items()}
+
+
+@dataclass
+class SimulatedMicrograph:
+    """One simulated micrograph and its parts (all float32 arrays of shape (H, W)).
+
+    ``image = signal + background + noise``; ``signal`` is the CTF-filtered
+    particle image scaled to the requested SNR, ``background`` the distractors
+    plus the gradient, the noise has standard deviation ``noise_sigma`` (1).
+    ``centres`` (N, 2) are the particle centres as (x, y) = (column, row);
+    ``distractors`` (M, 3) the distractor centres and diameters (x, y, d).
+    ``snr`` is the measured var(signal in the particle circles) / var(noise).
+    """
+
+    image: np.ndarray
+    centres: np.ndarray
+    signal: np.ndarray
+    background: np.ndarray
+    noise_sigma: float
+    defocus_um: float
+    distractors: np.ndarray
+    snr: float
+
+
+# --------------------------------------------------------------------------- physics
+
+
+def electron_wavelength(voltage_kv: float = VOLTAGE_KV) -> float:
+    """Relativistic electron wavelength in Å for an acceleration voltage in kV."""
+    volts = voltage_kv * 1e3
+    return 12.2642598 / math.sqrt(volts * (1.0 + 0.978475e-6 * volts))
+
+
+def ctf_2d(
+    shape: tuple[int, int],
+    pixel_size: float,
+    defocus_um: float,
+    *,
+    voltage_kv: float = VOLTAGE_KV,
+    cs_mm: float = CS_MM,
+    amplitude_contrast: float = AMPLITUDE_CONTRAST,
+) -> np.ndarray:
+    """The CTF on the ``rfft2`` grid of an image of ``shape`` (H, W); float32 (H, W // 2 + 1).
+
+    ``pixel_size`` in Å/px, ``defocus_um`` in µm (positive = underfocus). See the
+    module docstring for the formula.
+    """
+    h, w = shape
+    lam = electron_wavelength(voltage_kv)
+    dz = defocus_um * 1e4  # Å
+    cs = cs_mm * 1e7  # Å
+    ky = np.fft.fftfreq(h) / pixel_size  # 1/Å
+    kx = np.fft.rfftfreq(w) / pixel_size
+    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    chi = np.pi * lam * dz * k2 - 0.5 * np.pi * cs * lam**3 * k2**2
+    a = amplitude_contrast
+    return (-(math.sqrt(1.0 - a * a) * np.sin(chi) + a * np.cos(chi))).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- molecule
+
+
+def make_molecule(
+    rng: np.random.Generator, diameter: float, n_blobs: int = MOLECULE_BLOBS
+) -> Molecule:
+    """A random asymmetric molecule: a chain of Gaussian blobs within ``diameter`` (px).
+
+    The blobs follow a 3-D random walk; the result is centred on its centre of
+    mass and scaled so that every blob lies, out to 1.5 widths, inside a sphere
+    of diameter ``diameter``.
+    """
+    sigmas = rng.uniform(0.07, 0.13, n_blobs) * diameter
+    steps = rng.standard_normal((n_blobs, 3))
+    steps *= 0.22 * diameter / np.linalg.norm(steps, axis=1, keepdims=True)
+    steps[0] = 0.0
+    centres = np.cumsum(steps, axis=0)
+    weights = rng.uniform(0.5, 1.5, n_blobs) * sigmas**3
+    centres -= np.average(centres, axis=0, weights=weights)
+    extent = np.max(np.linalg.norm(centres, axis=1) + 1.5 * sigmas)
+    scale = 0.5 * diameter / extent
+    return Molecule(centres * scale, sigmas * scale, weights * scale**3)
+
+
+# --------------------------------------------------------------------------- placement
+
+
+def place_centres(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    n: int,
+    diameter: float,
+    *,
+    max_tries: int | None = None,
+) -> np.ndarray:
+    """``n`` centres (x, y) at least ``diameter`` apart and ``diameter / 2`` from every edge.
+
+    Rejection sampling (random sequential addition) with at most ``max_tries``
+    candidates (default ``PLACEMENT_TRIES_PER_PARTICLE * n``); raises
+    :class:`SimulationError` when the micrograph cannot hold ``n`` particles.
+    """
+    h, w = shape
+    r = diameter / 2.0
+    if n == 0:
+        return np.zeros((0, 2))
+    if w - 1 < 2 * r or h - 1 < 2 * r:
+        raise SimulationError(
+            f"a {w} x {h} px micrograph cannot hold a particle of diameter {diameter:g} px"
+        )
+    tries = PLACEMENT_TRIES_PER_PARTICLE * n if max_tries is None else max_tries
+    candidates = np.column_stack(
+        [rng.uniform(r, w - 1 - r, tries), rng.uniform(r, h - 1 - r, tries)]
+    )
+    placed = np.empty((n, 2))
+    count = 0
+    d2 = diameter * diameter
+    for cand in candidates:
+        if count and np.min(np.sum((placed[:count] - cand) ** 2, axis=1)) < d2:
+            continue
+        placed[count] = cand
+        count += 1
+        if count == n:
+            return placed
+    raise SimulationError(
+        f"a {w} x {h} px micrograph cannot hold {n} non-overlapping particles of diameter "
+        f"{diameter:g} px (placed {count} in {tries} tries); use fewer particles, a smaller "
+        "diameter or a larger micrograph"
+    )
+
+
+def _box(centre: float, half: int, size: int) -> tuple[int, int]:
+    """Pixel range [lo, hi) of a box of half-width ``half`` around ``centre``, clipped."""
+    c = int(round(centre))
+    return max(c - half, 0), min(c + half + 1, size)
+
+
+def particle_mask(shape: tuple[int, int], centres: np.ndarray, diameter: float) -> np.ndarray:
+    """Boolean (H, W): the pixels within ``diameter / 2`` of any centre (x, y)."""
+    h, w = shape
+    mask = np.zeros(shape, dtype=bool)
+    r = diameter / 2.0
+    half = int(math.ceil(r)) + 1
+    for cx, cy in centres:
+        y0, y1 = _box(cy, half, h)
+        x0, x1 = _box(cx, half, w)
+        yy = np.arange(y0, y1)[:, None] - cy
+        xx = np.arange(x0, x1)[None, :] - cx
+        mask[y0:y1, x0:x1] |= yy**2 + xx**2 <= r * r
+    return mask
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _render_molecule(
+    image: np.ndarray, molecule: Molecule, centres: np.ndarray, rotations, half: int
+) -> None:
+    """Add the projections of ``molecule`` at ``centres`` (x, y) into ``image`` in place."""
+    h, w = image.shape
+    projected = np.einsum("nij,kj->nki", rotations.as_matrix(), molecule.centres)[..., :2]
+    sig2 = 2.0 * molecule.sigmas**2
+    amp = molecule.weights / (np.pi * sig2)
+    for (cx, cy), offsets in zip(centres, projected, strict=True):
+        y0, y1 = _box(cy, half, h)
+        x0, x1 = _box(cx, half, w)
+        bx = cx + offsets[:, 0]
+        by = cy + offsets[:, 1]
+        gx = np.exp(-((np.arange(x0, x1)[None, :] - bx[:, None]) ** 2) / sig2[:, None])
+        gy = np.exp(-((np.arange(y0, y1)[None, :] - by[:, None]) ** 2) / sig2[:, None])
+        image[y0:y1, x0:x1] += (gy * amp[:, None]).T @ gx
+
+
+def project_volume(volume: np.ndarray, rotation) -> np.ndarray:
+    """Project a cubic density ``volume[z, y, x]`` along z after a rotation; (L, L) float32.
+
+    The volume is sampled at the micrograph's pixel size with its centre at
+    ``(L - 1) / 2``; ``rotation`` (a scipy ``Rotation``) turns (x, y, z) vectors.
+    Trilinear interpolation (``scipy.ndimage.map_coordinates``), zero outside.
+    """
+    from scipy.ndimage import map_coordinates
+
+    size = volume.shape[0]
+    c = (size - 1) / 2.0
+    axis = np.arange(size) - c
+    z, y, x = np.meshgrid(axis, axis, axis, indexing="ij")
+    points = np.stack([x.ravel(), y.ravel(), z.ravel()], axis=1)
+    body = rotation.inv().apply(points) + c  # (x, y, z) in the volume's frame
+    values = map_coordinates(volume, [body[:, 2], body[:, 1], body[:, 0]], order=1, cval=0.0)
+    return values.reshape(volume.shape).sum(axis=0).astype(np.float32)
+
+
+def _render_volume(image: np.ndarray, volume: np.ndarray, centres: np.ndarray, rotations) -> None:
+    """Add projections of a voxel ``volume`` at integer-rounded ``centres`` into ``image``."""
+    from scipy.ndimage import shift
+
+    h, w = image.shape
+    size = volume.shape[0]
+    for (cx, cy), rot in zip(centres, rotations, strict=True):
+        proj = project_volume(volume, rot)
+        ix, iy = int(round(cx)), int(round(cy))
+        proj = shift(proj, (cy - iy, cx - ix), order=1)
+        y0 = iy - (size - 1) // 2
+        x0 = ix - (size - 1) // 2
+        ys, xs = slice(max(y0, 0), min(y0 + size, h)), slice(max(x0, 0), min(x0 + size, w))
+        image[ys, xs] += proj[ys.start - y0 : ys.stop - y0, xs.start - x0 : xs.stop - x0]
+
+
+def _check_volume(volume: np.ndarray) -> np.ndarray:
+    volume = np.asarray(volume, dtype=np.float32)
+    if volume.ndim != 3 or len(set(volume.shape)) != 1:
+        raise SimulationError(f"volume must be a cubic 3-D array, got shape {volume.shape}")
+    return volume
+
+
+def _render_distractors(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    count: int,
+    centres: np.ndarray,
+    diameter: float,
+    amplitude: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Smooth Gaussian blobs clear of the particles; returns (image, (M, 3) x, y, d).
+
+    Half are small (0.3-0.8 diameters), half large (1.3-3 diameters); each is
+    bright or dark with a peak of 0.3-1 ``amplitude``. A blob's "diameter" is 4
+    widths. A blob that finds no free spot in 100 tries is left out.
+    """
+    h, w = shape
+    image = np.zeros(shape, dtype=np.float32)
+    kept = []
+    for _ in range(count):
+        large = rng.random() < 0.5
+        d = diameter * (rng.uniform(1.3, 3.0) if large else rng.uniform(0.3, 0.8))
+        peak = amplitude * rng.uniform(0.3, 1.0) * rng.choice((-1.0, 1.0))
+        xy = np.column_stack([rng.uniform(0, w - 1, 100), rng.uniform(0, h - 1, 100)])
+        if len(centres):
+            dist = np.sqrt(((xy[:, None, :] - centres[None, :, :]) ** 2).sum(-1)).min(axis=1)
+            free = np.flatnonzero(dist >= (diameter + d) / 2.0)
+        else:
+            free = np.arange(len(xy))
+        if not len(free):
+            continue
+        cx, cy = xy[free[0]]
+        sigma = d / 4.0
+        half = int(math.ceil(3 * sigma))
+        y0, y1 = _box(cy, half, h)
+        x0, x1 = _box(cx, half, w)
+        gx = np.exp(-((np.arange(x0, x1) - cx) ** 2) / (2 * sigma**2))
+        gy = np.exp(-((np.arange(y0, y1) - cy) ** 2) / (2 * sigma**2))
+        image[y0:y1, x0:x1] += peak * np.outer(gy, gx)
+        kept.append((cx, cy, d))
+    return image, np.asarray(kept, dtype=np.float64).reshape(-1, 3)
+
+
+def _gradient(rng: np.random.Generator, shape: tuple[int, int], height: float) -> np.ndarray:
+    """A linear ramp in a random direction, ``height`` from its lowest to highest pixel."""
+    h, w = shape
+    theta = rng.uniform(0, 2 * np.pi)
+    u = np.cos(theta) * np.arange(w)[None, :] + np.sin(theta) * np.arange(h)[:, None]
+    span = abs(np.cos(theta)) * (w - 1) + abs(np.sin(theta)) * (h - 1)
+    return (height * (u - u.min()) / max(span, 1e-12) - height / 2).astype(np.float32)
+
+
+def _shape(size: int | tuple[int, int]) -> tuple[int, int]:
+    if isinstance(size, int | np.integer):
+        shape = (int(size), int(size))
+    else:
+        shape = tuple(int(s) for s in size)
+    if len(shape) != 2 or min(shape) < 1:
+        raise SimulationError(f"size must be a positive int or (height, width), got {size!r}")
+    return shape
+
+
+def render_micrograph(
+    rng: np.random.Generator,
+    *,
+    size: int | tuple[int, int] = 1024,
+    n_particles: int = 40,
+    diameter: float = 64,
+    snr: float = 0.05,
+    volume: np.ndarray | Molecule | None = None,
+    defocus_um: tuple[float, float] = (1.0, 2.5),
+    pixel_size: float = 1.5,
+    distractors: int = 0,
+    gradient: float = 0.0,
+) -> SimulatedMicrograph:
+    """Simulate one micrograph and keep its parts; see :func:`simulate_micrograph`."""
+    shape = _shape(size)
+    if not snr > 0:
+        raise SimulationError(f"snr must be positive, got {snr}")
+    if not diameter > 0:
+        raise SimulationError(f"diameter must be positive, got {diameter}")
+    from scipy.spatial.transform import Rotation
+
+    if volume is None:
+        volume = make_molecule(rng, diameter)
+    elif not isinstance(volume, Molecule):
+        volume = _check_volume(volume)
+    centres = place_centres(rng, shape, int(n_particles), diameter)
+    defocus = float(rng.uniform(*defocus_um))
+    projection = np.zeros(shape, dtype=np.float32)
+    if len(centres):
+        rotations = Rotation.random(len(centres), rng=rng)
+        if isinstance(volume, Molecule):
+            half = int(math.ceil(RENDER_HALF_WIDTH * diameter))
+            _render_molecule(projection, volume, centres, rotations, half)
+        else:
+            _render_volume(projection, volume, centres, rotations)
+    signal = np.fft.irfft2(
+        np.fft.rfft2(projection) * ctf_2d(shape, pixel_size, defocus), s=shape
+    ).astype(np.float32)
+    noise = rng.standard_normal(shape, dtype=np.float32)
+    noise_var = float(np.var(noise, dtype=np.float64))
+    snr_measured = float("nan")
+    if len(centres):
+        mask = particle_mask(shape, centres, diameter)
+        signal_var = float(np.var(signal[mask], dtype=np.float64))
+        signal *= np.float32(math.sqrt(snr * noise_var / signal_var))
+        snr_measured = float(np.var(signal[mask], dtype=np.float64)) / noise_var
+    background, kept = _render_distractors(rng, shape, int(distractors), centres, diameter, 1.0)
+    if gradient:
+        background += _gradient(rng, shape, float(gradient))
+    image = signal + background + noise
+    return SimulatedMicrograph(
+        image=image,
+        centres=centres,
+        signal=signal,
+        background=background,
+        noise_sigma=1.0,
+        defocus_um=defocus,
+        distractors=kept,
+        snr=snr_measured,
+    )
+
+
+def simulate_micrograph(
+    rng: np.random.Generator,
+    *,
+    size: int | tuple[int, int] = 1024,
+    n_particles: int = 40,
+    diameter: float = 64,
+    snr: float = 0.05,
+    volume: np.ndarray | Molecule | None = None,
+    defocus_um: tuple[float, float] = (1.0, 2.5),
+    pixel_size: float = 1.5,
+    distractors: int = 0,
+    gradient: float = 0.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic micrograph and its particle centres.
+
+    ``size`` is an int (square) or (height, width) in pixels; ``diameter`` the
+    particle diameter in px; ``snr`` = var(signal in the particle circles) /
+    var(noise), noise standard deviation 1; ``volume`` a :class:`Molecule`, a
+    cubic voxel density ``[z, y, x]`` at ``pixel_size``, or None to draw a random
+    molecule from ``rng``; ``defocus_um`` the (low, high) range of the per-
+    micrograph defocus in µm; ``pixel_size`` in Å/px (for the CTF);
+    ``distractors`` the number of ice / aggregate blobs; ``gradient`` the
+    peak-to-peak height of a background ramp in noise standard deviations.
+
+    Returns ``(image, centres)``: image float32 (H, W); centres float64 (N, 2) as
+    (x, y) = (column, row) in pixels, origin at the top-left pixel's centre.
+    Raises :class:`SimulationError` when the particles do not fit.
+    """
+    sim = render_micrograph(
+        rng,
+        size=size,
+        n_particles=n_particles,
+        diameter=diameter,
+        snr=snr,
+        volume=volume,
+        defocus_um=defocus_um,
+        pixel_size=pixel_size,
+        distractors=distractors,
+        gradient=gradient,
+    )
+    return sim.image, sim.centres
+
+
+# --------------------------------------------------------------------------- dataset
+
+
+def _numpy_micrographs(
+    seed: int, n: int, shape: tuple[int, int], settings: dict
+) -> Iterator[tuple[np.ndarray, np.ndarray, dict]]:
+    """Yield (image, centres, info) per micrograph; one molecule for the whole set.
+
+    Micrograph ``i`` uses its own child of ``SeedSequence(seed)``, so the first
+    micrographs of a set do not depend on ``n``.
+    """
+    children = np.random.SeedSequence(seed).spawn(n + 1)
+    molecule = make_molecule(np.random.default_rng(children[0]), settings["diameter"])
+    settings["molecule"] = molecule.to_dict()
+    for child in children[1:]:
+        sim = render_micrograph(
+            np.random.default_rng(child),
+            size=shape,
+            n_particles=settings["particles"],
+            diameter=settings["diameter"],
+            snr=settings["snr"],
+            volume=molecule,
+            defocus_um=tuple(settings["defocus_um"]),
+            pixel_size=settings["pixel_size"],
+            distractors=settings["distractors"],
+            gradient=settings["gradient"],
+        )
+        info = {
+            "defocus_um": sim.defocus_um,
+            "snr_measured": sim.snr,
+            "distractors": sim.distractors.tolist(),
+        }
+        yield sim.image, sim.centres, info
+
+
+def write_mrc(path: str | Path, image: np.ndarray, pixel_size: float) -> None:
+    """Write a float32 MRC with ``pixel_size`` (Å/px) in the header, atomically."""
+    import mrcfile
+
+    from .io.atomic import atomic_path
+
+    with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
+        mrc.set_data(np.ascontiguousarray(image, dtype=np.float32))
+        mrc.voxel_size = pixel_size
+
+
+def write_truth(out: Path, truth, names: list[str]) -> tuple[Path, Path]:
+    """Write ``ground_truth.csv`` (pick table) and ``ground_truth.star`` into ``out``."""
+    import pandas as pd
+    import starfile
+
+    from .io.atomic import atomic_open, atomic_path
+
+    csv_path, star_path = out / "ground_truth.csv", out / "ground_truth.star"
+    with atomic_open(csv_path, "w", encoding="utf-8", newline="") as fh:
+        truth.to_csv(fh, index=False)
+    star = pd.DataFrame(
+        {
+            "rlnMicrographName": [f"{m}.mrc" for m in truth["micrograph"]],
+            "rlnCoordinateX": truth["x"].to_numpy(),
+            "rlnCoordinateY": truth["y"].to_numpy(),
+        }
+    )
+    with atomic_path(star_path) as tmp:
+        starfile.write({"particles": star}, tmp, overwrite=True)
+    return csv_path, star_path
+
+
+def _check_folder(folder: Path, names: list[str]) -> None:
+    """Refuse a micrograph folder that holds other micrographs (they would mix with ours)."""
+    if not folder.is_dir():
+        return
+    ours = {f"{n}.mrc" for n in names}
+    others = sorted(p.name for p in folder.glob("*.mrc") if p.name not in ours)
+    if others:
+        raise SimulationError(
+            f"{folder}: holds {len(others)} other micrograph(s) (e.g. {others[0]}); "
+            "simulate into an empty folder"
+        )
+
+
+def simulate_dataset(
+    out: str | Path,
+    *,
+    n: int = 10,
+    particles: int = 40,
+    snr: float = 0.05,
+    size: int | tuple[int, int] = 1024,
+    diameter: float = 64,
+    seed: int = 0,
+    distractors: int = 0,
+    gradient: float = 0.0,
+    backend: str = "numpy",
+    defocus_um: tuple[float, float] = (1.0, 2.5),
+    pixel_size: float = 1.5,
+    progress: Progress = None,
+    should_stop: ShouldStop = None,
+) -> dict:
+    """Simulate ``n`` micrographs with ground truth into the folder ``out``.
+
+    Writes ``out/micrographs/synth_0000.mrc`` ... (float32, ``pixel_size`` Å/px
+    in the header), ``out/ground_truth.csv`` (the pick table, status
+    ``imported``), ``out/ground_truth.star`` (one ``data_particles`` block:
+    rlnMicrographName = file name, rlnCoordinateX/Y = centre column / row in px)
+    and ``out/simulation.json`` (settings, seed, molecule, per-micrograph defocus,
+    measured SNR and distractors). Every file is written atomically.
+
+    One molecule is drawn per dataset (from ``seed``); see
+    :func:`simulate_micrograph` for the other settings. ``backend`` is "numpy"
+    (default, ~0.1 s per 1024 px micrograph) or "aspire" (the ASPIRE package's
+    ``MicrographSimulation``, optional extra). ``progress`` receives
+    ``{"stage": "simulate", "step": i + 1, "total": n}`` after each micrograph;
+    ``should_stop()`` is checked before each and raises :class:`Cancelled`.
+
+    Returns ``{"micrographs": [Path, ...], "truth": DataFrame, "settings": dict}``.
+    """
+    import pandas as pd
+
+    from .io.picks import empty_picks, make_picks
+
+    if backend not in BACKENDS:
+        raise SimulationError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if n < 0:
+        raise SimulationError(f"n must be >= 0, got {n}")
+    out = Path(out)
+    shape = _shape(size)
+    settings = {
+        "backend": backend,
+        "n": int(n),
+        "particles": int(particles),
+        "snr": float(snr),
+        "size": list(shape),
+        "diameter": float(diameter),
+        "seed": int(seed),
+        "distractors": int(distractors),
+        "gradient": float(gradient),
+        "defocus_um": [float(d) for d in defocus_um],
+        "pixel_size": float(pixel_size),
+        "voltage_kv": VOLTAGE_KV,
+        "cs_mm": CS_MM,
+        "amplitude_contrast": AMPLITUDE_CONTRAST,
+        "snr_definition": "var(CTF-filtered particle signal within diameter/2 of a centre) "
+        "/ var(noise)",
+        "coordinates": "x = column, y = row, pixels, origin at the top-left pixel centre",
+    }
+    names = [NAME_FORMAT.format(i) for i in range(n)]
+    folder = out / "micrographs"
+    _check_folder(folder, names)
+    if backend == "aspire":
+        from .simulate_aspire import aspire_micrographs
+
+        stream = aspire_micrographs(seed, n, shape, settings)
+    else:
+        stream = _numpy_micrographs(seed, n, shape, settings)
+    paths, tables, per_micrograph = [], [], []
+    for i, name in enumerate(names):
+        if should_stop is not None and should_stop():
+            raise Cancelled(f"{out}: simulation stopped after {i} of {n} micrographs")
+        path = folder / f"{name}.mrc"
+        try:
+            image, centres, info = next(stream)
+        except SimulationError as exc:
+            raise SimulationError(f"{path}: {exc}") from None
+        write_mrc(path, image, pixel_size)
+        paths.append(path)
+        tables.append(make_picks(name, centres[:, 0], centres[:, 1], float(diameter)))
+        per_micrograph.append({"name": name, "particles": len(centres), **info})
+        if progress is not None:
+            progress({"stage": "simulate", "step": i + 1, "total": n})
+    truth = pd.concat(tables, ignore_index=True) if tables else empty_picks()
+    write_truth(out, truth, names)
+    record = {**settings, "micrographs": per_micrograph}
+    from .io.atomic import atomic_write_text
+
+    atomic_write_text(out / "simulation.json", json.dumps(record, indent=2) + "\n")
+    return {"micrographs": paths, "truth": truth, "settings": record}
