@@ -80,11 +80,14 @@ def main() -> None:
     review.next()
     review.refresh_current(move_camera=True)
     viewer.layers["predictions"].visible = True
+    # a threshold that shows the model's most confident picks (the slider starts at T_opt)
+    conf = widget.learner.predictions["confidence"]
+    widget.threshold.setValue(float(max(conf.quantile(0.97), 0.01)))
     _process(app, 1.0)
     # show a wider field of view than the review zoom
     from activepick.plugin.review import camera
 
-    camera(viewer).zoom = camera(viewer).zoom * 0.45
+    camera(viewer).zoom = camera(viewer).zoom * 0.7
     _process(app, 1.0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(args.out), canvas_only=False)
