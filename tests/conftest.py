@@ -3,7 +3,8 @@
 Qt aborts the whole pytest process (not just one test) when it cannot open its
 platform plugin, e.g. without an X server or with missing xcb libraries. So before
 any GUI test runs we check, once and in a subprocess, that a QApplication can
-start; if it cannot, every ``gui`` test is skipped with the reason. pytest-xvfb
+start; if it cannot, every ``gui`` test is skipped with the reason (and under
+``CI=true`` the run stops with that reason instead: CI must run them). pytest-xvfb
 starts a virtual X server and sets ``DISPLAY`` before collection; do not set
 ``QT_QPA_PLATFORM=offscreen`` (napari cannot draw layers without OpenGL).
 """
@@ -52,6 +53,9 @@ def pytest_collection_modifyitems(config, items):
     reason = display_problem()
     if reason is None:
         return
+    if os.environ.get("CI"):
+        # In CI the GUI tests are part of what must pass: never skip them silently.
+        raise pytest.UsageError(f"GUI tests cannot run in CI: {reason}")
     mark = pytest.mark.skip(reason=reason)
     for item in gui:
         item.add_marker(mark)
