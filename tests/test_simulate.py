@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import mrcfile
 import numpy as np
@@ -202,6 +203,7 @@ def test_dataset_files_and_determinism(tmp_path):
     kw = dict(n=3, particles=5, size=(128, 160), diameter=24, snr=0.1, distractors=1, gradient=1)
     steps = []
     a = simulate_dataset(tmp_path / "a", seed=3, progress=steps.append, **kw)
+    time.sleep(1.0)  # a time stamp in any file would now differ
     simulate_dataset(tmp_path / "b", seed=3, **kw)
     simulate_dataset(tmp_path / "c", seed=4, **kw)
     fa, fb, fc = (_files(tmp_path / s) for s in "abc")
@@ -223,6 +225,8 @@ def test_dataset_files_and_determinism(tmp_path):
     assert mic.shape == (128, 160) and mic.pixel_size == pytest.approx(1.5)
     with mrcfile.open(a["micrographs"][1]) as m:
         assert m.data.dtype == np.float32
+        assert m.header.label[0].decode().startswith("Simulated by napari-activepick")
+    assert fa["ground_truth.star"].startswith(b"# Simulated by napari-activepick")
     truth = a["truth"]
     assert list(truth["micrograph"].unique()) == ["synth_0000", "synth_0001", "synth_0002"]
     assert (truth["status"] == "imported").all() and (truth["diameter"] == 24).all()

@@ -13,7 +13,7 @@ A micrograph is simulated in four steps:
    sampling with a minimum distance of one diameter and at least one radius from
    every edge (:func:`place_centres`).
 2. **CTF.** The particle image is multiplied in Fourier space
-   (``numpy.fft.rfft2``) by the phase-contrast transfer function
+   (``scipy.fft.rfft2`` in float32) by the phase-contrast transfer function
    (:func:`ctf_2d`)::
 
        chi(k) = pi * lambda * dz * k^2 - pi / 2 * Cs * lambda^3 * k^4
@@ -43,6 +43,7 @@ micrograph byte for byte.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Iterator
@@ -66,6 +67,8 @@ RENDER_HALF_WIDTH = 0.75
 #: File name stem of simulated micrographs: ``synth_0000`` ...
 NAME_FORMAT = "synth_{:04d}"
 BACKENDS = ("numpy", "aspire")
+#: Label / comment written into the simulated MRC and STAR files (no time stamp).
+FILE_LABEL = "Simulated by napari-activepick (activepick.simulate)"
 
 Progress = Callable[[dict], None] | None
 ShouldStop = Callable[[], bool] | None
@@ -124,6 +127,17 @@ def electron_wavelength(voltage_kv: float = VOLTAGE_KV) -> float:
     return 12.2642598 / math.sqrt(volts * (1.0 + 0.978475e-6 * volts))
 
 
+@functools.lru_cache(maxsize=4)
+def _k_squared(shape: tuple[int, int], pixel_size: float) -> np.ndarray:
+    """Squared spatial frequency (1/Å^2) on the ``rfft2`` grid; float32, read-only."""
+    h, w = shape
+    ky = (np.fft.fftfreq(h) / pixel_size).astype(np.float32)
+    kx = (np.fft.rfftfreq(w) / pixel_size).astype(np.float32)
+    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    k2.flags.writeable = False
+    return k2
+
+
 def ctf_2d(
     shape: tuple[int, int],
     pixel_size: float,
@@ -138,16 +152,13 @@ def ctf_2d(
     ``pixel_size`` in Å/px, ``defocus_um`` in µm (positive = underfocus). See the
     module docstring for the formula.
     """
-    h, w = shape
     lam = electron_wavelength(voltage_kv)
     dz = defocus_um * 1e4  # Å
     cs = cs_mm * 1e7  # Å
-    ky = np.fft.fftfreq(h) / pixel_size  # 1/Å
-    kx = np.fft.rfftfreq(w) / pixel_size
-    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
-    chi = np.pi * lam * dz * k2 - 0.5 * np.pi * cs * lam**3 * k2**2
-    a = amplitude_contrast
-    return (-(math.sqrt(1.0 - a * a) * np.sin(chi) + a * np.cos(chi))).astype(np.float32)
+    k2 = _k_squared(tuple(shape), float(pixel_size))
+    chi = float(np.pi * lam * dz) * k2 - float(0.5 * np.pi * cs * lam**3) * k2**2
+    # sqrt(1 - A^2) sin(chi) + A cos(chi) = sin(chi + asin(A)); float32 is ample here
+    return -np.sin(chi + np.float32(math.asin(amplitude_contrast)))
 
 
 # --------------------------------------------------------------------------- molecule
@@ -383,6 +394,7 @@ def render_micrograph(
         raise SimulationError(f"snr must be positive, got {snr}")
     if not diameter > 0:
         raise SimulationError(f"diameter must be positive, got {diameter}")
+    import scipy.fft
     from scipy.spatial.transform import Rotation
 
     if volume is None:
@@ -399,9 +411,8 @@ def render_micrograph(
             _render_molecule(projection, volume, centres, rotations, half)
         else:
             _render_volume(projection, volume, centres, rotations)
-    signal = np.fft.irfft2(
-        np.fft.rfft2(projection) * ctf_2d(shape, pixel_size, defocus), s=shape
-    ).astype(np.float32)
+    ctf = ctf_2d(shape, pixel_size, defocus)
+    signal = scipy.fft.irfft2(scipy.fft.rfft2(projection) * ctf, s=shape).astype(np.float32)
     noise = rng.standard_normal(shape, dtype=np.float32)
     noise_var = float(np.var(noise, dtype=np.float64))
     snr_measured = float("nan")
@@ -413,7 +424,9 @@ def render_micrograph(
     background, kept = _render_distractors(rng, shape, int(distractors), centres, diameter, 1.0)
     if gradient:
         background += _gradient(rng, shape, float(gradient))
-    image = signal + background + noise
+    image = noise
+    image += signal
+    image += background
     return SimulatedMicrograph(
         image=image,
         centres=centres,
@@ -513,6 +526,7 @@ def write_mrc(path: str | Path, image: np.ndarray, pixel_size: float) -> None:
     with atomic_path(path) as tmp, mrcfile.new(tmp, overwrite=True) as mrc:
         mrc.set_data(np.ascontiguousarray(image, dtype=np.float32))
         mrc.voxel_size = pixel_size
+        mrc.header.label[0] = FILE_LABEL.encode()  # not mrcfile's time stamp: reproducible
 
 
 def write_truth(out: Path, truth, names: list[str]) -> tuple[Path, Path]:
@@ -533,7 +547,12 @@ def write_truth(out: Path, truth, names: list[str]) -> tuple[Path, Path]:
         }
     )
     with atomic_path(star_path) as tmp:
-        starfile.write({"particles": star}, tmp, overwrite=True)
+        starfile.write({"particles": star}, tmp)
+        # starfile's first line is a time stamp; a fixed comment keeps the file reproducible
+        lines = tmp.read_text(encoding="utf-8").splitlines(keepends=True)
+        if lines and lines[0].startswith("# Created by the starfile"):
+            lines[0] = f"# {FILE_LABEL}\n"
+        tmp.write_text("".join(lines), encoding="utf-8")
     return csv_path, star_path
 
 
