@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 import time
 
 import mrcfile
@@ -292,12 +293,26 @@ def test_cli_simulate(tmp_path, capsys):
 # --------------------------------------------------------------------------- ASPIRE
 
 
+def test_aspire_backend_missing_is_a_clear_error(tmp_path, monkeypatch):
+    for name in ("aspire", "aspire.operators", "aspire.source", "aspire.volume"):
+        monkeypatch.setitem(sys.modules, name, None)  # import fails as when not installed
+    with pytest.raises(SimulationError, match=r'pip install "napari-activepick\[aspire\]"'):
+        simulate_dataset(tmp_path, n=1, particles=2, size=128, diameter=24, backend="aspire")
+
+
 def test_aspire_backend(tmp_path):
     pytest.importorskip("aspire")  # optional extra: napari-activepick[aspire]
     res = simulate_dataset(
-        tmp_path, n=1, particles=5, size=256, diameter=32, snr=0.1, backend="aspire"
+        tmp_path / "a", n=1, particles=5, size=256, diameter=32, snr=10.0, backend="aspire"
     )
-    (xy,) = [res["truth"][["x", "y"]].to_numpy()]
+    xy = res["truth"][["x", "y"]].to_numpy()
     assert xy.shape == (5, 2)
     assert np.all((xy >= 16) & (xy <= 255 - 16))
-    assert read_micrograph(res["micrographs"][0]).shape == (256, 256)
+    image = read_micrograph(res["micrographs"][0]).data.astype(np.float64)
+    assert image.shape == (256, 256)
+    # the particles sit at (row, col) = (y, x): the image varies far more inside the circles
+    inside = disc_mask(image.shape, xy, 16)
+    assert np.var(image[inside]) > 3 * np.var(image[~disc_mask(image.shape, xy, 24)])
+    assert res["settings"]["micrographs"][0]["snr_measured"] == pytest.approx(10.0, rel=0.01)
+    with pytest.raises(SimulationError, match="square"):
+        simulate_dataset(tmp_path / "b", n=1, size=(256, 320), backend="aspire")
