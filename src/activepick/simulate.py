@@ -4,7 +4,8 @@ A micrograph is simulated in four steps:
 
 1. **Particles.** A random asymmetric molecule of the requested diameter (a few
    3-D Gaussian blobs, :func:`make_molecule`) is rotated by a uniformly random
-   rotation per particle (``scipy.spatial.transform.Rotation.random``) and
+   rotation per particle (``scipy.spatial.transform.Rotation`` from a normalised
+   Gaussian quaternion, as ``Rotation.random`` draws them) and
    projected along z. A 3-D Gaussian of weight ``w`` and width ``s`` projects to
    the 2-D Gaussian ``w / (2 pi s^2) * exp(-r^2 / (2 s^2))`` centred at the first
    two components of its rotated centre, so the projection is exact and cheap.
@@ -405,7 +406,9 @@ def render_micrograph(
     defocus = float(rng.uniform(*defocus_um))
     projection = np.zeros(shape, dtype=np.float32)
     if len(centres):
-        rotations = Rotation.random(len(centres), rng=rng)
+        # uniform on SO(3): normalised Gaussian quaternions (what Rotation.random does,
+        # drawn from our generator so any scipy version gives the same micrograph)
+        rotations = Rotation.from_quat(rng.standard_normal((len(centres), 4)))
         if isinstance(volume, Molecule):
             half = int(math.ceil(RENDER_HALF_WIDTH * diameter))
             _render_molecule(projection, volume, centres, rotations, half)
