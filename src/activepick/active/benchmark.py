@@ -94,18 +94,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
         "n_train": 8,
         "n_val": 2,
-        "n_test": 2,
-        "size": 384,
-        "particles": 20,
-        "diameter": 40.0,
-        "snr": 0.1,
+        "n_test": 4,
+        "size": 256,
+        "particles": 12,
+        "diameter": 32.0,
+        "snr": 1.0,
         "initial": 0.1,
         "add": 0.1,
         "iterations": 4,
-        "epochs": 6,
+        "epochs": 15,
         "arch": "light",
-        "input_size": 384,
-        "batch_size": 4,
+        "input_size": 256,
+        "batch_size": 2,
         "lr": 1e-3,
     },
     "thesis": {
@@ -240,57 +240,71 @@ class BenchmarkData:
 def prepare_data(
     settings: dict[str, Any], out_dir: Path, progress: Progress = None
 ) -> BenchmarkData:
-    """Simulate (or reuse) the synthetic splits, or split a user's folder.
+    """Simulate (or reuse) the synthetic data set, or split a user's folder.
 
-    Synthetic: ``out_dir/data/{train,val,test}`` from ``simulate_dataset`` (seeds
-    ``data_seed``, +1, +2), reused when present; ``data`` may point to such a
-    folder. Real data (``truth`` given): every micrograph of ``data`` with its
-    ground truth, split by micrograph with ``split_seed``: 15% validation, 15%
-    test (at least one each), the rest training.
+    Synthetic: one ``simulate_dataset`` of ``n_train + n_val + n_test``
+    micrographs (seed ``data_seed``, so one molecule for all splits) in
+    ``out_dir/data`` (or the folder ``data``, reused when it holds
+    ``ground_truth.csv``); in file order the first ``n_train`` micrographs train,
+    the next ``n_val`` validate, the last ``n_test`` test. Real data (``truth``
+    given): every micrograph of ``data`` with its ground truth, split by
+    micrograph with ``split_seed``: 15% validation, 15% test (at least one
+    each), the rest training.
     """
     if settings.get("truth"):
         return _real_data(settings)
-    root = Path(settings["data"]) if settings.get("data") else out_dir / "data"
-    splits = {}
-    for offset, (split, n) in enumerate(
-        (("train", settings["n_train"]), ("val", settings["n_val"]), ("test", settings["n_test"]))
-    ):
-        splits[split] = _simulated_split(root / split, settings, int(n), offset, progress)
-    return BenchmarkData(
-        *splits["train"],
-        *splits["val"],
-        *splits["test"],
-        split={k: [m.name for m in v[0]] for k, v in splits.items()},
-    )
-
-
-def _simulated_split(folder: Path, settings: dict, n: int, offset: int, progress: Progress):
     from ..io.micrograph import list_micrographs, read_micrograph
 
-    truth_file = folder / "ground_truth.csv"
+    root = Path(settings["data"]) if settings.get("data") else out_dir / "data"
+    n_train, n_val, n_test = (int(settings[k]) for k in ("n_train", "n_val", "n_test"))
+    total = n_train + n_val + n_test
+    truth_file = root / "ground_truth.csv"
     if not truth_file.exists():
         if settings.get("data"):
-            raise BenchmarkError(f"{truth_file}: missing; --data must hold train/val/test folders")
+            raise BenchmarkError(
+                f"{truth_file}: missing; --data without --truth must be a folder written by "
+                "activepick simulate (micrographs/ + ground_truth.csv)"
+            )
         from ..simulate import simulate_dataset
 
         if progress:
-            progress({"stage": "simulate", "split": folder.name, "step": 0, "total": n})
+            progress({"stage": "simulate", "step": 0, "total": total})
         simulate_dataset(
-            folder,
-            n=n,
+            root,
+            n=total,
             particles=int(settings["particles"]),
             snr=float(settings["snr"]),
             size=int(settings["size"]),
             diameter=float(settings["diameter"]),
-            seed=int(settings["data_seed"]) + offset,
+            seed=int(settings["data_seed"]),
         )
-    mics = [read_micrograph(p) for p in list_micrographs(folder / "micrographs")]
+    paths = list_micrographs(root / "micrographs")
+    if len(paths) < total:
+        raise BenchmarkError(
+            f"{root / 'micrographs'}: {len(paths)} micrograph(s), the splits need {total}"
+        )
     table = pd.read_csv(
-        truth_file, dtype={"micrograph": str}, keep_default_na=False, na_values=[""]
+        truth_file, dtype={"micrograph": str, "time": str}, keep_default_na=False, na_values=[""]
     )
     if "time" in table:
         table["time"] = _text(table["time"])
-    return mics, validate_picks(table, str(truth_file))
+    truth = validate_picks(table, str(truth_file))
+    mics = [read_micrograph(p) for p in paths[:total]]
+    parts = {
+        "train": mics[:n_train],
+        "val": mics[n_train : n_train + n_val],
+        "test": mics[n_train + n_val :],
+    }
+    out = {}
+    for split, chosen in parts.items():
+        names = {m.name for m in chosen}
+        out[split] = (chosen, truth[truth["micrograph"].isin(names)].reset_index(drop=True))
+    return BenchmarkData(
+        *out["train"],
+        *out["val"],
+        *out["test"],
+        split={k: [m.name for m in v] for k, v in parts.items()},
+    )
 
 
 def _real_data(settings: dict) -> BenchmarkData:
