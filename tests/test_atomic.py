@@ -34,3 +34,14 @@ def test_atomic_path_keeps_suffix_for_libraries(tmp_path):
 def test_atomic_open_refuses_read_mode(tmp_path):
     with pytest.raises(ValueError), atomic_open(tmp_path / "a", "r"):
         pass
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "shared.txt", "x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o644
