@@ -37,11 +37,9 @@ def test_atomic_open_refuses_read_mode(tmp_path):
 
 
 def test_atomic_files_get_ordinary_permissions(tmp_path):
-    import os
 
-    mask = os.umask(0o022)
-    try:
-        atomic_write_text(tmp_path / "shared.txt", "x")
-    finally:
-        os.umask(mask)
-    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o644
+    from activepick.io import atomic
+
+    atomic_write_text(tmp_path / "shared.txt", "x")
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
+    assert (tmp_path / "shared.txt").stat().st_mode & 0o044  # readable by group/others
