@@ -111,13 +111,14 @@ def test_pr_curve_default_grid():
     assert curve["threshold"].iloc[300] == 0.3
 
 
-def random_case(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Three micrographs with clustered truth and duplicate-rich predictions (so that
-    groups of overlapping predictions compete for the same truth)."""
+def random_case(seed: int, field: float = 400.0) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Three micrographs with duplicate-rich predictions (so that groups of
+    overlapping predictions compete for the same truth); a small ``field`` crowds
+    the truth too, so that groups chain and merge as the threshold falls."""
     rng = np.random.default_rng(seed)
     preds, truths = [], []
     for m in range(3):
-        t = rng.uniform(0, 400, (15, 2))
+        t = rng.uniform(0, field, (15, 2))
         truths.append(make_picks(f"m{m}", t[:, 0], t[:, 1], rng.uniform(30, 50, 15)))
         k = int(rng.integers(5, 35))
         p = t[rng.integers(0, 15, k)] + rng.normal(0, 8, (k, 2))
@@ -135,10 +136,10 @@ def random_case(seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     return pd.concat(preds, ignore_index=True), pd.concat(truths, ignore_index=True)
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_pr_curve_equals_naive_per_threshold_evaluate(seed):
-    pred, truth = random_case(seed)
-    grid = np.concatenate([np.arange(101) / 100, np.unique(pred["confidence"])])
+@pytest.mark.parametrize(("seed", "field"), [(0, 400.0), (1, 400.0), (2, 120.0)])
+def test_pr_curve_equals_naive_per_threshold_evaluate(seed, field):
+    pred, truth = random_case(seed, field)
+    grid = np.concatenate([np.arange(21) / 20, np.unique(pred["confidence"])])
     curve = pr_curve(pred, truth, thresholds=grid, tp_iou=0.4)
     for row in curve.itertuples():
         naive = evaluate(pred, truth, row.threshold, tp_iou=0.4)

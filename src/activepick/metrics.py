@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 from .constants import DEFAULT_TP_IOU, PR_STEPS, T_OPT_STEPS
 from .matching import match_pairs, pairwise_iou
@@ -141,38 +139,73 @@ def _tp_steps(conf: np.ndarray, ip: np.ndarray, it: np.ndarray, iou: np.ndarray)
     """TP count as a step function of the threshold: ``(cut, delta)`` such that
     ``TP(t) = sum(delta[cut >= t])``.
 
-    The pairs split into connected components (predictions linked through shared
-    truth); the optimal matching is the union of the components' matchings, and a
-    component's TP count only changes at its own predictions' confidences. So each
-    component is re-matched at each of its distinct confidences (a single
-    prediction: TP = 1 from its confidence down) instead of matching everything at
-    every threshold.
+    The optimal matching of the kept predictions is the union of the optimal
+    matchings of the connected groups of the pair graph (predictions linked
+    through shared truth). Predictions are added from the most to the least
+    confident (all of one confidence value at once); each addition merges groups
+    (union-find) and only the merged group is re-matched. A prediction that joins
+    no other prediction is TP = 1 without matching. So the cost is one small
+    matching per prediction in a crowded group, not one matching of everything per
+    threshold.
     """
     if len(ip) == 0:
         return np.empty(0), np.empty(0, np.int64)
-    preds, p_c = np.unique(ip, return_inverse=True)
-    truths, t_c = np.unique(it, return_inverse=True)
+    order = np.argsort(ip, kind="stable")
+    ip, it, iou = ip[order], it[order], iou[order]
+    preds, starts = np.unique(ip, return_index=True)
+    ends = np.append(starts[1:], len(ip))
+    truths, t_node = np.unique(it, return_inverse=True)
     n_p = len(preds)
-    graph = sparse.coo_matrix((np.ones(len(ip)), (p_c, n_p + t_c)), shape=(n_p + len(truths),) * 2)
-    _, label = connected_components(graph, directed=False)
-    comp_of_pred = label[:n_p]
-    pair_comp = comp_of_pred[p_c]
-    sizes = np.bincount(comp_of_pred)
-    single = sizes[comp_of_pred] == 1
-    cuts = [conf[preds[single]]]
-    deltas = [np.ones(int(single.sum()), np.int64)]
-    for comp in np.flatnonzero(sizes > 1):
-        sel = pair_comp == comp
-        c_ip, c_it, c_iou = ip[sel], it[sel], iou[sel]
-        c_conf = conf[c_ip]
-        previous = 0
-        for cut in np.unique(conf[preds[comp_of_pred == comp]])[::-1]:
-            keep = c_conf >= cut
-            tp = len(match_pairs(c_ip[keep], c_it[keep], c_iou[keep])[0])
-            cuts.append(np.array([cut]))
-            deltas.append(np.array([tp - previous]))
-            previous = tp
-    return np.concatenate(cuts), np.concatenate(deltas)
+    t_node = t_node + n_p  # graph nodes: predictions 0..n_p-1, then truths
+    parent = list(range(n_p + len(truths)))
+    members: dict[int, list[int]] = {}
+    tp_of: dict[int, int] = {}
+
+    def find(x: int) -> int:
+        root = x
+        while parent[root] != root:
+            root = parent[root]
+        while parent[x] != root:
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(a: int, b: int) -> None:
+        ra, rb = find(a), find(b)
+        if ra == rb:
+            return
+        if len(members.get(ra, ())) < len(members.get(rb, ())):
+            ra, rb = rb, ra
+        parent[rb] = ra
+        members.setdefault(ra, []).extend(members.pop(rb, []))
+
+    pc = conf[preds]
+    by_conf = np.argsort(-pc, kind="stable")
+    values, first = np.unique(-pc[by_conf], return_index=True)
+    bounds = np.append(first, n_p)
+    cuts, deltas = [], []
+    for g, value in enumerate(-values):
+        group = by_conf[bounds[g] : bounds[g + 1]].tolist()
+        touched = {find(k) for k in group} | {
+            find(int(t)) for k in group for t in t_node[starts[k] : ends[k]]
+        }
+        old = sum(tp_of.pop(r, 0) for r in touched)
+        for k in group:
+            members[k] = [k]
+            for t in t_node[starts[k] : ends[k]].tolist():
+                union(k, t)
+        new = 0
+        for root in {find(k) for k in group}:
+            plist = members[root]
+            if len(plist) == 1:
+                tp = 1
+            else:
+                e = np.concatenate([np.arange(starts[k], ends[k]) for k in plist])
+                tp = len(match_pairs(ip[e], it[e], iou[e])[0])
+            tp_of[root] = tp
+            new += tp
+        cuts.append(value)
+        deltas.append(new - old)
+    return np.asarray(cuts, dtype=np.float64), np.asarray(deltas, dtype=np.int64)
 
 
 def _count_at_least(values: np.ndarray, weights: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
