@@ -92,23 +92,25 @@ REAL_SETTINGS: dict[str, tuple[float, float]] = {
 #: by measurement to run every strategy for one seed in about 10 min on 2 CPU cores.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "n_train": 8,
+        "n_train": 6,
         "n_val": 2,
         "n_test": 4,
         "size": 256,
         "particles": 12,
         "diameter": 32.0,
         "snr": 1.0,
-        "initial": 0.1,
-        "add": 0.1,
+        "initial": 0.15,
+        "add": 0.15,
         "iterations": 4,
-        "epochs": 15,
+        "epochs": 10,
         "arch": "light",
         "input_size": 256,
         "batch_size": 2,
         "lr": 1e-3,
+        "tau": 0.5,
     },
     "thesis": {
+        "tau": ORACLE_TAU_SYNTHETIC,
         "n_train": 70,
         "n_val": 10,
         "n_test": 10,
@@ -719,7 +721,9 @@ def run_benchmark(
     Runs in seed order (all strategies and the baseline of seed 0 first), so a
     stopped run has complete seeds. With ``resume`` (default) finished rounds in
     ``out_dir/state.json`` are skipped; without it the state is discarded.
-    Outputs are rewritten after every finished run. Returns the summary dict.
+    Tables are rewritten after every finished run, figures after every seed;
+    when nothing was left to run the outputs are not rewritten. Returns the
+    summary dict (plus ``wall_s``).
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -729,7 +733,9 @@ def run_benchmark(
     data = prepare_data(settings, out_dir, progress)
     atomic_write_text(out_dir / "split.json", json.dumps(data.split, indent=1))
     t_start = time.perf_counter()
+    rows_at_start = len(state["rows"])
     for i, seed in enumerate(settings["seeds"]):
+        rows_before = len(state["rows"])
         for partial in partial_modes(settings):
             base_key = run_key(BASELINE, seed, partial)
             if base_key not in state["runs"]:
@@ -743,9 +749,13 @@ def run_benchmark(
                     continue
                 run_strategy(settings, data, strategy, seed, partial, out_dir, state, progress)
                 write_outputs(out_dir, state, settings, plots=False)
-        if i < len(settings["seeds"]) - 1:
+        if i < len(settings["seeds"]) - 1 and len(state["rows"]) > rows_before:
             write_outputs(out_dir, state, settings)  # figures of the seeds done so far
-    summary = write_outputs(out_dir, state, settings)
+    summary_file = out_dir / "summary.json"
+    if len(state["rows"]) > rows_at_start or not summary_file.exists():
+        summary = write_outputs(out_dir, state, settings)
+    else:  # nothing new: the outputs on disk are current
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
     summary["wall_s"] = time.perf_counter() - t_start
     return summary
 
