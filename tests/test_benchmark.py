@@ -94,8 +94,8 @@ def test_tiny_benchmark_cli_writes_every_output_and_resumes(tmp_path, capsys):
     out = tmp_path / "bench"
     args = [
         "benchmark", "--strategies", "random,low_confidence", "--seeds", "0",
-        "--micrographs", "3,1,1", "--size", "128", "--particles", "6", "--snr", "1.0",
-        "--diameter", "20", "--input-size", "128", "--epochs", "1", "--iterations", "2",
+        "--micrographs", "2,1,1", "--size", "96", "--particles", "5", "--snr", "1.0",
+        "--diameter", "20", "--input-size", "96", "--epochs", "1", "--iterations", "2",
         "--initial", "0.2", "--add", "0.2", "--tau", "0.3", "--out", str(out),
     ]  # fmt: skip
     assert main(args) == 0
@@ -106,16 +106,16 @@ def test_tiny_benchmark_cli_writes_every_output_and_resumes(tmp_path, capsys):
     ):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     rounds = pd.read_csv(out / "rounds.csv")
-    n = 18  # 3 micrographs x 6 particles: 4 initial labels (0.2 x 18 -> 4), K = 4
+    n = 10  # 2 micrographs x 5 particles: 2 initial labels (0.2 x 10), K = 2
     assert len(rounds) == 2 * 2 + 1
     base = rounds[rounds["strategy"] == BASELINE]
     assert list(base["labels"]) == [n]
     for strategy in ("random", "low_confidence"):
         r = rounds[rounds["strategy"] == strategy].sort_values("round")
         assert list(r["round"]) == [1, 2]
-        assert r["labels"].iloc[0] == 4
-        assert 4 <= r["labels"].iloc[1] <= 8  # + up to K new labels (fewer if candidates ran out)
-        assert r["reviews"].iloc[1] >= r["labels"].iloc[1] - 4
+        assert r["labels"].iloc[0] == 2
+        assert 2 <= r["labels"].iloc[1] <= 4  # + up to K new labels (fewer if candidates ran out)
+        assert r["reviews"].iloc[1] >= r["labels"].iloc[1] - 2
         assert r[["f1_topt", "pr_auc", "t_opt", "train_s"]].notna().all().all()
     state = json.loads((out / "state.json").read_text())
     runs = state["runs"]
@@ -123,7 +123,7 @@ def test_tiny_benchmark_cli_writes_every_output_and_resumes(tmp_path, capsys):
         info = runs[f"{strategy}__s0__partial-off"]
         assert info["rounds_done"] == 2
         r2 = rounds[(rounds["strategy"] == strategy) & (rounds["round"] == 2)]
-        assert len(set(info["selected"])) == len(info["selected"]) == r2["labels"].iloc[0] - 4
+        assert len(set(info["selected"])) == len(info["selected"]) == r2["labels"].iloc[0] - 2
     matrix = pd.read_csv(out / "distinct_particles.csv", index_col=0)
     assert list(matrix.index) == ["random", "low_confidence"]
     assert matrix.loc["random", "random"] == 0
