@@ -102,7 +102,7 @@ def test_tiny_benchmark_cli_writes_every_output_and_resumes(tmp_path, capsys):
     for name in (
         "rounds.csv", "rounds.json", "summary.json", "labels_to_95.csv", "state.json",
         "distinct_particles.csv", "distinct_particles.png", "learning_f1_topt.png",
-        "learning_pr_auc.png", "learning_mean_iou.png", "split.json",
+        "learning_pr_auc.png", "learning_mean_iou.png", "split.json", "report.md",
     ):  # fmt: skip
         assert (out / name).stat().st_size > 0, name
     rounds = pd.read_csv(out / "rounds.csv")

@@ -28,7 +28,7 @@ import dataclasses
 import json
 import math
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -92,17 +92,17 @@ REAL_SETTINGS: dict[str, tuple[float, float]] = {
 #: by measurement to run every strategy for one seed in about 10 min on 2 CPU cores.
 PRESETS: dict[str, dict[str, Any]] = {
     "quick": {
-        "n_train": 6,
+        "n_train": 8,
         "n_val": 2,
         "n_test": 4,
         "size": 256,
         "particles": 12,
         "diameter": 32.0,
         "snr": 1.0,
-        "initial": 0.15,
-        "add": 0.15,
-        "iterations": 4,
-        "epochs": 10,
+        "initial": 0.1,
+        "add": 0.1,
+        "iterations": 5,
+        "epochs": 20,
         "arch": "light",
         "input_size": 256,
         "batch_size": 2,
@@ -655,6 +655,93 @@ def distinct_particles(state: dict[str, Any], settings: dict, partial: bool) -> 
     return mean.reindex(index=order, columns=order)
 
 
+def _pm(values: pd.Series, digits: int = 3) -> str:
+    """``mean ± std`` over seeds (std omitted for one seed)."""
+    v = values.astype(float).dropna()
+    if len(v) == 0:
+        return "-"
+    if len(v) == 1:
+        return f"{v.iloc[0]:.{digits}f}"
+    return f"{v.mean():.{digits}f} ± {v.std(ddof=1):.{digits}f}"
+
+
+def report_markdown(
+    rounds: pd.DataFrame,
+    l95: pd.DataFrame,
+    distinct: pd.DataFrame,
+    order: Sequence[str] = (),
+) -> str:
+    """Markdown tables of a benchmark: F1 at T_opt per round, the final round, labels to
+    95% of the all-labels F1, and the distinct-particle matrix (written as report.md).
+    Strategies appear in ``order`` (then any others alphabetically)."""
+    names = list(order) + sorted(set(rounds["strategy"]) - set(order))
+    rank = {n: i for i, n in enumerate(names)}
+    rounds = rounds.sort_values(
+        ["partial", "strategy"], key=lambda c: c.map(rank) if c.name == "strategy" else c
+    )
+    lines: list[str] = []
+    for partial, df in rounds.groupby("partial"):
+        tag = " (partial labels)" if partial else ""
+        runs = df[df["strategy"] != BASELINE]
+        base = df[df["strategy"] == BASELINE]
+        n_seeds = runs["seed"].nunique()
+        rounds_idx = sorted(runs["round"].unique())
+        labels = runs.groupby("round")["labels"].mean()
+        lines += [
+            f"F1 at T_opt on the test micrographs{tag}, mean ± std over {n_seeds} seed(s); "
+            "columns: round (mean labels used)",
+            "",
+            "| strategy | " + " | ".join(f"{r} ({labels[r]:.0f})" for r in rounds_idx) + " |",
+            "|---|" + "---|" * len(rounds_idx),
+        ]
+        for strategy, g in runs.groupby("strategy", sort=False):
+            cells = [_pm(g[g["round"] == r]["f1_topt"]) for r in rounds_idx]
+            lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+        if len(base):
+            lines.append(
+                f"| {BASELINE} ({base['labels'].mean():.0f} labels) | {_pm(base['f1_topt'])} |"
+                + " |" * (len(rounds_idx) - 1)
+            )
+        lines += ["", f"Final round{tag}:", ""]
+        cols = ["labels", "reviews", "recall_topt", "precision_topt", "f1_topt", "f1_03"]
+        cols += ["pr_auc", "mean_iou", "t_opt"]
+        lines += ["| strategy | " + " | ".join(cols) + " |", "|---|" + "---|" * len(cols)]
+        last = runs[runs["round"] == runs.groupby("strategy")["round"].transform("max")]
+        for strategy, g in last.groupby("strategy", sort=False):
+            cells = [_pm(g[c], 0 if c in ("labels", "reviews") else 3) for c in cols]
+            lines.append(f"| {strategy} | " + " | ".join(cells) + " |")
+        for _, g in base.groupby("strategy"):
+            cells = [_pm(g[c], 0 if c in ("labels", "reviews") else 3) for c in cols]
+            lines.append(f"| {BASELINE} | " + " | ".join(cells) + " |")
+        lines.append("")
+    if len(l95):
+        lines += [
+            "Labels to reach 95% of the all-labels F1 (seed means):",
+            "",
+            "| strategy | partial | target F1 | labels | round |",
+            "|---|---|---|---|---|",
+        ]
+        for rec in l95.itertuples():
+            labels = f"{rec.labels:.0f}" if rec.reached else "not reached"
+            rnd = rec.round if rec.reached else "-"
+            lines.append(
+                f"| {rec.strategy} | {rec.partial} | {rec.target_f1:.3f} | {labels} | {rnd} |"
+            )
+        lines.append("")
+    if len(distinct):
+        lines += [
+            "Distinct particles |L_row minus L_col| selected after the initial set, final round, "
+            "seed mean:",
+            "",
+            "| | " + " | ".join(distinct.columns) + " |",
+            "|---|" + "---|" * len(distinct.columns),
+        ]
+        for name, row in distinct.iterrows():
+            lines.append(f"| {name} | " + " | ".join(f"{v:.1f}" for v in row) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def write_outputs(
     out_dir: Path, state: dict[str, Any], settings: dict[str, Any], *, plots: bool = True
 ) -> dict:
@@ -671,6 +758,7 @@ def write_outputs(
     l95 = labels_to_95(rounds) if len(rounds) else labels_to_95(rounds.iloc[:0])
     _write_csv(l95, out_dir / "labels_to_95.csv")
     distinct_files = []
+    first_matrix = pd.DataFrame()
     for partial in partial_modes(settings):
         suffix = "_partial" if partial and settings["partial"] == "both" else ""
         mat = distinct_particles(state, settings, partial)
@@ -680,6 +768,8 @@ def write_outputs(
         if plots and len(mat):
             plot_distinct(mat, out_dir / f"distinct_particles{suffix}.png")
         distinct_files.append(csv.name)
+        if not distinct_files[1:]:
+            first_matrix = mat
     final = (
         rounds[rounds["strategy"] != BASELINE]
         .sort_values("round")
@@ -705,6 +795,10 @@ def write_outputs(
         "distinct": distinct_files,
     }
     atomic_write_text(out_dir / "summary.json", json.dumps(_plain(summary), indent=1))
+    atomic_write_text(
+        out_dir / "report.md",
+        report_markdown(rounds, l95, first_matrix, settings["strategies"]),
+    )
     return summary
 
 
