@@ -47,6 +47,8 @@ def plot_learning_curves(rounds: pd.DataFrame, out_dir: Path) -> list[str]:
     base = rounds[rounds["strategy"] == BASELINE]
     strategies = list(dict.fromkeys(runs["strategy"]))
     colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(strategies)}
+    if "random" in colours:  # the reference strategy: grey, drawn thicker
+        colours["random"] = (0.35, 0.35, 0.35, 1.0)
     for metric, label in CURVE_METRICS.items():
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for (partial, strategy), g in runs.groupby(["partial", "strategy"], sort=False):
