@@ -1,5 +1,5 @@
 """Training (seeded, cancellable, partial labels, warm start) and prediction (placement, NMS, threshold,
-MC dropout, TTA), plus the quality floor of the light model on simulated micrographs."""
+MC dropout, TTA). The quality floor on simulated micrographs is in test_detector_quality.py."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from ..constants import STATUS_PREDICTED
 from ..errors import Cancelled
 from ..io.picks import empty_picks, make_picks, now_utc
+from ..matching import nms
 from .data import (
     SHAPE_KEEPING_VIEWS,
     VIEWS,
@@ -33,38 +34,6 @@ from .targets import decode_grid
 
 #: Extra column of the pick table returned with ``mc_dropout`` or ``tta``.
 DISAGREEMENT_COLUMN = "disagreement"
-
-
-def _nms(
-    xy: np.ndarray, radius: np.ndarray, scores: np.ndarray, iou_threshold: float
-) -> np.ndarray:
-    try:
-        from ..matching import nms
-    except ImportError:  # TEMPORARY until activepick.matching lands
-        nms = _greedy_nms_equal_radius
-    return np.asarray(nms(xy, radius, scores, iou_threshold=iou_threshold), dtype=np.int64)
-
-
-def _greedy_nms_equal_radius(xy, radius, scores, iou_threshold=0.3):  # TEMPORARY
-    from scipy.spatial import cKDTree
-
-    r = float(radius[0])
-    order = np.argsort(-scores, kind="stable")
-    tree = cKDTree(xy)
-    alive = np.ones(len(xy), bool)
-    keep = []
-    for i in order:
-        if not alive[i]:
-            continue
-        keep.append(i)
-        for j in tree.query_ball_point(xy[i], 2 * r):
-            d = np.hypot(*(xy[j] - xy[i]))
-            inter = 2 * r * r * np.arccos(min(d / (2 * r), 1)) - d / 2 * np.sqrt(
-                max(4 * r * r - d * d, 0)
-            )
-            if j != i and inter / (2 * np.pi * r * r - inter) > iou_threshold:
-                alive[j] = False
-    return np.array(keep, dtype=np.int64)
 
 
 def _batches(mics: list, batch_size: int) -> list[list[int]]:
@@ -127,7 +96,7 @@ def _picks_of_image(
     xy[:, 1] = np.clip(xy[:, 1], 0.0, h - 1.0)
     conf = cells["confidence"][idx]
     if len(idx) > 1 and nms_iou < 1.0:
-        kept = _nms(xy, np.full(len(idx), diameter / 2.0), conf, nms_iou)
+        kept = nms(xy, np.full(len(idx), diameter / 2.0), conf, iou_threshold=nms_iou)
     else:
         kept = np.arange(len(idx))
     kept = kept[np.argsort(-conf[kept], kind="stable")]
