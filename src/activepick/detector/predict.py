@@ -20,6 +20,7 @@ from ..constants import STATUS_PREDICTED
 from ..errors import Cancelled
 from ..io.picks import empty_picks, make_picks, now_utc
 from ..matching import nms
+from ..progress import drive
 from .data import (
     SHAPE_KEEPING_VIEWS,
     VIEWS,
@@ -239,10 +240,4 @@ def predict_picks(
         seed=seed,
         should_stop=should_stop,
     )
-    while True:
-        try:
-            info = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(info)
+    return drive(gen, progress)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Collection, Generator, Sequence
+from collections.abc import Collection, Generator, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,6 +21,7 @@ import torch
 
 from ..errors import Cancelled, CheckpointError, CoordinateError, MicrographError
 from ..io.picks import empty_picks, positive_picks
+from ..progress import ProgressFn, StopFn, drive
 from .config import DetectorConfig, auto_input_size
 from .data import (
     as_micrographs,
@@ -32,9 +33,6 @@ from .data import (
 )
 from .networks import Detector, network_for_config, resolve_device
 from .targets import detector_loss, encode_targets, grid_shape, supervised_cells
-
-ProgressFn = Callable[[dict], None]
-StopFn = Callable[[], bool]
 
 
 @dataclass
@@ -312,10 +310,4 @@ def train_detector(
         complete=complete,
         should_stop=should_stop,
     )
-    while True:
-        try:
-            info = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if progress is not None:
-            progress(info)
+    return drive(gen, progress)
