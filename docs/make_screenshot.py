@@ -24,8 +24,8 @@ def _process(app, seconds: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--labels-per-micrograph", type=int, default=6)
+    parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--labels-per-micrograph", type=int, default=25)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args()
 
@@ -47,7 +47,8 @@ def main() -> None:
     widget.batch_size.setValue(12)
     widget.preview_check.setChecked(False)
 
-    # the user's first clicks: a few particles on half of the micrographs
+    # the user's first labels: the particles of half of the micrographs (as if
+    # imported from an earlier picking job), so those micrographs are fully labelled
     names = [m.name for m in widget.learner.micrographs]
     labels = widget.review.layers["labels"]
     for name in names[: max(1, len(names) // 2)]:
@@ -80,14 +81,9 @@ def main() -> None:
     review.next()
     review.refresh_current(move_camera=True)
     viewer.layers["predictions"].visible = True
-    # a threshold that shows the model's most confident picks (the slider starts at T_opt)
-    conf = widget.learner.predictions["confidence"]
-    widget.threshold.setValue(float(max(conf.quantile(0.97), 0.01)))
     _process(app, 1.0)
-    # show a wider field of view than the review zoom
-    from activepick.plugin.review import camera
-
-    camera(viewer).zoom = camera(viewer).zoom * 0.7
+    # show the whole micrograph of the current pick rather than the review zoom
+    viewer.reset_view()
     _process(app, 1.0)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(args.out), canvas_only=False)
