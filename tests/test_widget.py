@@ -317,7 +317,7 @@ def test_gui_command_opens_micrographs_and_a_session(qtbot, data, tmp_path):
     try:
         assert len(widget.learner.micrographs) == 3
         assert widget.session is not None and (tmp_path / "s" / "session.json").is_file()
-        assert any("Active picking" in name for name in viewer.window._dock_widgets)
+        assert any("Active picking" in name for name in viewer.window.dock_widgets)
     finally:
         viewer.close()
     # a second start reopens the session
