@@ -16,6 +16,7 @@ from activepick.active.benchmark import (
     labels_to_95,
 )
 from activepick.cli import main
+from activepick.errors import MicrographError
 
 
 def test_settings_layers_and_real_data_setting():
@@ -149,3 +150,45 @@ def test_tiny_benchmark_cli_writes_every_output_and_resumes(tmp_path, capsys):
     capsys.readouterr()
     assert main([*args[:-2], "--epochs", "2", "--out", str(out)]) == 2
     assert "state.json" in capsys.readouterr().err
+
+
+def test_real_data_is_split_by_micrograph_with_its_cryoppp_truth(tmp_path):
+    import mrcfile
+
+    from activepick.active.benchmark import prepare_data
+
+    mics, truth = tmp_path / "mics", tmp_path / "truth"
+    mics.mkdir()
+    truth.mkdir()
+    for i in range(10):
+        with mrcfile.new(mics / f"mic_{i:02d}.mrc") as mrc:
+            mrc.set_data(np.zeros((64, 80), np.float32))
+        # micrograph i has i + 1 particles, so every split's truth can be counted
+        rows = "\n".join(f"{10 + 5 * j},{20},{224}" for j in range(i + 1))
+        (truth / f"mic_{i:02d}.csv").write_text(
+            "X-Coordinate,Y-Coordinate,Diameter\n" + rows + "\n"
+        )
+    settings = benchmark_settings(
+        "quick", data=mics, truth=truth, diameter=16.0, setting="i5-a8.75", split_seed=3
+    )
+    assert (settings["initial"], settings["add"], settings["tau"]) == (0.05, 0.0875, 0.3)
+    data = prepare_data(settings, tmp_path / "out")
+    split = data.split
+    assert len(split["val"]) == len(split["test"]) == 2 and len(split["train"]) == 6
+    assert sorted(split["train"] + split["val"] + split["test"]) == [
+        f"mic_{i:02d}" for i in range(10)
+    ]
+    for names, table in ((split["train"], data.train_truth), (split["test"], data.test_truth)):
+        assert set(table["micrograph"]) == set(names)
+        assert len(table) == sum(int(n[-2:]) + 1 for n in names)
+    assert set(data.train_truth["diameter"]) == {16.0}  # --diameter overrides the file's
+    assert prepare_data(settings, tmp_path / "out2").split == split  # seeded
+    other = prepare_data({**settings, "split_seed": 4}, tmp_path / "out3").split
+    assert other != split
+    with pytest.raises(MicrographError, match="no micrographs"):
+        prepare_data({**settings, "data": str(truth)}, tmp_path / "out4")
+    alien = tmp_path / "alien"
+    alien.mkdir()
+    (alien / "other_00.csv").write_text("X-Coordinate,Y-Coordinate,Diameter\n10,20,224\n")
+    with pytest.raises(BenchmarkError, match="no ground-truth pick matches"):
+        prepare_data({**settings, "truth": str(alien)}, tmp_path / "out5")
