@@ -222,6 +222,12 @@ def test_two_round_loop_on_simulated_data(tmp_path):
         validation=([val], val_truth),
         test=([val], val_truth),
     )
+    from activepick.session import Session
+
+    files = [tmp_path / f"{m.name}.mrc" for m in mics]
+    for f in files:
+        f.write_bytes(b"x")  # Session.create only checks that the files exist
+    al.session = Session.create(tmp_path / "session", files, al.settings)
     al.add_labels(truth.iloc[[0, 9, 17]], source="initial")
     al.mark_complete("s2")  # its unlabelled area is background; its predictions are not queued
     oracle = SimulatedOracle(truth, tau=0.3, labelled=[0, 9, 17])
@@ -250,6 +256,10 @@ def test_two_round_loop_on_simulated_data(tmp_path):
         assert h["predict_s"] > 0
     stages = {p["stage"] for p in progress}
     assert {"train", "validate", "test", "predict", "select"} <= stages
+    # the session's history holds every round's record, the queue size included
+    saved = Session.open(tmp_path / "session").history()
+    assert [h["queued"] for h in saved] == [h["queued"] for h in al.history]
+    assert saved[-1]["queued"] == len(al.queue)
 
 
 def test_every_change_is_saved_and_resumes_from_the_session(tmp_path):

@@ -624,6 +624,10 @@ class ActiveLearner:
         self.queue = queue
         self.position = 0
         self._save_queue()
+        if self.history:
+            # the round's record says how many picks it queued (kept in the session too)
+            self.history[-1]["queued"] = int(len(queue))
+            self._save_round(metrics=self.history[-1])
         return queue
 
     def iter_round(
@@ -640,7 +644,6 @@ class ActiveLearner:
         if predict:
             yield from self.iter_predict(should_stop)
             queue = self.select()
-            self.history[-1]["queued"] = int(len(queue))
             yield {"stage": "select", "step": 1, "total": 1, "queued": int(len(queue))}
         return self.history[-1]
 
