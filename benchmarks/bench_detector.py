@@ -68,15 +68,6 @@ def run_case(case: dict) -> dict:
     from activepick.detector import DetectorConfig, predict_picks, train_detector
 
     device = torch.device(case["device"])
-    cfg = DetectorConfig(
-        arch=case["arch"],
-        diameter=DIAMETER,
-        input_size=case["input_size"],
-        epochs=1,
-        batch_size=4,
-        device=case["device"],
-    )
-    mics, picks = _data(case["n"])
     if case["task"] == "nms":
         import numpy as np
         from activepick.matching import nms
@@ -94,6 +85,15 @@ def run_case(case: dict) -> dict:
             "kept": len(keep),
             "peak_memory_mb": _peak_memory_mb(device),
         }
+    cfg = DetectorConfig(
+        arch=case["arch"],
+        diameter=DIAMETER,
+        input_size=case["input_size"],
+        epochs=1,
+        batch_size=4,
+        device=case["device"],
+    )
+    mics, picks = _data(case["n"])
     if case["task"] == "train":
         stamps = []
         t0 = time.perf_counter()
