@@ -297,6 +297,25 @@ def test_diameter_preview_and_threshold(make_napari_viewer, data):
     assert "0 picks" in widget.export_count.text()
 
 
+def test_partial_labels_and_fully_picked_micrographs(make_napari_viewer, data):
+    viewer, widget = _widget(make_napari_viewer)
+    _setup(widget, data[0])
+    learner = widget.learner
+    assert learner.partial is True  # the GUI default: a few clicks are not a full labelling
+    widget.partial_check.setChecked(False)
+    assert learner.partial is False
+    viewer.dims.set_current_step(0, 1)
+    assert widget.current_micrograph() == "mic_01"
+    widget.complete_btn.click()
+    assert learner.complete == {"mic_01"} and widget.complete_btn.isChecked()
+    viewer.dims.set_current_step(0, 0)  # the button follows the slider
+    assert not widget.complete_btn.isChecked()
+    viewer.dims.set_current_step(0, 1)
+    assert widget.complete_btn.isChecked()
+    widget.complete_btn.click()
+    assert learner.complete == set()
+
+
 def test_sample_data_opens_in_the_widget(make_napari_viewer):
     viewer, widget = _widget(make_napari_viewer)
     widget.load_sample()

@@ -62,7 +62,10 @@ EXPORT_FORMATS: dict[str, str] = {
 #: Export formats that write a folder.
 FOLDER_FORMATS = ("relion", "cryoppp")
 #: Default widget settings.
-DEFAULTS = {"diameter": 64, "batch_size": 20, "epochs": 10, "arch": "light"}
+#: Widget defaults. 30 epochs: the light net needs ~20-30 epochs on a few micrographs
+#: (docs/benchmarks/detector.md); partial labels: a user labels a few particles per
+#: micrograph, and the rest of a micrograph is not background (SPEC section 4).
+DEFAULTS = {"diameter": 64, "batch_size": 20, "epochs": 30, "arch": "light", "partial": True}
 PREVIEW = "diameter preview"
 GROUND_TRUTH = "ground truth"
 
@@ -119,6 +122,7 @@ class ActivePickWidget(QWidget):
         self._build_ui()
         self.viewer.layers.events.inserted.connect(self._refresh_layer_combo)
         self.viewer.layers.events.removed.connect(self._refresh_layer_combo)
+        self.viewer.dims.events.current_step.connect(self._sync_complete_button)
         self._refresh_layer_combo()
         if self.image_layer is None:
             layer = self._candidate_layer()
@@ -213,6 +217,25 @@ class ActivePickWidget(QWidget):
         row.addWidget(QLabel("Epochs"))
         row.addWidget(self.epochs)
         form.addRow("Batch K", row)
+        self.partial_check = QCheckBox("learn only near reviewed picks")
+        self.partial_check.setChecked(DEFAULTS["partial"])
+        self.partial_check.setToolTip(
+            "On: only the regions around your labels and rejections (and micrographs marked "
+            "fully picked) teach the detector; unlabelled particles elsewhere are not taught "
+            "as background. Off: the thesis protocol (everything unlabelled is background)."
+        )
+        self.partial_check.toggled.connect(lambda _on: self._sync_learner_settings())
+        self.complete_btn = QPushButton("Micrograph fully picked")
+        self.complete_btn.setCheckable(True)
+        self.complete_btn.setToolTip(
+            "Mark the micrograph on screen as completely picked: its unlabelled area is "
+            "background for training and its predictions are not queued"
+        )
+        self.complete_btn.clicked.connect(self.toggle_complete)
+        row = QHBoxLayout()
+        row.addWidget(self.partial_check)
+        row.addWidget(self.complete_btn)
+        form.addRow("Labels", row)
         root.addWidget(settings)
 
         run = QGroupBox("Rounds")
@@ -424,8 +447,35 @@ class ActivePickWidget(QWidget):
             self._config(),
             strategy=self.strategy.currentText(),
             batch_size=int(self.batch_size.value()),
+            partial=self.partial_check.isChecked(),
             session=session,
         )
+
+    def current_micrograph(self) -> str | None:
+        """Name of the micrograph the viewer shows (the stack slider's position)."""
+        names = self.review.names if self.review is not None else []
+        if not names:
+            return None
+        index = int(self.viewer.dims.current_step[0]) if len(names) > 1 else 0
+        return names[index] if 0 <= index < len(names) else None
+
+    def toggle_complete(self, checked: bool | None = None) -> None:
+        """Mark (or unmark) the micrograph on screen as fully picked."""
+        name = self.current_micrograph()
+        if self.learner is None or name is None:
+            self.set_status("open micrographs first")
+            return
+        complete = name not in self.learner.complete if checked is None else bool(checked)
+        self.learner.mark_complete(name, complete)
+        self._sync_complete_button()
+        self.set_status(f"{name}: {'fully picked' if complete else 'not marked fully picked'}")
+
+    def _sync_complete_button(self, event=None) -> None:
+        name = self.current_micrograph()
+        on = self.learner is not None and name is not None and name in self.learner.complete
+        self.complete_btn.blockSignals(True)
+        self.complete_btn.setChecked(on)
+        self.complete_btn.blockSignals(False)
 
     def use_layer(self, layer) -> None:
         """Use the micrographs of an Image layer (one per slice of a stack) as the pool.
@@ -514,6 +564,7 @@ class ActivePickWidget(QWidget):
         self.learner.config = config
         self.learner.strategy = self.strategy.currentText()
         self.learner.batch_size = int(self.batch_size.value())
+        self.learner.partial = self.partial_check.isChecked()
         if self.session is not None:
             settings = {**self.session.settings, **self.learner.settings}
             settings["complete"] = sorted(self.learner.complete)
@@ -609,6 +660,9 @@ class ActivePickWidget(QWidget):
             widget.setValue(value)
             widget.blockSignals(False)
         self.arch.setCurrentText(cfg.arch)
+        self.partial_check.blockSignals(True)
+        self.partial_check.setChecked(bool(learner.partial))
+        self.partial_check.blockSignals(False)
         if learner.strategy in _strategies():
             self.strategy.setCurrentText(learner.strategy)
         defaults = type(cfg)()
