@@ -288,9 +288,15 @@ def test_per_micrograph_formats_write_empty_files_for_micrographs_without_picks(
     assert (tmp_path / "b" / "mic_c.box").read_text() == ""
 
 
-def test_several_micrographs_into_one_box_file_is_an_error(tmp_path):
-    with pytest.raises(CoordinateError, match="give a folder"):
-        write_coordinates(sample_picks(), tmp_path / "one.box")
+@pytest.mark.parametrize(
+    ("name", "fmt"), [("one.box", None), ("one.cbox", None), ("one.csv", "cryoppp")]
+)
+def test_several_micrographs_into_one_per_micrograph_file_is_an_error(tmp_path, name, fmt):
+    with pytest.raises(
+        CoordinateError, match=f"{name}: 2 micrographs cannot go into one .*give a folder"
+    ):
+        write_coordinates(sample_picks(), tmp_path / name, fmt)
+    assert not (tmp_path / name).exists()
 
 
 def test_cs_output_needs_shapes(tmp_path):

@@ -166,6 +166,30 @@ def per_micrograph_groups(picks: pd.DataFrame, opts: WriteOptions) -> dict[str, 
     return groups
 
 
+def per_micrograph_targets(
+    picks: pd.DataFrame,
+    path: Path,
+    groups: dict[str, pd.DataFrame],
+    *,
+    extensions: tuple[str, ...],
+    what: str,
+    file_suffix: str = "",
+) -> list[tuple[Path, pd.DataFrame]]:
+    """Where a per-micrograph format writes: ``[(file, rows)]``.
+
+    ``path`` with one of ``extensions`` is a single file and may hold one micrograph
+    only (CoordinateError naming ``path`` otherwise); any other ``path`` is a folder
+    that gets ``<name><file_suffix><extensions[0]>`` per micrograph of ``groups``.
+    """
+    if path.suffix.lower() in extensions:
+        if len(groups) > 1:
+            raise CoordinateError(
+                f"{path}: {len(groups)} micrographs cannot go into one {what}; give a folder"
+            )
+        return [(path, next(iter(groups.values())) if groups else picks)]
+    return [(path / f"{name}{file_suffix}{extensions[0]}", rows) for name, rows in groups.items()]
+
+
 def fmt_float(v: float) -> str:
     """Compact but lossless-enough float text (10 significant digits)."""
     return format(float(v), ".10g")

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ...errors import CoordinateError
 from ..atomic import atomic_write_text
-from ._common import WriteOptions, empty_raw, fmt_float, raw_frame
+from ._common import WriteOptions, empty_raw, fmt_float, per_micrograph_targets, raw_frame
 
 EXTENSIONS = (".box",)
 PER_MICROGRAPH = True
@@ -46,17 +46,9 @@ def box_lines(picks: pd.DataFrame) -> str:
 
 def write(picks: pd.DataFrame, path: Path, opts: WriteOptions, groups) -> list[Path]:
     """Write ``groups`` ({name: rows}) as ``<name><file_suffix>.box`` files (or one file)."""
-    if path.suffix.lower() in EXTENSIONS:
-        if len(groups) > 1:
-            raise CoordinateError(
-                f"{path}: {len(groups)} micrographs cannot go into one .box file; give a folder"
-            )
-        rows = next(iter(groups.values())) if groups else picks
-        atomic_write_text(path, box_lines(rows))
-        return [path]
-    out = []
-    for name, rows in groups.items():
-        target = path / f"{name}{opts.file_suffix}.box"
+    targets = per_micrograph_targets(
+        picks, path, groups, extensions=EXTENSIONS, what=".box file", file_suffix=opts.file_suffix
+    )
+    for target, rows in targets:
         atomic_write_text(target, box_lines(rows))
-        out.append(target)
-    return out
+    return [target for target, _ in targets]

@@ -21,6 +21,7 @@ from ._common import (
     empty_raw,
     loop_block,
     numeric,
+    per_micrograph_targets,
     raw_frame,
     read_star,
     require_columns,
@@ -90,14 +91,7 @@ def cbox_blocks(rows: pd.DataFrame) -> dict:
 
 def write(picks: pd.DataFrame, path: Path, opts: WriteOptions, groups) -> list[Path]:
     """Write ``<name><file_suffix>.cbox`` per micrograph into folder ``path`` (or one file)."""
-    if path.suffix.lower() in EXTENSIONS:
-        if len(groups) > 1:
-            raise CoordinateError(
-                f"{path}: {len(groups)} micrographs cannot go into one .cbox file; give a folder"
-            )
-        rows = next(iter(groups.values())) if groups else picks
-        return [write_star(cbox_blocks(rows), path)]
-    return [
-        write_star(cbox_blocks(rows), path / f"{name}{opts.file_suffix}.cbox")
-        for name, rows in groups.items()
-    ]
+    targets = per_micrograph_targets(
+        picks, path, groups, extensions=EXTENSIONS, what=".cbox file", file_suffix=opts.file_suffix
+    )
+    return [write_star(cbox_blocks(rows), target) for target, rows in targets]

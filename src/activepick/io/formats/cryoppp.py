@@ -16,7 +16,14 @@ import pandas as pd
 
 from ...errors import CoordinateError
 from ..atomic import atomic_open
-from ._common import WriteOptions, empty_raw, numeric, raw_frame, require_columns
+from ._common import (
+    WriteOptions,
+    empty_raw,
+    numeric,
+    per_micrograph_targets,
+    raw_frame,
+    require_columns,
+)
 
 EXTENSIONS = (".csv",)
 PER_MICROGRAPH = True
@@ -49,14 +56,9 @@ def read(path: Path) -> pd.DataFrame:
 
 def write(picks: pd.DataFrame, path: Path, opts: WriteOptions, groups) -> list[Path]:
     """``<name><file_suffix>.csv`` per micrograph into folder ``path`` (or one ``.csv``)."""
-    if path.suffix.lower() == ".csv":
-        if len(groups) > 1:
-            raise CoordinateError(
-                f"{path}: {len(groups)} micrographs cannot go into one CryoPPP CSV; give a folder"
-            )
-        items = [(path, next(iter(groups.values())) if groups else picks)]
-    else:
-        items = [(path / f"{n}{opts.file_suffix}.csv", rows) for n, rows in groups.items()]
+    items = per_micrograph_targets(
+        picks, path, groups, extensions=(".csv",), what="CryoPPP CSV", file_suffix=opts.file_suffix
+    )
     out = []
     for target, rows in items:
         table = pd.DataFrame(
