@@ -70,6 +70,7 @@ def run_case(case: dict) -> dict:
     device = torch.device(case["device"])
     if case["task"] == "nms":
         import numpy as np
+
         from activepick.matching import nms
 
         rng = np.random.default_rng(0)

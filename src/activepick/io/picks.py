@@ -76,7 +76,9 @@ def make_picks(
     data = {}
     for name, value in cols.items():
         arr = np.asarray(value, dtype=_DTYPES[name])
-        data[name] = np.broadcast_to(arr, (n,)).copy() if arr.ndim == 0 or arr.shape != (n,) else arr
+        data[name] = (
+            np.broadcast_to(arr, (n,)).copy() if arr.ndim == 0 or arr.shape != (n,) else arr
+        )
     return validate_picks(pd.DataFrame(data, columns=list(PICK_COLUMNS)))
 
 
