@@ -412,7 +412,10 @@ def test_save_round_and_load_detector_with_a_real_detector(session):
         det.network.state_dict().items(), loaded.network.state_dict().items(), strict=True
     ):
         assert k == k2 and torch.equal(v.cpu(), v2.cpu())
-    assert session.load_detector(3) is not None
+    by_round = session.load_detector(3)  # the explicit round loads the same weights
+    assert by_round.config.to_dict() == det.config.to_dict()
+    for k, v in det.network.state_dict().items():
+        assert torch.equal(v.cpu(), by_round.network.state_dict()[k].cpu())
 
 
 # ----------------------------------------------------------------------------- crash safety
