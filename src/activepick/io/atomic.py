@@ -70,3 +70,20 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_open(path, "wb") as fh:
         fh.write(data)
+
+
+def refuse_existing(path: str | os.PathLike, *, force: bool = False, what: str = "output") -> Path:
+    """Return ``path`` if it may be written: it does not exist yet, or ``force`` is true.
+
+    Raises :class:`~activepick.errors.ActivePickError` naming the file otherwise,
+    the way RELION and cryoSPARC refuse to overwrite without being told to. A folder
+    output (per-micrograph formats) counts as existing when it holds any file.
+    """
+    from ..errors import ActivePickError
+
+    path = Path(path)
+    if force or not path.exists():
+        return path
+    if path.is_dir() and not any(path.iterdir()):
+        return path
+    raise ActivePickError(f"{what} {path} already exists; pass --force to overwrite it")
