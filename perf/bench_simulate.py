@@ -1,6 +1,6 @@
 """Simulator speed: micrographs per second by size and setting, and SNR accuracy.
 
-    .venv/bin/python benchmarks/bench_simulate.py [--repeat 10] [--aspire]
+    .venv/bin/python perf/bench_simulate.py [--repeat 10] [--aspire]
 
 Times ``simulate_micrograph`` (in memory) at 512 px (10 particles), 1024 and 2048 px
 (40 particles), diameter 64 (1024 px: also with 10 distractors and a gradient) and
@@ -9,7 +9,7 @@ Reports the median time per micrograph, micrographs/s, the peak of the traced
 Python/numpy memory of one micrograph, and the measured SNR (requested 0.05:
 var(signal in the particle circles) / var(noise), from the known parts).
 ``--aspire`` adds the ASPIRE backend (needs the optional ``aspire`` package).
-Prints a table and writes ``benchmarks/results/simulate.json`` (or ``--output``).
+Prints a table and writes ``perf/results/simulate.json`` (or ``--output``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Matching and metrics speed: pairwise IoU, optimal / first matching, NMS, PR curve.
 
-    .venv/bin/python benchmarks/bench_matching.py [--n 1000 5000 20000] [--field 4096] [--repeat 3]
+    .venv/bin/python perf/bench_matching.py [--n 1000 5000 20000] [--field 4096] [--repeat 3]
 
 For each n: n ground-truth centres uniform on one ``field`` x ``field`` image with
 diameters uniform in [64, 200] px, and n predictions = the truth jittered by
@@ -8,7 +8,7 @@ N(0, 10 px) with diameters x U(0.9, 1.1) (10 % of them replaced by uniform
 false positives). Times are the best of ``--repeat`` runs. Then ``metrics.pr_curve``
 (1001 thresholds) on the same picks split over 1 and over 100 micrographs,
 against one ``metrics.evaluate`` call (the naive method would make 1001 of them).
-Prints a table and writes ``benchmarks/results/matching.json``.
+Prints a table and writes ``perf/results/matching.json``.
 """
 
 from __future__ import annotations

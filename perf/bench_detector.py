@@ -5,10 +5,10 @@ Each case runs in a fresh subprocess so its peak memory (``ru_maxrss``; on CUDA
 images with 40 random picks each (speed does not depend on content); the particle
 diameter is 64 px, so the automatic input size is 512.
 
-    .venv/bin/python benchmarks/bench_detector.py                 # light + full on CPU (and CUDA)
-    .venv/bin/python benchmarks/bench_detector.py --arch light    # one architecture
+    .venv/bin/python perf/bench_detector.py                 # light + full on CPU (and CUDA)
+    .venv/bin/python perf/bench_detector.py --arch light    # one architecture
 
-Prints a table and writes ``benchmarks/results/detector.json`` (rows of cases not
+Prints a table and writes ``perf/results/detector.json`` (rows of cases not
 run this time are kept from the previous file, so ``--arch full`` can run alone).
 """
 

@@ -1,10 +1,10 @@
 """Micrograph and coordinate I/O speed: header shapes vs full reads, format read / write, extraction.
 
-    .venv/bin/python benchmarks/bench_io.py [--files 20] [--size 1024] [--picks 100000]
+    .venv/bin/python perf/bench_io.py [--files 20] [--size 1024] [--picks 100000]
 
 Micrographs are float32 noise MRCs written to a temporary folder; picks are
 uniform random centres spread over ``--picks / 100`` micrographs. Prints a table
-and writes ``benchmarks/results/io.json``.
+and writes ``perf/results/io.json``.
 """
 
 from __future__ import annotations
