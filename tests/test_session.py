@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import multiprocessing
 import os
@@ -18,14 +19,8 @@ import pytest
 
 from activepick.constants import LABEL_COLUMNS
 from activepick.errors import SessionError
-from activepick.session import (
-    SESSION_VERSION,
-    Session,
-    SessionWarning,
-    empty_labels,
-    read_table,
-    table_to_csv,
-)
+from activepick.io.labels import empty_labels, read_table, table_to_csv, validate_labels
+from activepick.session import SESSION_VERSION, Session, SessionWarning
 
 
 def _labels(n: int, seed: int = 0) -> pd.DataFrame:
@@ -222,8 +217,6 @@ def test_backup_holds_previous_labels_and_is_used_when_labels_are_corrupt(sessio
 
 
 def _canon(df: pd.DataFrame) -> pd.DataFrame:
-    from activepick.session import validate_labels
-
     return validate_labels(df)
 
 
@@ -255,25 +248,33 @@ def test_invalid_labels_file_raises_session_error_naming_it(session, edit, messa
         session.load_labels()
 
 
-def test_failed_write_keeps_previous_labels(session, monkeypatch):
+def test_failed_write_keeps_previous_labels_and_says_disk_full(session, monkeypatch):
     session.save_labels(_labels(5))
     real_replace = os.replace
 
     def failing(src, dst):
         if Path(dst).name == "labels.csv":
-            raise OSError("disk full")
+            raise OSError(errno.ENOSPC, "No space left on device")
         return real_replace(src, dst)
 
     monkeypatch.setattr(os, "replace", failing)
-    with pytest.raises(OSError, match="disk full"):
+    with pytest.raises(SessionError, match=r"labels\.csv: disk full \(no space left on device\)"):
         session.save_labels(_labels(9))
     monkeypatch.undo()
-    pd.testing.assert_frame_equal(session.load_labels(), _labels(5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # labels.csv still matches what session.json records
+        pd.testing.assert_frame_equal(session.load_labels(), _labels(5))
     assert sorted(p.name for p in session.folder.iterdir()) == [
         "labels.csv",
         "labels.csv.bak",
         "session.json",
+        "session.json.bak",
+        "session.lock",
     ]
+    session.save_labels(_labels(9))  # the next save succeeds
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pd.testing.assert_frame_equal(Session.open(session.folder).load_labels(), _labels(9))
 
 
 def test_save_refuses_a_table_it_could_not_load_back(session):
@@ -442,6 +443,7 @@ def test_sigkill_during_saves_never_leaves_a_partial_table(session):
     ctx = multiprocessing.get_context("fork")
     rng = np.random.default_rng(0)
     session.save_labels(_table(0))
+    session.close()  # one process at a time: the children take the lock in turn
     last = 0
     for _ in range(30):
         counter = ctx.Value("i", -1, lock=False)
@@ -457,7 +459,8 @@ def test_sigkill_during_saves_never_leaves_a_partial_table(session):
         assert reported >= last + 1, "the child never saved"
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # labels.csv itself must be valid: no fallback
-            labels = Session.open(session.folder, check_files=False).load_labels()
+            with Session.open(session.folder, check_files=False) as s:
+                labels = s.load_labels()
         n = (len(labels) - 30) // 40
         assert n in (reported, reported + 1), (n, reported)
         pd.testing.assert_frame_equal(labels, _table(n), check_exact=True)
