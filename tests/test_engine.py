@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepick.active.engine import ActiveLearner, ReviewError, empty_labels
+from activepick.active.engine import ActiveLearner, ReviewError
+from activepick.io.labels import empty_labels
 from activepick.active.oracle import SimulatedOracle
 from activepick.constants import LABEL_COLUMNS, PICK_COLUMNS
 from activepick.detector import DetectorConfig

@@ -38,8 +38,9 @@ import pandas as pd
 from ..constants import ORACLE_TAU_REAL, ORACLE_TAU_SYNTHETIC
 from ..errors import ActivePickError
 from ..io.atomic import atomic_open, atomic_write_text
+from ..io.labels import validate_labels
 from ..io.picks import validate_picks
-from .engine import ActiveLearner, _as_labels
+from .engine import ActiveLearner
 
 #: Name of the all-labels baseline in the outputs.
 BASELINE = "all-labels"
@@ -534,7 +535,7 @@ def run_strategy(
         labels = pd.read_csv(
             run_dir / f"labels_round{r}.csv", keep_default_na=False, na_values=[""]
         )
-        learner.labels = _as_labels(labels)
+        learner.labels = validate_labels(labels)
         learner.round = r
         learner._next_id = int(labels["pick_id"].max()) + 1 if len(labels) else 0
         if settings["warm_start"]:

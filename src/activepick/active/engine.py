@@ -10,7 +10,7 @@ with a :class:`~activepick.active.oracle.SimulatedOracle`.
 Coordinates everywhere are centres in pixels of the ORIGINAL micrograph, x =
 column, y = row, origin at the top-left array element.
 
-The label table (:func:`empty_labels`) has the columns of
+The label table (:func:`activepick.io.labels.empty_labels`) has the columns of
 :data:`activepick.constants.LABEL_COLUMNS`: the pick columns plus ``pick_id``
 (unique int), ``strategy`` (strategy that queued the pick, "" for added /
 imported), ``source`` (one of ``LABEL_SOURCES``) and ``pred_x`` / ``pred_y``
@@ -44,6 +44,7 @@ from ..constants import (
     STATUS_REJECTED,
 )
 from ..errors import ActivePickError, CoordinateError
+from ..io.labels import empty_labels, validate_labels
 from ..io.picks import check_bounds, empty_picks, now_utc, validate_picks
 
 if TYPE_CHECKING:  # pragma: no cover - imported for type hints only
@@ -68,30 +69,6 @@ Progress = dict[str, Any]
 
 class ReviewError(ActivePickError):
     """A decision, removal or training request does not fit the learner's state."""
-
-
-def empty_labels() -> pd.DataFrame:
-    """A label table (``LABEL_COLUMNS``) with no rows and the right dtypes."""
-    df = empty_picks()
-    df["pick_id"] = pd.Series(dtype=np.int64)
-    df["strategy"] = pd.Series(dtype=object)
-    df["source"] = pd.Series(dtype=object)
-    df["pred_x"] = pd.Series(dtype=np.float64)
-    df["pred_y"] = pd.Series(dtype=np.float64)
-    return df[list(LABEL_COLUMNS)]
-
-
-def _as_labels(df: pd.DataFrame) -> pd.DataFrame:
-    """Normalise a frame with label columns to the label-table column order and dtypes."""
-    if len(df) == 0:
-        return empty_labels()
-    out = validate_picks(df[list(PICK_COLUMNS)], "label table")
-    out["pick_id"] = df["pick_id"].to_numpy(np.int64)
-    out["strategy"] = df["strategy"].fillna("").astype(str).to_numpy()
-    out["source"] = df["source"].fillna("").astype(str).to_numpy()
-    out["pred_x"] = df["pred_x"].to_numpy(np.float64)
-    out["pred_y"] = df["pred_y"].to_numpy(np.float64)
-    return out[list(LABEL_COLUMNS)]
 
 
 def learner_settings(
@@ -370,7 +347,7 @@ class ActiveLearner:
             return False
         entry = self._undo.pop()
         keep = self.labels[~self.labels["pick_id"].isin(entry.pick_ids)]
-        self.labels = _as_labels(pd.concat([keep, entry.old_rows], ignore_index=True))
+        self.labels = validate_labels(pd.concat([keep, entry.old_rows], ignore_index=True))
         self.position = entry.position
         self._reviewed = set(entry.reviewed)
         self._save_labels()
@@ -741,7 +718,7 @@ class ActiveLearner:
         learner = cls(micrographs, DetectorConfig.from_dict(settings["detector"]), **kwargs)
         labels = session.load_labels()
         if labels is not None and len(labels):
-            learner.labels = _as_labels(labels)
+            learner.labels = validate_labels(labels)
         learner.history = [dict(h) for h in session.history()]
         learner.round = max([int(h.get("round", 0)) for h in learner.history] + [0])
         if learner.history:
@@ -815,7 +792,9 @@ class ActiveLearner:
         """Undoably put ``new`` label rows in place of any rows with the same pick ids."""
         self._push_undo(new["pick_id"].tolist())
         keep = self.labels[~self.labels["pick_id"].isin(new["pick_id"])]
-        self.labels = _as_labels(pd.concat([keep, new[list(LABEL_COLUMNS)]], ignore_index=True))
+        self.labels = validate_labels(
+            pd.concat([keep, new[list(LABEL_COLUMNS)]], ignore_index=True)
+        )
 
     def _apply_decisions(self, decisions: pd.DataFrame, *, source: str) -> None:
         """Turn accept / move / reject decisions on predicted picks into label rows (one undo step)."""
