@@ -108,14 +108,17 @@ class Session(QueueRoundsMixin):
     def close(self) -> None:
         """Compact the journal into ``labels.csv`` (when it holds anything) and release the lock.
 
-        Idempotent. The lock is held per process: it is released when the last
-        open Session of the folder in this process is closed (or garbage collected).
+        Idempotent. The lock is held per process: it is released, and the journal
+        compacted, when the last open Session of the folder in this process is
+        closed (a Session garbage-collected unclosed releases without compacting;
+        the journal is replayed on the next open).
         """
         if self._closed:
             return
         try:
             with self._lock:
-                if self._journal_size() > len(JOURNAL_HEADER) or self._state.pending:
+                last = self._state.users == 1  # others in this process still use the journal
+                if last and (self._journal_size() > len(JOURNAL_HEADER) or self._state.pending):
                     self.save_labels(self.load_labels())
         finally:
             self._closed = True
@@ -390,13 +393,21 @@ class Session(QueueRoundsMixin):
         entry = {"rows": len(labels), "sha256": _sha256(data)}
         state = self._state
         with self._lock:
-            state.record = {**entry, "previous": state.current}
-            self._write_session_json()
+            # Record first when labels.csv is verified: a kill before the replace leaves
+            # the old file, which the record names as "previous". Otherwise (first save,
+            # an old-format or damaged file) replace first: there is nothing to protect.
+            record_first = state.current is not None
+            if record_first:
+                state.record = {**entry, "previous": state.current}
+                self._write_session_json()
             with _writing(path, "the labels"), atomic_path(path) as tmp:
                 tmp.write_bytes(data)
                 if path.exists():
                     _link_backup(path, self.folder / LABELS_BACKUP)
             state.current = entry
+            if not record_first:
+                state.record = {**entry, "previous": None}
+                self._write_session_json()
             state.verify = True
             self._reset_journal()
 
