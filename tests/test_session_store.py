@@ -505,3 +505,35 @@ def test_empty_label_table_round_trips_through_the_journal(session):
     assert len(session.load_labels()) == 0
     session.close()
     assert table_to_csv(_strict_load(session.folder)) == table_to_csv(empty_labels())
+
+
+def test_fast_journal_path_writes_what_the_full_validation_writes():
+    from activepick.io.labels import journal_upserts, label_rows_to_journal, validate_labels
+
+    rows = _any_labels(30, seed=4)  # NaN, quoted names ("mic,b"), "0001", "" times
+    rows.loc[0, "x"] = 0.1 + 0.2
+    rows.loc[1, "y"] = 5e-324
+    rows["round"] = rows["round"].astype(np.int32)
+    fast = label_rows_to_journal(rows)
+    assert fast == journal_upserts(validate_labels(rows))
+    assert fast.count("\n") == 30 and '"mic,b"' in fast
+    ints = rows.iloc[:1].assign(x=12, diameter=64)  # ints are written as the floats they become
+    assert label_rows_to_journal(ints) == journal_upserts(validate_labels(ints))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (dict(confidence=1.5), r"confidences must lie in \[0, 1\]"),
+        (dict(diameter=0.0), "diameters must be positive"),
+        (dict(x=np.nan), r"NaN or infinite 'x'"),
+        (dict(y=np.inf), r"NaN or infinite 'y'"),
+        (dict(status="maybe"), r"unknown status value\(s\) \['maybe'\]"),
+        (dict(pick_id=1.5), "'pick_id' must hold integers"),
+        (dict(x="12,5"), "'x' is not numeric"),
+    ],
+)
+def test_every_invalid_row_is_refused_on_the_fast_path_too(session, edit, message):
+    with pytest.raises(SessionError, match=message):
+        session.append_labels(_labels(1).assign(**edit))
+    assert not (session.folder / "labels.journal.csv").exists()

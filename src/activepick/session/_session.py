@@ -19,7 +19,7 @@ from ..io.labels import (
     JOURNAL_HEADER,
     empty_labels,
     journal_removals,
-    journal_upserts,
+    label_rows_to_journal,
     labels_to_csv,
     parse_table,
     read_text,
@@ -475,9 +475,9 @@ class Session(QueueRoundsMixin):
         append or compaction).
         """
         self._check_open()
-        valid = validate_labels(rows, f"label rows for {self.folder / JOURNAL_FILE}")
-        if len(valid):
-            self._append_journal(journal_upserts(valid, str(self.folder / JOURNAL_FILE)))
+        text = label_rows_to_journal(rows, f"label rows for {self.folder / JOURNAL_FILE}")
+        if text:
+            self._append_journal(text)
 
     def append_removals(self, pick_ids: Sequence[int]) -> None:
         """Journal the removal of the labels of ``pick_ids`` (unknown ids are ignored on load)."""
