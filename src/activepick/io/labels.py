@@ -177,7 +177,7 @@ def validate_labels(df: pd.DataFrame, source: str = "label table") -> pd.DataFra
     out["pick_id"] = ids
     out["strategy"] = df["strategy"].fillna("").astype(str).to_numpy()
     sources = df["source"].fillna("").astype(str)
-    unknown = set(sources) - set(LABEL_SOURCES)
+    unknown = set(sources.unique()) - set(LABEL_SOURCES)
     if unknown:
         raise SessionError(
             f"{source}: unknown source value(s) {sorted(unknown)} (allowed: {', '.join(LABEL_SOURCES)})"
