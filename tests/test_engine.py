@@ -5,11 +5,11 @@ import pandas as pd
 import pytest
 
 from activepick.active.engine import ActiveLearner, ReviewError
-from activepick.io.labels import empty_labels
 from activepick.active.oracle import SimulatedOracle
 from activepick.constants import LABEL_COLUMNS, PICK_COLUMNS
 from activepick.detector import DetectorConfig
 from activepick.errors import CoordinateError
+from activepick.io.labels import empty_labels
 from activepick.io.micrograph import Micrograph
 from activepick.io.picks import make_picks
 
