@@ -537,3 +537,24 @@ def test_every_invalid_row_is_refused_on_the_fast_path_too(session, edit, messag
     with pytest.raises(SessionError, match=message):
         session.append_labels(_labels(1).assign(**edit))
     assert not (session.folder / "labels.journal.csv").exists()
+
+
+def _sleep_in_child(seconds: float) -> None:
+    import time
+
+    time.sleep(seconds)
+
+
+def test_a_forked_child_does_not_keep_the_session_locked(session):
+    import multiprocessing
+
+    child = multiprocessing.get_context("fork").Process(target=_sleep_in_child, args=(30,))
+    child.start()  # forked while the session is open (e.g. a data-loader worker)
+    try:
+        session.close()
+        holder = _child(_HOLDER, str(session.folder))  # another process can take it now
+        holder.kill()
+        holder.wait()
+    finally:
+        child.kill()
+        child.join()

@@ -2,9 +2,9 @@
 
 :func:`acquire_folder_lock` opens ``<folder>/<name>`` and takes an exclusive
 ``flock`` on it without waiting. The kernel releases the lock when the process
-ends, however it ends (a crash or ``kill -9`` included), so a lock is stale only
-when another process inherited the file descriptor (a forked child that outlives
-its parent) or on a network file system that lost its lock server. The file
+ends, however it ends (a crash or ``kill -9`` included), and a forked child closes its inherited
+copy at once, so a lock is stale only when a process passed the descriptor on by
+other means or on a network file system that lost its lock server. The file
 records the holder (``pid``, ``host``, ``time``) so a refused opener can be told
 who holds it; it is rewritten in place (not through :mod:`activepick.io.atomic`:
 the lock belongs to the file's inode, which a rename would replace).
@@ -24,6 +24,7 @@ import fcntl
 import json
 import os
 import socket
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +34,29 @@ from ..errors import SessionError
 _NO_LOCKING = {errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL}
 
 
-@dataclass
+#: Locks held by this process; a forked child closes its copies (see _close_in_child).
+_HELD: weakref.WeakSet[FolderLock] = weakref.WeakSet()
+
+
+def _close_in_child() -> None:
+    """After ``fork``: close the child's copies of the lock files.
+
+    ``flock`` locks belong to the open file, which a forked child shares; a child
+    that outlived its parent's session (a data-loader worker, a subprocess) would
+    otherwise keep the session locked. Closing the copy leaves the parent's lock.
+    """
+    for lock in list(_HELD):
+        if lock.fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(lock.fd)
+            lock.fd = -1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
+
+@dataclass(eq=False)
 class FolderLock:
     """A held lock: the open lock file (closing it releases the lock) and what happened taking it."""
 
@@ -146,7 +169,9 @@ def acquire_folder_lock(
             os.close(fd)
             continue
         _record(fd, stamp)
-        return FolderLock(path, fd, notes)
+        lock = FolderLock(path, fd, notes)
+        _HELD.add(lock)
+        return lock
     raise SessionError(f"{path}: cannot lock the session (the lock file keeps changing)")
 
 
