@@ -112,7 +112,10 @@ def _record(fd: int, label: str) -> None:
 
 
 def _refusal(folder: Path, path: Path, info: dict) -> SessionError:
-    who = f"process {info.get('pid', '?')} on host {info.get('host', '?')}"
+    if "pid" in info:
+        who = f"process {info['pid']} on host {info.get('host', '?')}"
+    else:  # held, but the holder has not recorded itself (yet)
+        who = "another process"
     return SessionError(
         f"session {folder} is open in {who} (lock file {path.name}); close it there first. "
         f"If that process is gone (e.g. its machine crashed), open with break_lock=True "
