@@ -558,3 +558,19 @@ def test_a_forked_child_does_not_keep_the_session_locked(session):
     finally:
         child.kill()
         child.join()
+
+
+def test_a_journal_with_a_foreign_header_is_moved_aside_not_appended_to(session):
+    session.save_labels(_labels(2))
+    path = session.folder / "labels.journal.csv"
+    path.write_text("op,something,else\nu,1,2\n")
+    session.close()
+    s = Session.open(session.folder)
+    with pytest.warns(SessionWarning, match="not a label journal"):
+        assert len(s.load_labels()) == 2
+        s.append_labels(_labels(3).iloc[2:])
+    assert (
+        session.folder / "labels.journal.csv.damaged"
+    ).read_text() == "op,something,else\nu,1,2\n"
+    pd.testing.assert_frame_equal(s.load_labels(), _labels(3))
+    s.close()

@@ -430,17 +430,32 @@ class Session(QueueRoundsMixin):
                 atomic_write_text(path, JOURNAL_HEADER)
 
     def _journal_fd(self) -> int:
-        """The journal opened for appending; a torn last line (a cut write) is cut off first."""
+        """The journal opened for appending.
+
+        A torn last line (a cut write) is cut off first. A journal whose header is
+        not this version's (damaged, or unreadable to this code) is moved aside to
+        ``labels.journal.csv.damaged`` rather than appended to, with a note.
+        """
         state = self._state
         if state.journal_fd is None:
             path = self.folder / JOURNAL_FILE
+            header = JOURNAL_HEADER.encode("utf-8")
+            if self._journal_size():
+                with open(path, "rb") as fh:
+                    head = fh.read(len(header))
+                if head != header:
+                    aside = path.with_name(path.name + ".damaged")
+                    os.replace(path, aside)
+                    self._note(
+                        f"{path}: not a label journal of this version; moved to {aside.name}"
+                    )
             if self._journal_size() == 0:
                 atomic_write_text(path, JOURNAL_HEADER)
             fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
             size = os.fstat(fd).st_size
             tail = os.pread(fd, min(size, 1 << 16), max(0, size - (1 << 16)))
             if tail and not tail.endswith(b"\n"):
-                os.ftruncate(fd, size - len(tail) + tail.rfind(b"\n") + 1)
+                os.ftruncate(fd, max(size - len(tail) + tail.rfind(b"\n") + 1, len(header)))
             state.journal_fd = fd
         return state.journal_fd
 
