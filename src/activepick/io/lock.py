@@ -134,7 +134,13 @@ def acquire_folder_lock(
     path = folder / name
     notes: list[str] = []
     for attempt in range(3):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+        except OSError as exc:
+            raise SessionError(
+                f"{path}: cannot create the session's lock file ({exc.strerror}); "
+                "the session folder must be writable"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
