@@ -574,3 +574,30 @@ def test_a_journal_with_a_foreign_header_is_moved_aside_not_appended_to(session)
     ).read_text() == "op,something,else\nu,1,2\n"
     pd.testing.assert_frame_equal(s.load_labels(), _labels(3))
     s.close()
+
+
+def test_close_on_a_full_disk_keeps_the_session_open_until_it_can_compact(session, monkeypatch):
+    session.save_labels(_labels(2))
+    real_write = os.write
+
+    def full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full)
+    with pytest.raises(SessionError, match="disk full"):
+        session.append_labels(_labels(3).iloc[2:])  # kept in memory, not on disk
+    monkeypatch.setattr(os, "write", real_write)
+    real_replace = os.replace
+
+    def full_replace(src, dst):
+        if Path(dst).name in ("labels.csv", "session.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", full_replace)
+    with pytest.raises(SessionError, match="disk full"):
+        session.close()
+    monkeypatch.undo()
+    session.append_removals([])  # still open: no "is closed" error
+    session.close()  # space again: compacts the decision kept in memory
+    pd.testing.assert_frame_equal(_strict_load(session.folder), _labels(3))

@@ -111,16 +111,16 @@ class Session(QueueRoundsMixin):
         Idempotent. The lock is held per process: it is released, and the journal
         compacted, when the last open Session of the folder in this process is
         closed (a Session garbage-collected unclosed releases without compacting;
-        the journal is replayed on the next open).
+        the journal is replayed on the next open). When the compaction fails
+        (disk full) the :class:`SessionError` is raised and the session stays
+        open, with decisions not yet written still in memory: free space, close again.
         """
         if self._closed:
             return
-        try:
-            with self._lock:
-                last = self._state.users == 1  # others in this process still use the journal
-                if last and (self._journal_size() > len(JOURNAL_HEADER) or self._state.pending):
-                    self.save_labels(self.load_labels())
-        finally:
+        with self._lock:
+            last = self._state.users == 1  # others in this process still use the journal
+            if last and (self._journal_size() > len(JOURNAL_HEADER) or self._state.pending):
+                self.save_labels(self.load_labels())
             self._closed = True
             self._release()
 
