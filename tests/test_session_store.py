@@ -601,3 +601,13 @@ def test_close_on_a_full_disk_keeps_the_session_open_until_it_can_compact(sessio
     session.append_removals([])  # still open: no "is closed" error
     session.close()  # space again: compacts the decision kept in memory
     pd.testing.assert_frame_equal(_strict_load(session.folder), _labels(3))
+
+
+@pytest.mark.parametrize("row", ["1,2,9", "3,4,5"])
+def test_a_row_with_an_extra_field_is_refused_not_shifted_or_cut(tmp_path, row):
+    from activepick.io.labels import read_table
+
+    path = tmp_path / "t.csv"
+    path.write_text(f"a,b\n{row}\n1,2\n")
+    with pytest.raises(SessionError, match=r"t\.csv: not a readable CSV table"):
+        read_table(path)

@@ -23,6 +23,7 @@ import io
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -91,15 +92,19 @@ def parse_table(text: str, source: str) -> pd.DataFrame:
     if len(set(header)) != len(header):
         raise SessionError(f"{source}: duplicate column names in the header")
     try:
-        return pd.read_csv(
-            io.StringIO(text),
-            dtype={c: str for c in header if c in STRING_COLUMNS},
-            keep_default_na=False,
-            na_values={c: ["", "NaN", "nan"] for c in header if c not in STRING_COLUMNS},
-            index_col=False,
-        )
-    except (ValueError, pd.errors.ParserError) as exc:
-        raise SessionError(f"{source}: not a readable CSV table ({exc})") from None
+        with warnings.catch_warnings():
+            # a row with more fields than the header: refused, not silently cut
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(
+                io.StringIO(text),
+                dtype={c: str for c in header if c in STRING_COLUMNS},
+                keep_default_na=False,
+                na_values={c: ["", "NaN", "nan"] for c in header if c not in STRING_COLUMNS},
+                index_col=False,
+            )
+    except (ValueError, pd.errors.ParserError, pd.errors.ParserWarning) as exc:
+        reason = " ".join(str(exc).split())  # one line
+        raise SessionError(f"{source}: not a readable CSV table ({reason})") from None
 
 
 def read_text(path: str | os.PathLike) -> str:
