@@ -7,8 +7,8 @@ It exposes the stack as a dask array ``(N, H, W)`` with one chunk per micrograph
 padded top-left (bottom / right filled with the micrograph's median, as
 :func:`activepick.plugin._layers.stack_images` does), so a pixel ``(y, x)`` of
 every micrograph keeps its coordinates. For micrographs much larger than a screen
-it also gives downscaled levels (block means, :func:`~activepick.io.micrograph.downscale`)
-for a multiscale display.
+it also gives downscaled levels (each a 2x2 block mean of the one above, as
+:func:`~activepick.io.micrograph.downscale` computes) for a multiscale display.
 
 ``.mrcs`` stacks contribute one entry per image, named ``<stem>_<index:04d>``.
 ``reads`` counts decodes from disk (tests check that only the slice shown is read).
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import MicrographError
-from .micrograph import Micrograph, downscale, micrograph_name, read_micrograph, read_shape
+from .micrograph import Micrograph, micrograph_name, read_micrograph, read_shape
 
 #: Decoded micrographs kept in memory (a 4096 px float32 micrograph is 64 MiB).
 DEFAULT_CACHE_SIZE = 4
@@ -47,6 +47,18 @@ def _mrcs_count(path: Path) -> int:
             return max(1, int(mrc.header.nz))
     except Exception as exc:  # mrcfile raises ValueError / OSError ...
         raise MicrographError(f"{path}: not a readable MRC file ({exc})") from None
+
+
+def _halve(image: np.ndarray) -> np.ndarray:
+    """2x2 block mean in float32 (a trailing odd row / column is dropped), as
+    :func:`activepick.io.micrograph.downscale` with factor 2 but without its float64 pass."""
+    h, w = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
+    a = image[:h, :w]
+    out = a[0::2, 0::2] + a[1::2, 0::2]
+    out += a[0::2, 1::2]
+    out += a[1::2, 1::2]
+    out *= np.float32(0.25)
+    return out
 
 
 class LazyStack:
@@ -141,9 +153,10 @@ class LazyStack:
         _, h, w = self.level_shape(level)
 
         def make() -> np.ndarray:
-            data = self.micrograph(i).data
-            if level:
-                data = downscale(data, MULTISCALE_FACTOR**level)
+            if level:  # from the level above (cached), so each level costs one 2x2 mean
+                data = _halve(self.padded(i, level - 1))
+            else:
+                data = self.micrograph(i).data
             if data.shape == (h, w):
                 return data
             out = np.full((h, w), np.median(data), dtype=np.float32)
