@@ -159,6 +159,8 @@ def run(args: argparse.Namespace) -> int:
             client=client,
             device=_worker_device(args),
             threads=args.cores if args.cluster and args.gpus else 1,
+            # CPU workers: one micrograph per task balances best; a GPU batches
+            group_size=args.batch_size if _worker_device(args) == "cuda" else 1,
         )
         with tqdm(total=len(paths), unit="micrograph", desc="predict", disable=None) as bar:
             while True:
