@@ -204,6 +204,23 @@ def test_slurm_dry_run_prints_a_script_with_the_requested_resources(capsys):
     assert "--nthreads 1" in script and "--nworkers" not in script  # one worker owns the GPU
 
 
+@pytest.mark.parametrize(
+    ("kind", "expected"),
+    [
+        ("pbs", ["#PBS -q q", "#PBS -A acc", "#PBS -l select=1:ncpus=8:ngpus=1:mem=32GB"]),
+        ("sge", ["#$ -q q", "#$ -P acc", "#$ -l gpu=1", "#$ -l h_rt=01:00:00"]),
+    ],
+)
+def test_pbs_and_sge_dry_runs_ask_for_cores_and_gpus(kind, expected, capsys):
+    pytest.importorskip("dask_jobqueue")
+    argv = ["predict", "--model", "m.pt", "--cluster", kind, "--dry-run", "--queue", "q"]
+    assert main(argv + ["--account", "acc", "--cores", "8", "--memory", "32GB", "--gpus", "1"]) == 0
+    script = capsys.readouterr().out
+    for line in expected:
+        assert line in script
+    assert "--nthreads 1" in script
+
+
 def test_missing_extra_names_the_pip_command(data, tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "distributed", None)  # import raises ImportError
     assert _predict(data, tmp_path / "p.csv", "--workers", "2") == 2

@@ -23,7 +23,7 @@ JOB_CLASSES = {
     "sge": ("dask_jobqueue.sge", "SGEJob", "SGECluster"),
 }
 #: How each batch system asks for GPUs (sites differ for PBS / SGE; see docs/cluster.md).
-GPU_DIRECTIVES = {"slurm": "--gres=gpu:{n}", "pbs": "-l ngpus={n}", "sge": "-l gpu={n}"}
+GPU_DIRECTIVES = {"slurm": "--gres=gpu:{n}", "sge": "-l gpu={n}"}  # PBS: in resource_spec
 #: Seconds to wait for a scheduler before giving up.
 CONNECT_TIMEOUT = 10.0
 #: Shown in a dry-run job script where the real scheduler address will go.
@@ -80,8 +80,9 @@ def jobqueue_options(
     """Keyword arguments of a dask-jobqueue cluster / job for one batch job.
 
     CPU jobs run ``cores`` worker processes of one thread each; GPU jobs run one
-    worker process per job (it owns the job's GPU; on SLURM with one Dask thread
-    and the job's ``cores`` as ``--cpus-per-task``).
+    worker process of one Dask thread per job (it owns the job's GPU); the job still
+    asks for ``cores`` (SLURM ``--cpus-per-task``, PBS ``ncpus``). SGE takes
+    ``account`` as its project.
     """
     if kind not in JOB_CLASSES:
         raise ActivePickError(f"unknown cluster {kind!r} (known: {', '.join(JOB_CLASSES)})")
@@ -97,12 +98,16 @@ def jobqueue_options(
     if walltime:
         opts["walltime"] = walltime
     if account:
-        opts["account"] = account
+        opts["project" if kind == "sge" else "account"] = account
     if gpus:
-        opts["job_extra_directives"].append(GPU_DIRECTIVES[kind].format(n=int(gpus)))
-        if kind == "slurm":  # all cores to the job, one Dask thread: one task at a time per GPU
+        # one Dask thread per GPU job (one task at a time on the GPU), all cores to the job
+        opts["cores"] = 1
+        if kind == "slurm":
             opts["job_cpu"] = int(cores)
-            opts["cores"] = 1
+        if kind == "pbs":
+            opts["resource_spec"] = f"select=1:ncpus={int(cores)}:ngpus={int(gpus)}:mem={memory}"
+        else:
+            opts["job_extra_directives"].append(GPU_DIRECTIVES[kind].format(n=int(gpus)))
     return opts
 
 
