@@ -73,3 +73,19 @@ def test_mrcs_expands_and_bad_files_name_the_file(tmp_path):
     (tmp_path / "bad.mrc").write_bytes(b"not an mrc file at all")
     with pytest.raises(MicrographError, match="bad.mrc"):
         LazyStack([tmp_path / "bad.mrc"])
+
+
+def test_reader_opens_a_folder_lazily_with_the_layer_metadata(folder):
+    from activepick.plugin import _reader
+
+    data, kwargs, kind = _reader.get_micrograph_reader(str(folder))()[0]
+    meta = kwargs["metadata"]
+    stack = meta[_reader.LAZY_STACK_KEY]
+    assert kind == "image" and not kwargs["multiscale"]
+    assert data.shape == (6, 40, 60)
+    assert meta["micrographs"] == ["m0", "m1", "m2", "m3", "m4", "odd"]
+    assert meta["shapes"]["odd"] == (30, 60) and meta["pixel_size"] == pytest.approx(1.25)
+    assert meta["paths"][5] == str(folder / "odd.mrc")
+    assert stack.reads == 1  # the first micrograph, for the contrast limits
+    np.testing.assert_array_equal(np.asarray(data[3])[:, :50], _image(40, 50, 3))
+    assert stack.reads == 2
