@@ -89,3 +89,19 @@ def test_reader_opens_a_folder_lazily_with_the_layer_metadata(folder):
     assert stack.reads == 1  # the first micrograph, for the contrast limits
     np.testing.assert_array_equal(np.asarray(data[3])[:, :50], _image(40, 50, 3))
     assert stack.reads == 2
+
+
+def test_multiscale_layer_gives_full_size_micrographs_to_the_widget(folder, monkeypatch):
+    from napari.layers import Image
+
+    from activepick.plugin import _reader
+    from activepick.plugin._layers import micrographs_from_layer
+
+    monkeypatch.setattr(lazy, "MULTISCALE_MIN_SIZE", 30)
+    monkeypatch.setattr(lazy, "MULTISCALE_TARGET", 20)
+    data, kwargs, _ = _reader.get_micrograph_reader(str(folder))()[0]
+    assert kwargs["multiscale"] and [d.shape for d in data] == [(6, 40, 60), (6, 20, 30)]
+    layer = Image(data, **kwargs)
+    mics = micrographs_from_layer(layer)
+    assert [m.name for m in mics][-1] == "odd" and mics[5].shape == (30, 60)
+    np.testing.assert_array_equal(mics[5].data, _image(30, 60, 9))
