@@ -100,7 +100,8 @@ def test_multiscale_layer_gives_full_size_micrographs_to_the_widget(folder, monk
     monkeypatch.setattr(lazy, "MULTISCALE_MIN_SIZE", 30)
     monkeypatch.setattr(lazy, "MULTISCALE_TARGET", 20)
     data, kwargs, _ = _reader.get_micrograph_reader(str(folder))()[0]
-    assert kwargs["multiscale"] and [d.shape for d in data] == [(6, 40, 60), (6, 20, 30)]
+    assert kwargs["multiscale"]
+    assert [d.shape for d in data] == [(6, 40, 60), (6, 20, 30), (6, 10, 15)]
     layer = Image(data, **kwargs)
     mics = micrographs_from_layer(layer)
     assert [m.name for m in mics][-1] == "odd" and mics[5].shape == (30, 60)

@@ -173,10 +173,11 @@ class LazyStack:
         f = MULTISCALE_FACTOR**level
         return (self.shape[0], max(1, self.shape[1] // f), max(1, self.shape[2] // f))
 
-    def n_levels(self, *, min_size: int = MULTISCALE_MIN_SIZE) -> int:
-        """1 for stacks of small micrographs, else enough levels to fit about a screen."""
+    def n_levels(self, *, min_size: int | None = None) -> int:
+        """1 for stacks of small micrographs (long side <= ``min_size``, default
+        :data:`MULTISCALE_MIN_SIZE`), else enough levels to fit about a screen."""
         n = 1
-        if max(self.shape[1:]) <= min_size:
+        if max(self.shape[1:]) <= (MULTISCALE_MIN_SIZE if min_size is None else min_size):
             return n
         while max(self.level_shape(n - 1)[1:]) > MULTISCALE_TARGET:
             n += 1
@@ -200,7 +201,7 @@ class LazyStack:
             name=f"activepick-lazy-{id(self):x}-{level}",
         )
 
-    def multiscale(self, *, min_size: int = MULTISCALE_MIN_SIZE) -> list:
+    def multiscale(self, *, min_size: int | None = None) -> list:
         """Dask arrays of every level, largest first (a single one for small micrographs)."""
         return [self.to_dask(k) for k in range(self.n_levels(min_size=min_size))]
 
