@@ -114,6 +114,9 @@ def test_unreadable_micrograph_mid_batch_is_reported_skipped_and_listed(data, tm
     captured = capsys.readouterr()
     assert "skipped:" in captured.err and "mic_1b.mrc" in captured.err
     assert "1 failed to read: mic_1b" in captured.out
+    # no terminal: a progress line for the log, with the rate and the time left
+    assert "activepick predict: 5/5 micrographs; " in captured.err
+    assert "micrograph/s, 0.0 min left" in captured.err
     assert set(read_coordinates(out, diameter=16.0)["micrograph"]) == {f"mic_{i}" for i in range(4)}
 
 

@@ -13,9 +13,13 @@ import argparse
 import math
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from ..errors import ActivePickError, MicrographError
+
+#: Seconds between progress lines when stderr is not a terminal (batch-job logs).
+LOG_EVERY_S = 30.0
 
 
 def register(subparsers) -> None:
@@ -112,6 +116,32 @@ def _worker_device(args) -> str:
     return "cpu" if args.workers else "auto"
 
 
+def _rate_eta(info: dict) -> str:
+    eta = info["eta"]
+    if not math.isfinite(eta):
+        return ""
+    return f"{info['rate']:.2f} micrograph/s, {eta / 60:.1f} min left"
+
+
+class _LogProgress:
+    """Progress lines for logs (batch jobs, no terminal): every ``LOG_EVERY_S`` seconds
+    and at the end, since tqdm draws nothing there."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def __call__(self, info: dict) -> None:
+        now = time.monotonic()
+        if now - self.last < LOG_EVERY_S and info["step"] < info["total"]:
+            return
+        self.last = now
+        print(
+            f"activepick predict: {info['step']}/{info['total']} micrographs; {_rate_eta(info)}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         if not args.cluster:
@@ -162,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
             # CPU workers: one micrograph per task balances best; a GPU batches
             group_size=args.batch_size if _worker_device(args) == "cuda" else 1,
         )
+        log = _LogProgress() if not sys.stderr.isatty() else None
         with tqdm(total=len(paths), unit="micrograph", desc="predict", disable=None) as bar:
             while True:
                 try:
@@ -172,11 +203,10 @@ def run(args: argparse.Namespace) -> int:
                 bar.n = info["step"]
                 if info["failed"]:
                     tqdm.write(f"activepick predict: skipped: {info['failed']}", file=sys.stderr)
-                eta = info["eta"]
-                bar.set_postfix_str(
-                    f"{info['rate']:.2f} mic/s, ETA {eta:.0f} s" if math.isfinite(eta) else ""
-                )
+                bar.set_postfix_str(_rate_eta(info))
                 bar.refresh()
+                if log is not None:
+                    log(info)
     finally:
         if client is not None:
             client.close()
