@@ -87,8 +87,10 @@ def test_reader_opens_a_folder_lazily_with_the_layer_metadata(folder):
     assert meta["shapes"]["odd"] == (30, 60) and meta["pixel_size"] == pytest.approx(1.25)
     assert meta["paths"][5] == str(folder / "odd.mrc")
     assert stack.reads == 1  # the first micrograph, for the contrast limits
-    np.testing.assert_array_equal(np.asarray(data[3])[:, :50], _image(40, 50, 3))
+    np.testing.assert_array_equal(np.asarray(data[2])[:, :50], _image(40, 50, 2))
     assert stack.reads == 2
+    np.asarray(data[0])
+    assert stack.reads == 2  # from the cache
 
 
 def test_multiscale_layer_gives_full_size_micrographs_to_the_widget(folder, monkeypatch):
@@ -106,3 +108,21 @@ def test_multiscale_layer_gives_full_size_micrographs_to_the_widget(folder, monk
     mics = micrographs_from_layer(layer)
     assert [m.name for m in mics][-1] == "odd" and mics[5].shape == (30, 60)
     np.testing.assert_array_equal(mics[5].data, _image(30, 60, 9))
+
+
+def test_napari_viewer_reads_only_the_slice_shown(folder):
+    from napari.components import ViewerModel
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    viewer = ViewerModel()
+    (layer,) = viewer.open(str(folder), plugin="napari-activepick")
+    stack = layer.metadata["lazy_stack"]
+    # micrograph 0 (contrast limits; napari also slices the new layer at 0) and the
+    # middle one, where napari puts the slider
+    assert viewer.dims.current_step[0] == 2 and stack.reads == 2
+    viewer.dims.set_current_step(0, 4)
+    assert stack.reads == 3
+    np.testing.assert_array_equal(layer._slice.image.raw[:, :50], _image(40, 50, 4))
+    viewer.dims.set_current_step(0, 2)
+    assert stack.reads == 3  # still in the LRU cache
