@@ -185,6 +185,12 @@ def test_dask_workers_load_the_model_once_each(data, reference, tmp_path):
             )  # fmt: skip
         )
         loads = client.run(lambda: batch._WORKER_LOADS[0])
+        # a task failing on a worker (here: the model vanished) -> one line, parts kept
+        gen = batch.iter_predict_batch(
+            paths, tmp_path / "parts2", model=tmp_path / "gone.pt", client=client, group_size=2
+        )
+        with pytest.raises(batch.ActivePickError, match=r"task on mic_\d\.mrc, mic_\d\.mrc failed"):
+            drive(gen)
     finally:
         client.close()
         client.cluster.close()
@@ -192,6 +198,17 @@ def test_dask_workers_load_the_model_once_each(data, reference, tmp_path):
     assert sorted(loads.values()) in ([1, 1], [0, 1])  # 4 tasks, at most one load per worker
     picks = _sorted(batch.combine_parts(tmp_path / "parts", summary["names"]))
     pd.testing.assert_frame_equal(picks, reference, rtol=1e-5)
+
+
+def test_scheduler_joins_a_running_cluster(data, reference, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+    ) as cluster:
+        out = tmp_path / "picks.csv"
+        assert _predict(data, out, "--scheduler", cluster.scheduler_address) == 0
+        assert len(cluster.workers) == 1  # the command left the cluster running
+    pd.testing.assert_frame_equal(_sorted(read_coordinates(out)), reference, rtol=1e-5)
 
 
 def test_slurm_dry_run_prints_a_script_with_the_requested_resources(capsys):

@@ -233,14 +233,28 @@ def _run_dask(client, todo, settings, model, device, threads, group_size):
         batch_size=settings["batch_size"],
     )
 
+    names = {}
+
     def submit(group):
-        return client.submit(
+        future = client.submit(
             predict_group_task, str(model), [str(p) for p in group], pure=False, **kwargs
         )
+        names[future.key] = [p.name for p in group]
+        return future
 
     pending = as_completed([submit(g) for _, g in zip(range(window), groups, strict=False)])
     for future in pending:
-        result = future.result()
+        try:
+            result = future.result()
+        except ActivePickError:
+            raise
+        except Exception as exc:  # a worker died (KilledWorker), lost its files, ...
+            raise ActivePickError(
+                f"a Dask task on {', '.join(names[future.key])} failed "
+                f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}); the "
+                "micrographs finished so far are kept, rerun with --resume"
+            ) from None
+        names.pop(future.key, None)
         future.release()
         nxt = next(groups, None)
         if nxt is not None:
