@@ -82,6 +82,7 @@ def test_reader_opens_a_folder_lazily_with_the_layer_metadata(folder):
     meta = kwargs["metadata"]
     stack = meta[_reader.LAZY_STACK_KEY]
     assert kind == "image" and not kwargs["multiscale"]
+    assert kwargs["cache"] is False  # no napari dask cache on top of the LRU cache
     assert data.shape == (6, 40, 60)
     assert meta["micrographs"] == ["m0", "m1", "m2", "m3", "m4", "odd"]
     assert meta["shapes"]["odd"] == (30, 60) and meta["pixel_size"] == pytest.approx(1.25)

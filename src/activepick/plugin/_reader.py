@@ -118,6 +118,9 @@ def lazy_micrograph_layer_data(files: Sequence[Path], name: str = "micrographs")
         "contrast_limits": contrast_limits(stack.micrograph(0).data),
         "colormap": "gray",
         "multiscale": len(levels) > 1,
+        # napari's own dask cache would keep up to 25% of RAM of decoded chunks;
+        # the stack's small LRU cache bounds the memory instead
+        "cache": False,
     }
     return (levels if len(levels) > 1 else levels[0], kwargs, "image")
 
