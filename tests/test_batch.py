@@ -84,6 +84,11 @@ def test_resume_after_a_kill_finishes_the_rest_without_duplicates(
     assert not out.exists()
     assert batch.done_names(batch.parts_folder(out)) == {"mic_0", "mic_1"}
 
+    capsys.readouterr()
+    assert _predict(data, out, "--batch-size", "2") == 2  # neither --resume nor --force
+    assert "from an earlier run; pass --resume" in capsys.readouterr().err
+    assert batch.done_names(batch.parts_folder(out)) == {"mic_0", "mic_1"}  # nothing lost
+
     calls.clear()
     monkeypatch.setattr(
         batch, "predict_group", lambda d, p, **kw: calls.append(p) or real(d, p, **kw)

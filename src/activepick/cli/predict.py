@@ -156,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..batch import (
+        done_names,
         iter_predict_batch,
         parts_folder,
         summary_line,
@@ -169,6 +170,12 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise MicrographError(f"{args.micrographs}: no micrographs found")
     parts = parts_folder(args.out)
+    earlier = len(done_names(parts))
+    if earlier and not (args.resume or args.force):
+        raise ActivePickError(
+            f"{parts} holds the picks of {earlier} micrograph(s) from an earlier run; pass "
+            "--resume to continue it or --force to start over"
+        )
     from ..detector import load_checkpoint
 
     # in process: the model used; on Dask: a check that fails fast (workers load their own)
