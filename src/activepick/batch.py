@@ -30,6 +30,7 @@ import math
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 
@@ -300,11 +301,13 @@ def iter_predict_batch(
     paths = [Path(p) for p in paths]
     names = [micrograph_name(p) for p in paths]
     if len(set(names)) != len(names):
-        dup = sorted({n for n in names if names.count(n) > 1})
+        dup = sorted(n for n, c in Counter(names).items() if c > 1)
         raise MicrographError(f"micrograph names are not unique: {dup[:5]}")
     parts = Path(parts)
     settings = {
         "model": str(Path(model).resolve()) if model is not None else None,
+        # a model retrained into the same file is another model
+        "model_mtime": os.path.getmtime(model) if model is not None else None,
         "threshold": float(threshold),
         "nms_iou": None if nms_iou is None else float(nms_iou),
         "batch_size": int(batch_size),
