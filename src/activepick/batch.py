@@ -307,7 +307,7 @@ def iter_predict_batch(
     settings = {
         "model": str(Path(model).resolve()) if model is not None else None,
         # a model retrained into the same file is another model
-        "model_mtime": os.path.getmtime(model) if model is not None else None,
+        "model_mtime": os.path.getmtime(model) if model and os.path.isfile(model) else None,
         "threshold": float(threshold),
         "nms_iou": None if nms_iou is None else float(nms_iou),
         "batch_size": int(batch_size),
