@@ -1,15 +1,25 @@
-"""``activepick predict``: pick particles on a folder of micrographs with a trained detector."""
+"""``activepick predict``: pick particles on a folder of micrographs with a trained detector.
+
+Streams (:mod:`activepick.batch`): micrographs are read a batch at a time and each
+one's picks are written to ``<out>.parts/`` as it finishes; ``--resume`` skips the
+finished ones; the combined output is written at the end. ``--workers``,
+``--scheduler`` and ``--cluster`` run the same work on Dask (:mod:`activepick.cluster`).
+Heavy imports (torch, dask, pandas) happen inside :func:`run`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
+import sys
 import time
 from pathlib import Path
 
-from ..errors import MicrographError
+from ..errors import ActivePickError, MicrographError
 
-#: Micrographs read into memory at a time (4k x 4k float32 is 64 MB each).
-READ_CHUNK = 16
+#: Seconds between progress lines when stderr is not a terminal (batch-job logs).
+LOG_EVERY_S = 30.0
 
 
 def register(subparsers) -> None:
@@ -18,15 +28,15 @@ def register(subparsers) -> None:
         "predict",
         help="pick particles with a trained detector",
         description="Predict particle picks on every micrograph of a folder and write them as "
-        "coordinates (STAR carries the confidence as rlnAutopickFigureOfMerit).",
+        "coordinates (STAR carries the confidence as rlnAutopickFigureOfMerit). Picks of each "
+        "micrograph are saved in <out>.parts/ as it finishes; --resume continues a stopped run.",
     )
     p.add_argument(
         "--model", required=True, type=Path, help="checkpoint written by 'activepick train'"
     )
-    p.add_argument("--micrographs", required=True, type=Path, help="folder of micrographs")
+    p.add_argument("--micrographs", type=Path, help="folder of micrographs")
     p.add_argument(
         "--out",
-        required=True,
         type=Path,
         help="coordinate file (or folder for per-micrograph formats)",
     )
@@ -39,48 +49,179 @@ def register(subparsers) -> None:
     p.add_argument(
         "--nms-iou", type=float, default=None, help="circle-IoU of NMS (default: the model's, 0.3)"
     )
-    p.add_argument("--batch-size", type=int, default=4, help="default: %(default)s")
+    p.add_argument(
+        "--batch-size", type=int, default=4, help="micrographs per forward pass (default: 4)"
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--resume", action="store_true", help="skip micrographs already done")
+    p.add_argument("--force", action="store_true", help="overwrite an existing output")
+    p.add_argument(
+        "--keep-parts", action="store_true", help="keep <out>.parts/ after the combined output"
+    )
+    d = p.add_argument_group("Dask (needs napari-activepick[cluster])")
+    where = d.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers", type=int, default=0, help="local Dask worker processes, one thread each"
+    )
+    where.add_argument("--scheduler", help="address of a running Dask scheduler to join")
+    where.add_argument("--cluster", choices=("slurm", "pbs", "sge"), help="submit batch jobs")
+    d.add_argument("--queue", help="queue / partition of the batch jobs")
+    d.add_argument("--account", help="account / project charged for the batch jobs")
+    d.add_argument("--cores", type=int, default=4, help="cores per job (default: 4)")
+    d.add_argument("--memory", default="16GB", help="memory per job (default: 16GB)")
+    d.add_argument("--walltime", default="01:00:00", help="per job (default: 01:00:00)")
+    d.add_argument("--gpus", type=int, default=0, help="GPUs per job (default: 0)")
+    d.add_argument("--jobs", type=int, default=1, help="batch jobs to submit (default: 1)")
+    d.add_argument(
+        "--dry-run", action="store_true", help="print the job script of --cluster and stop"
+    )
     p.set_defaults(func=run)
 
 
+def _job_options(args) -> dict:
+    return dict(
+        cores=args.cores,
+        memory=args.memory,
+        queue=args.queue,
+        walltime=args.walltime,
+        gpus=args.gpus,
+        account=args.account,
+    )
+
+
+def _client(args):
+    """A Dask client for the chosen mode, or None for in-process prediction."""
+    from .. import cluster
+
+    if args.workers:
+        if args.workers < 1:
+            raise ActivePickError(f"--workers must be at least 1, got {args.workers}")
+        return cluster.local_client(args.workers)
+    if args.scheduler:
+        return cluster.connect(args.scheduler)
+    if args.cluster:
+        return cluster.jobqueue_client(args.cluster, jobs=args.jobs, **_job_options(args))
+    return None
+
+
+def _dask(args) -> bool:
+    return bool(args.workers or args.scheduler or args.cluster)
+
+
+def _worker_device(args) -> str:
+    if args.device != "auto":
+        return args.device
+    if args.cluster:
+        return "cuda" if args.gpus else "cpu"
+    return "cpu" if args.workers else "auto"
+
+
+def _rate_eta(info: dict) -> str:
+    eta = info["eta"]
+    if not math.isfinite(eta):
+        return ""
+    return f"{info['rate']:.2f} micrograph/s, {eta / 60:.1f} min left"
+
+
+class _LogProgress:
+    """Progress lines for logs (batch jobs, no terminal): every ``LOG_EVERY_S`` seconds
+    and at the end, since tqdm draws nothing there."""
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+    def __call__(self, info: dict) -> None:
+        now = time.monotonic()
+        if now - self.last < LOG_EVERY_S and info["step"] < info["total"]:
+            return
+        self.last = now
+        print(
+            f"activepick predict: {info['step']}/{info['total']} micrographs; {_rate_eta(info)}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
+    if args.dry_run:
+        if not args.cluster:
+            raise ActivePickError("--dry-run prints the job script of --cluster; give --cluster")
+        from ..cluster import job_script
+
+        print(job_script(args.cluster, **_job_options(args)))
+        return 0
+    if args.micrographs is None or args.out is None:
+        raise ActivePickError("--micrographs and --out are required")
+
     from tqdm import tqdm
 
-    from ..detector import load_checkpoint, predict_picks
-    from ..io.formats import write_coordinates
-    from ..io.micrograph import list_micrographs, read_micrograph
-    from ..io.picks import empty_picks
+    from ..batch import (
+        done_names,
+        iter_predict_batch,
+        parts_folder,
+        summary_line,
+        write_combined,
+    )
+    from ..io.atomic import refuse_existing
+    from ..io.micrograph import list_micrographs
 
-    detector = load_checkpoint(args.model, device=args.device)
+    refuse_existing(args.out, force=args.force)
     paths = list_micrographs(args.micrographs)
     if not paths:
         raise MicrographError(f"{args.micrographs}: no micrographs found")
-    tables, shapes = [], {}
-    started = time.perf_counter()
-    with tqdm(total=len(paths), unit="micrograph", desc="predict", disable=None) as bar:
-        for i in range(0, len(paths), READ_CHUNK):
-            mics = [read_micrograph(p) for p in paths[i : i + READ_CHUNK]]
-            shapes.update({m.name: m.shape for m in mics})
-            tables.append(
-                predict_picks(
-                    detector,
-                    mics,
-                    threshold=args.threshold,
-                    nms_iou=args.nms_iou,
-                    batch_size=args.batch_size,
-                    progress=lambda _info: bar.update(1),
-                )
-            )
-    picks = (
-        pd.concat([t for t in tables if len(t)], ignore_index=True)
-        if any(len(t) for t in tables)
-        else empty_picks()
-    )
-    written = write_coordinates(picks, args.out, args.fmt, shapes=shapes)
-    print(
-        f"{len(picks)} pick(s) on {len(paths)} micrograph(s) in {time.perf_counter() - started:.1f} s; "
-        f"wrote {len(written)} file(s) to {args.out}"
-    )
+    parts = parts_folder(args.out)
+    earlier = len(done_names(parts))
+    if earlier and not (args.resume or args.force):
+        raise ActivePickError(
+            f"{parts} holds the picks of {earlier} micrograph(s) from an earlier run; pass "
+            "--resume to continue it or --force to start over"
+        )
+    from ..detector import load_checkpoint
+
+    # in process: the model used; on Dask: a check that fails fast (workers load their own)
+    detector = load_checkpoint(args.model, device=args.device if not _dask(args) else "cpu")
+    client = _client(args)
+    if client is not None:
+        detector = None
+    try:
+        gen = iter_predict_batch(
+            paths,
+            parts,
+            detector=detector,
+            model=args.model,
+            threshold=args.threshold,
+            nms_iou=args.nms_iou,
+            batch_size=args.batch_size,
+            resume=args.resume,
+            client=client,
+            device=_worker_device(args),
+            threads=args.cores if args.cluster and args.gpus else 1,
+            # CPU workers: one micrograph per task balances best; a GPU batches
+            group_size=args.batch_size if _worker_device(args) == "cuda" else 1,
+        )
+        log = _LogProgress() if not sys.stderr.isatty() else None
+        with tqdm(total=len(paths), unit="micrograph", desc="predict", disable=None) as bar:
+            while True:
+                try:
+                    info = next(gen)
+                except StopIteration as stop:
+                    summary = stop.value
+                    break
+                bar.n = info["step"]
+                if info["failed"]:
+                    tqdm.write(f"activepick predict: skipped: {info['failed']}", file=sys.stderr)
+                bar.set_postfix_str(_rate_eta(info))
+                bar.refresh()
+                if log is not None:
+                    log(info)
+    finally:
+        if client is not None:
+            client.close()
+            cluster = getattr(client, "cluster", None)
+            if cluster is not None:
+                cluster.close()
+    picks, written = write_combined(parts, summary["names"], paths, args.out, args.fmt)
+    if not args.keep_parts:
+        shutil.rmtree(parts, ignore_errors=True)
+    print(f"{summary_line(summary, len(picks))}; wrote {len(written)} file(s) to {args.out}")
     return 0

@@ -134,7 +134,7 @@ def micrographs_from_layer(layer) -> list:
 
     from ..io.micrograph import Micrograph
 
-    data = layer.data
+    data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data  # full size
     meta = layer.metadata or {}
     stacked = data.ndim == 3
     n = int(data.shape[0]) if stacked else 1

@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ..errors import ActivePickError, CoordinateError
-from ._layers import coordinate_layer_data, micrograph_layer_data
+from ._layers import (
+    MICROGRAPHS_KEY,
+    PATHS_KEY,
+    PIXEL_SIZE_KEY,
+    SHAPES_KEY,
+    contrast_limits,
+    coordinate_layer_data,
+)
 
 #: Extensions the micrograph reader claims (lower case).
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff")
@@ -21,6 +28,9 @@ COORDINATE_SUFFIXES = (".star", ".cbox", ".box", ".cs", ".csv", ".txt", ".tsv")
 #: cryoSPARC) when the file is opened from napari's File menu; the widget's
 #: diameter box resizes them.
 DEFAULT_DIAMETER = 64.0
+#: Image-layer metadata key of the :class:`activepick.io.lazy.LazyStack` behind a
+#: lazily opened layer (paths + LRU cache of decoded micrographs).
+LAZY_STACK_KEY = "lazy_stack"
 
 PathLike = str | os.PathLike
 LayerData = tuple
@@ -74,21 +84,61 @@ def read_micrographs(paths: Sequence[Path]) -> list:
     return mics
 
 
+def lazy_micrograph_layer_data(files: Sequence[Path], name: str = "micrographs") -> tuple:
+    """A LayerData tuple ``(data, kwargs, "image")`` that reads micrographs on demand.
+
+    ``data`` is a dask array (``(N, H, W)``, one chunk per micrograph, padded
+    top-left; ``(H, W)`` for one micrograph) from :class:`activepick.io.lazy.LazyStack`,
+    or a list of them, largest first, with ``multiscale=True`` when the micrographs
+    are much larger than a screen. Opening reads headers only, plus the first
+    micrograph for the contrast limits. The metadata is that of
+    :func:`~activepick.plugin._layers.micrograph_metadata` (names, paths, pixel
+    size, true shapes) plus the stack itself under :data:`LAZY_STACK_KEY`.
+    """
+    from ..io.lazy import LazyStack
+
+    stack = LazyStack(files)
+    names = stack.names
+    if len(set(names)) != len(names):
+        dup = sorted({n for n in names if names.count(n) > 1})
+        raise ActivePickError(f"micrograph names are not unique: {dup[:5]}")
+    levels = stack.multiscale()
+    if len(stack) == 1:
+        levels = [level[0] for level in levels]
+    metadata = {
+        MICROGRAPHS_KEY: list(names),
+        PATHS_KEY: [str(p) for p in stack.paths],
+        PIXEL_SIZE_KEY: stack.pixel_size,
+        SHAPES_KEY: dict(zip(names, stack.shapes, strict=True)),
+        LAZY_STACK_KEY: stack,
+    }
+    kwargs = {
+        "name": name,
+        "metadata": metadata,
+        "contrast_limits": contrast_limits(stack.micrograph(0).data),
+        "colormap": "gray",
+        "multiscale": len(levels) > 1,
+        # napari's own dask cache would keep up to 25% of RAM of decoded chunks;
+        # the stack's small LRU cache bounds the memory instead
+        "cache": False,
+    }
+    return (levels if len(levels) > 1 else levels[0], kwargs, "image")
+
+
 def get_micrograph_reader(path: PathLike | Sequence[PathLike]) -> Callable | None:
     """npe2 reader contribution: a reader function when ``path`` names micrographs
-    (MRC / MRCS / TIFF files or folders holding them), else None."""
+    (MRC / MRCS / TIFF files or folders holding them), else None.
+
+    The layer is lazy (:func:`lazy_micrograph_layer_data`): only the micrograph
+    shown is read.
+    """
     files = _micrograph_files(_as_paths(path))
     if files is None:
         return None
 
     def reader(_path=None) -> list[LayerData]:
-        mics = read_micrographs(files)
-        names = [m.name for m in mics]
-        if len(set(names)) != len(names):
-            dup = sorted({n for n in names if names.count(n) > 1})
-            raise ActivePickError(f"micrograph names are not unique: {dup[:5]}")
         name = files[0].parent.name if len(files) > 1 else files[0].stem
-        return [micrograph_layer_data(mics, name=name or "micrographs")]
+        return [lazy_micrograph_layer_data(files, name=name or "micrographs")]
 
     return reader
 

@@ -1,0 +1,129 @@
+"""io.lazy: a stack over file paths that reads only the micrographs asked for."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from activepick.errors import MicrographError
+from activepick.io import lazy
+from activepick.io.lazy import LazyStack
+from activepick.io.micrograph import write_micrograph
+
+
+def _image(h, w, seed):
+    return np.random.default_rng(seed).normal(seed, 1.0, (h, w)).astype(np.float32)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    """Five 40 x 50 micrographs plus one 30 x 60 (padded to 40 x 60)."""
+    for i in range(5):
+        write_micrograph(tmp_path / f"m{i}.mrc", _image(40, 50, i), pixel_size=1.25)
+    write_micrograph(tmp_path / "odd.mrc", _image(30, 60, 9))
+    return tmp_path
+
+
+def test_opening_reads_headers_only_and_a_slice_reads_one_micrograph(folder):
+    paths = sorted(folder.glob("*.mrc"))
+    stack = LazyStack(paths, cache_size=2)
+    assert stack.reads == 0
+    assert stack.shape == (6, 40, 60)
+    assert stack.names == ["m0", "m1", "m2", "m3", "m4", "odd"]
+    assert stack.shapes[5] == (30, 60) and stack.pixel_size == pytest.approx(1.25)
+    data = stack.to_dask()
+    assert data.shape == (6, 40, 60) and data.chunks[0] == (1,) * 6
+    assert stack.reads == 0
+    s2 = np.asarray(data[2])
+    assert stack.reads == 1  # only the slice shown
+    np.testing.assert_array_equal(s2[:, :50], _image(40, 50, 2))
+    assert np.all(s2[:, 50:] == np.median(_image(40, 50, 2)))  # padded right, with the median
+    np.asarray(data[2])
+    assert stack.reads == 1  # from the cache
+    odd = np.asarray(data[5])
+    np.testing.assert_array_equal(odd[:30], _image(30, 60, 9))  # top-left aligned
+    assert np.all(odd[30:] == np.median(_image(30, 60, 9)))
+    np.asarray(data[0])
+    np.asarray(data[1])
+    assert stack.reads == 4
+    np.asarray(data[2])  # evicted from the LRU cache of 2: read again
+    assert stack.reads == 5
+
+
+def test_multiscale_levels_for_large_micrographs(folder, monkeypatch):
+    paths = sorted(folder.glob("m*.mrc"))
+    stack = LazyStack(paths)
+    assert len(stack.multiscale()) == 1  # small micrographs: one level
+    monkeypatch.setattr(lazy, "MULTISCALE_TARGET", 12)
+    levels = stack.multiscale(min_size=30)
+    assert [lv.shape for lv in levels] == [(5, 40, 50), (5, 20, 25), (5, 10, 12)]
+    low = np.asarray(levels[1][3])
+    full = _image(40, 50, 3)
+    assert stack.reads == 1
+    np.testing.assert_allclose(low[0, 0], full[:2, :2].mean(), rtol=1e-5)
+    np.asarray(levels[0][3])
+    assert stack.reads == 1  # the full-size level reuses the decoded micrograph
+
+
+def test_mrcs_expands_and_bad_files_name_the_file(tmp_path):
+    write_micrograph(tmp_path / "s.mrcs", np.stack([_image(20, 20, 1), _image(20, 20, 2)]))
+    stack = LazyStack([tmp_path / "s.mrcs"])
+    assert stack.names == ["s_0000", "s_0001"] and len(stack) == 2
+    np.testing.assert_array_equal(np.asarray(stack.to_dask()[1]), _image(20, 20, 2))
+    (tmp_path / "bad.mrc").write_bytes(b"not an mrc file at all")
+    with pytest.raises(MicrographError, match="bad.mrc"):
+        LazyStack([tmp_path / "bad.mrc"])
+
+
+def test_reader_opens_a_folder_lazily_with_the_layer_metadata(folder):
+    from activepick.plugin import _reader
+
+    data, kwargs, kind = _reader.get_micrograph_reader(str(folder))()[0]
+    meta = kwargs["metadata"]
+    stack = meta[_reader.LAZY_STACK_KEY]
+    assert kind == "image" and not kwargs["multiscale"]
+    assert kwargs["cache"] is False  # no napari dask cache on top of the LRU cache
+    assert data.shape == (6, 40, 60)
+    assert meta["micrographs"] == ["m0", "m1", "m2", "m3", "m4", "odd"]
+    assert meta["shapes"]["odd"] == (30, 60) and meta["pixel_size"] == pytest.approx(1.25)
+    assert meta["paths"][5] == str(folder / "odd.mrc")
+    assert stack.reads == 1  # the first micrograph, for the contrast limits
+    np.testing.assert_array_equal(np.asarray(data[2])[:, :50], _image(40, 50, 2))
+    assert stack.reads == 2
+    np.asarray(data[0])
+    assert stack.reads == 2  # from the cache
+
+
+def test_multiscale_layer_gives_full_size_micrographs_to_the_widget(folder, monkeypatch):
+    from napari.layers import Image
+
+    from activepick.plugin import _reader
+    from activepick.plugin._layers import micrographs_from_layer
+
+    monkeypatch.setattr(lazy, "MULTISCALE_MIN_SIZE", 30)
+    monkeypatch.setattr(lazy, "MULTISCALE_TARGET", 20)
+    data, kwargs, _ = _reader.get_micrograph_reader(str(folder))()[0]
+    assert kwargs["multiscale"]
+    assert [d.shape for d in data] == [(6, 40, 60), (6, 20, 30), (6, 10, 15)]
+    layer = Image(data, **kwargs)
+    mics = micrographs_from_layer(layer)
+    assert [m.name for m in mics][-1] == "odd" and mics[5].shape == (30, 60)
+    np.testing.assert_array_equal(mics[5].data, _image(30, 60, 9))
+
+
+def test_napari_viewer_reads_only_the_slice_shown(folder):
+    from napari.components import ViewerModel
+    from napari.plugins import _initialize_plugins
+
+    _initialize_plugins()
+    viewer = ViewerModel()
+    (layer,) = viewer.open(str(folder), plugin="napari-activepick")
+    stack = layer.metadata["lazy_stack"]
+    # micrograph 0 (contrast limits; napari also slices the new layer at 0) and the
+    # middle one, where napari puts the slider
+    assert viewer.dims.current_step[0] == 2 and stack.reads == 2
+    viewer.dims.set_current_step(0, 4)
+    assert stack.reads == 3
+    np.testing.assert_array_equal(layer._slice.image.raw[:, :50], _image(40, 50, 4))
+    viewer.dims.set_current_step(0, 2)
+    assert stack.reads == 3  # still in the LRU cache
