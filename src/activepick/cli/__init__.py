@@ -47,6 +47,10 @@ def main(argv: list[str] | None = None) -> int:
     except ActivePickError as exc:
         print(f"activepick {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # unwritable folder, disk full, a file where a folder should be
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"activepick {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"activepick {args.command}: interrupted", file=sys.stderr)
         return 130

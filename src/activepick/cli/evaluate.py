@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--curve", type=Path, default=None, help="also write the PR curve as CSV here")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite --curve when it exists")
     p.set_defaults(func=run)
 
 
@@ -107,8 +108,10 @@ def format_table(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .. import metrics
-    from ..io.atomic import atomic_open
+    from ..io.atomic import atomic_open, refuse_existing
 
+    if args.curve is not None:
+        refuse_existing(args.curve, force=args.force, what="PR curve file")
     pred = _read(args.pred, args.pred_format, args.diameter)
     truth = _read(args.truth, args.truth_format, args.diameter)
     _check_names(pred, truth, args.pred, args.truth)
