@@ -237,3 +237,51 @@ def test_a_folder_export_leaves_no_stale_files(tmp_path, fmt, ext):
     assert (out / "notes.txt").read_text() == "mine"
     assert set(written) <= set(out.iterdir())
     np.testing.assert_equal(len(back), 1)
+
+
+# --- 6. cryoSPARC .cs ----------------------------------------------------------------------
+
+CS_DTYPE = [
+    ("location/micrograph_path", "S20"),
+    ("location/micrograph_shape", "<u4", (2,)),
+    ("location/center_x_frac", "<f4"),
+    ("location/center_y_frac", "<f4"),
+]
+
+
+def cs_file(path: Path, rows) -> Path:
+    arr = np.array(rows, dtype=CS_DTYPE)
+    with open(path, "wb") as fh:
+        np.save(fh, arr)
+    return path
+
+
+def test_cs_reads_a_good_row(tmp_path):
+    src = cs_file(tmp_path / "p.cs", [(b"J1/mic_a.mrc", (100, 200), 0.5, 0.25)])
+    picks = read_coordinates(src, diameter=10)
+    assert picks[["micrograph", "x", "y"]].to_numpy().tolist() == [["mic_a", 100.0, 25.0]]
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ((b"J1/caf\xe9.mrc", (100, 200), 0.5, 0.5), "not UTF-8"),
+        ((b"J1/mic.mrc", (0, 0), 0.5, 0.5), "shape < 1 px"),
+        ((b"J1/mic.mrc", (100, 200), 1.5, 0.5), r"outside \[0, 1\]"),
+        ((b"J1/mic.mrc", (100, 200), 0.5, -0.1), r"outside \[0, 1\]"),
+    ],
+)
+def test_cs_defects_are_one_line_errors(tmp_path, row, message):
+    src = cs_file(tmp_path / "p.cs", [row])
+    with pytest.raises(CoordinateError, match=message) as info:
+        read_coordinates(src, diameter=10)
+    one_line(info)
+
+
+def test_cs_zero_dimensional_array_is_refused(tmp_path):
+    arr = np.array((b"J1/mic.mrc", (100, 200), 0.5, 0.5), dtype=CS_DTYPE)  # shape ()
+    src = tmp_path / "p.cs"
+    with open(src, "wb") as fh:
+        np.save(fh, arr)
+    with pytest.raises(CoordinateError, match="one row per particle"):
+        read_coordinates(src, diameter=10)
