@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .constants import DEFAULT_TP_IOU, PR_STEPS, T_OPT_STEPS
+from .errors import CoordinateError
 from .matching import match_pairs, pairwise_iou
 
 __all__ = [
@@ -41,6 +43,9 @@ __all__ = [
 
 #: Columns of :func:`pr_curve`.
 CURVE_COLUMNS: tuple[str, ...] = ("threshold", "tp", "fp", "fn", "recall", "precision", "f1")
+#: Largest |x|, |y| or diameter (px) the metrics accept: beyond any micrograph, and
+#: far below where squared distances overflow (1e300 once gave a scipy traceback).
+MAX_COORDINATE = 1e9
 #: The second fixed threshold SPEC section 5 reports metrics at (besides T_opt).
 FIXED_THRESHOLD = 0.3
 
@@ -99,6 +104,50 @@ def _rates(tp, n_pred, n_truth) -> tuple[np.ndarray, np.ndarray]:
     return recall, precision
 
 
+def _components(ip: np.ndarray, it: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected component of each pair of the prediction-truth graph, and whether the
+    component is *simple* (one prediction, or one truth).
+
+    A simple component is a star: any one of its pairs is a largest matching of it,
+    and its best pair the maximum-IoU one. Only the other (crowded) components need
+    an assignment solver.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    preds, pi = np.unique(ip, return_inverse=True)
+    truths, ti = np.unique(it, return_inverse=True)
+    n_p, n = len(preds), len(preds) + len(truths)
+    graph = sparse.csr_matrix((np.ones(len(ip)), (pi, ti + n_p)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    comp = labels[pi]
+    n_pred = np.bincount(labels[:n_p], minlength=labels.max() + 1)
+    n_truth = np.bincount(labels[n_p:], minlength=labels.max() + 1)
+    simple = (n_pred == 1) | (n_truth == 1)
+    return comp, simple[comp]
+
+
+def _match(ip: np.ndarray, it: np.ndarray, iou: np.ndarray):
+    """:func:`matching.match_pairs` on the pairs, solving only the crowded components.
+
+    Same result as ``match_pairs(ip, it, iou)`` up to ties: in a simple component
+    the maximum-IoU pair is the maximum-total-IoU matching; the rest go to the
+    solver in one call. Returns ``(ip, it, iou)`` of the matched pairs.
+    """
+    if len(ip) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    comp, simple = _components(ip, it)
+    s = np.flatnonzero(simple)
+    order = s[np.lexsort((-iou[s], comp[s]))]
+    first = order[np.r_[True, comp[order][1:] != comp[order][:-1]]] if len(order) else order
+    c = np.flatnonzero(~simple)
+    ma, mb, mv = match_pairs(ip[c], it[c], iou[c])
+    return (
+        np.concatenate([ip[first], ma]),
+        np.concatenate([it[first], mb]),
+        np.concatenate([iou[first], mv]),
+    )
+
+
 def evaluate(
     pred: pd.DataFrame,
     truth: pd.DataFrame,
@@ -112,10 +161,12 @@ def evaluate(
     ``mean_iou`` is the mean IoU of the TP pairs, NaN without TPs). See the module
     docstring for the matching rule and conventions.
     """
+    _check_coordinates(pred, "predictions")
+    _check_coordinates(truth, "ground truth")
     keep = _confidence(pred) >= threshold
     kept = pred[keep]
     ip, it, iou = _pairs(kept, truth, tp_iou)
-    _, _, matched = match_pairs(ip, it, iou)
+    _, _, matched = _match(ip, it, iou)
     tp = len(matched)
     fp, fn = int(keep.sum()) - tp, len(truth) - tp
     recall, precision = _rates(tp, tp + fp, len(truth))
@@ -139,15 +190,32 @@ def _tp_steps(conf: np.ndarray, ip: np.ndarray, it: np.ndarray, iou: np.ndarray)
     """TP count as a step function of the threshold: ``(cut, delta)`` such that
     ``TP(t) = sum(delta[cut >= t])``.
 
-    The optimal matching of the kept predictions is the union of the optimal
-    matchings of the connected groups of the pair graph (predictions linked
-    through shared truth). Predictions are added from the most to the least
-    confident (all of one confidence value at once); each addition merges groups
-    (union-find) and only the merged group is re-matched. A prediction that joins
-    no other prediction is TP = 1 without matching. So the cost is one small
-    matching per prediction in a crowded group, not one matching of everything per
-    threshold.
+    ``conf`` holds each prediction's confidence (snapped down to the thresholds of
+    interest by the caller, so there are few distinct values). Simple components
+    of the pair graph (:func:`_components`) count 1 TP from the highest confidence
+    among their predictions. Crowded ones: predictions are added from the most to
+    the least confident (all of one value at once); each addition merges groups
+    (union-find) and the merged groups of that value are re-matched in one solver
+    call. So the cost is one small matching per distinct confidence value, not one
+    matching of everything per threshold.
     """
+    if len(ip) == 0:
+        return np.empty(0), np.empty(0, np.int64)
+    comp, simple = _components(ip, it)
+    s = np.flatnonzero(simple)
+    best = np.full(comp.max() + 1, -np.inf)
+    np.maximum.at(best, comp[s], conf[ip[s]])
+    simple_cuts = best[np.isfinite(best)]
+    c = np.flatnonzero(~simple)
+    cuts, deltas = _crowded_tp_steps(conf, ip[c], it[c], iou[c])
+    return (
+        np.concatenate([simple_cuts, cuts]),
+        np.concatenate([np.ones(len(simple_cuts), np.int64), deltas]),
+    )
+
+
+def _crowded_tp_steps(conf: np.ndarray, ip: np.ndarray, it: np.ndarray, iou: np.ndarray):
+    """:func:`_tp_steps` for pairs whose components all need the solver."""
     if len(ip) == 0:
         return np.empty(0), np.empty(0, np.int64)
     order = np.argsort(ip, kind="stable")
@@ -193,19 +261,42 @@ def _tp_steps(conf: np.ndarray, ip: np.ndarray, it: np.ndarray, iou: np.ndarray)
             members[k] = [k]
             for t in t_node[starts[k] : ends[k]].tolist():
                 union(k, t)
-        new = 0
-        for root in {find(k) for k in group}:
-            plist = members[root]
-            if len(plist) == 1:
-                tp = 1
-            else:
-                e = np.concatenate([np.arange(starts[k], ends[k]) for k in plist])
-                tp = len(match_pairs(ip[e], it[e], iou[e])[0])
-            tp_of[root] = tp
-            new += tp
+        roots = {find(k) for k in group}
+        e = np.concatenate([np.arange(starts[k], ends[k]) for root in roots for k in members[root]])
+        matched = match_pairs(ip[e], it[e], iou[e])[0]
+        for root in roots:
+            tp_of[root] = 0
+        for a in np.searchsorted(preds, matched).tolist():
+            tp_of[find(a)] += 1
         cuts.append(value)
-        deltas.append(new - old)
+        deltas.append(len(matched) - old)
     return np.asarray(cuts, dtype=np.float64), np.asarray(deltas, dtype=np.int64)
+
+
+def _snap(conf: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Each confidence lowered to the largest threshold <= it (-inf below them all).
+
+    ``conf >= t`` and ``snapped >= t`` agree for every threshold t, and the
+    snapped values have at most ``len(thresholds)`` distinct values, which bounds
+    the solver calls of :func:`_tp_steps`.
+    """
+    levels = np.unique(thresholds)
+    if len(levels) == 0:
+        return conf
+    pos = np.searchsorted(levels, conf, side="right") - 1
+    return np.where(pos >= 0, levels[np.maximum(pos, 0)], -np.inf)
+
+
+def _check_coordinates(picks: pd.DataFrame, what: str) -> None:
+    """Refuse centres / diameters beyond :data:`MAX_COORDINATE` (one clear error)."""
+    for col in ("x", "y", "diameter"):
+        values = np.abs(picks[col].to_numpy(np.float64))
+        if len(values) and not values.max() <= MAX_COORDINATE:
+            row = int(np.argmax(~(values <= MAX_COORDINATE)))
+            raise CoordinateError(
+                f"{what}: {col} = {float(picks[col].iloc[row]):g} (row {row}) is beyond any micrograph "
+                f"(|{col}| <= {MAX_COORDINATE:g} px)"
+            )
 
 
 def _count_at_least(values: np.ndarray, weights: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -235,9 +326,11 @@ def pr_curve(
     confidences (see ``_tp_steps``).
     """
     t = _grid(steps) if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    _check_coordinates(pred, "predictions")
+    _check_coordinates(truth, "ground truth")
     conf = _confidence(pred)
     ip, it, iou = _pairs(pred, truth, tp_iou)
-    cut, delta = _tp_steps(conf, ip, it, iou)
+    cut, delta = _tp_steps(_snap(conf, t), ip, it, iou)
     tp = _count_at_least(cut, delta, t).astype(np.int64)
     n_pred = _count_at_least(conf, np.ones(len(conf), np.int64), t).astype(np.int64)
     recall, precision = _rates(tp, n_pred, len(truth))
