@@ -71,29 +71,28 @@ def _confidence(pred: pd.DataFrame) -> np.ndarray:
 def _pairs(pred: pd.DataFrame, truth: pd.DataFrame, tp_iou: float):
     """All (prediction row, truth row, IoU) with IoU > ``tp_iou`` on the same micrograph.
 
-    Row numbers are positions in ``pred`` / ``truth``.
+    Row numbers are positions in ``pred`` / ``truth``. One KD-tree query for all
+    micrographs: each micrograph's picks are shifted along x by its own offset, far
+    enough apart that picks of different micrographs can never be neighbours.
     """
-    p_groups = pred.groupby(pred["micrograph"].astype(str), sort=False).indices
-    t_groups = truth.groupby(truth["micrograph"].astype(str), sort=False).indices
+    empty = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    if len(pred) == 0 or len(truth) == 0:
+        return empty
+    names_p = pred["micrograph"].astype(str).to_numpy()
+    names_t = truth["micrograph"].astype(str).to_numpy()
+    codes, _ = pd.factorize(np.concatenate([names_p, names_t]))
     p_xy, p_r = pred[["x", "y"]].to_numpy(np.float64), pred["diameter"].to_numpy(np.float64) / 2
     t_xy, t_r = truth[["x", "y"]].to_numpy(np.float64), truth["diameter"].to_numpy(np.float64) / 2
-    parts_p, parts_t, parts_v = [], [], []
-    for name, pi in p_groups.items():
-        ti = t_groups.get(name)
-        if ti is None:
-            continue
-        coo = pairwise_iou(p_xy[pi], p_r[pi], t_xy[ti], t_r[ti]).tocoo()
-        keep = coo.data > tp_iou
-        parts_p.append(pi[coo.row[keep]])
-        parts_t.append(ti[coo.col[keep]])
-        parts_v.append(coo.data[keep])
-    if not parts_p:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    return (
-        np.concatenate(parts_p).astype(np.int64),
-        np.concatenate(parts_t).astype(np.int64),
-        np.concatenate(parts_v),
-    )
+    xs = np.concatenate([p_xy[:, 0], t_xy[:, 0]])
+    step = (xs.max() - xs.min()) + 4 * max(p_r.max(), t_r.max()) + 1.0
+    shift = (codes * step).astype(np.float64)
+    p_xy = p_xy.copy()
+    t_xy = t_xy.copy()
+    p_xy[:, 0] += shift[: len(pred)]
+    t_xy[:, 0] += shift[len(pred) :]
+    coo = pairwise_iou(p_xy, p_r, t_xy, t_r).tocoo()
+    keep = coo.data > tp_iou
+    return coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64), coo.data[keep]
 
 
 def _rates(tp, n_pred, n_truth) -> tuple[np.ndarray, np.ndarray]:
@@ -163,13 +162,18 @@ def evaluate(
     """
     _check_coordinates(pred, "predictions")
     _check_coordinates(truth, "ground truth")
-    keep = _confidence(pred) >= threshold
-    kept = pred[keep]
-    ip, it, iou = _pairs(kept, truth, tp_iou)
-    _, _, matched = _match(ip, it, iou)
+    conf = _confidence(pred)
+    return _evaluate_pairs(conf, *_pairs(pred, truth, tp_iou), len(truth), threshold)
+
+
+def _evaluate_pairs(conf, ip, it, iou, n_truth: int, threshold: float) -> dict:
+    """:func:`evaluate` from the confidences and the pairs of all predictions."""
+    keep = conf >= threshold
+    on = keep[ip]
+    _, _, matched = _match(ip[on], it[on], iou[on])
     tp = len(matched)
-    fp, fn = int(keep.sum()) - tp, len(truth) - tp
-    recall, precision = _rates(tp, tp + fp, len(truth))
+    fp, fn = int(keep.sum()) - tp, n_truth - tp
+    recall, precision = _rates(tp, tp + fp, n_truth)
     return {
         "tp": tp,
         "fp": fp,
@@ -329,17 +333,21 @@ def pr_curve(
     _check_coordinates(pred, "predictions")
     _check_coordinates(truth, "ground truth")
     conf = _confidence(pred)
-    ip, it, iou = _pairs(pred, truth, tp_iou)
+    return _curve_pairs(conf, *_pairs(pred, truth, tp_iou), len(truth), t)
+
+
+def _curve_pairs(conf, ip, it, iou, n_truth: int, t: np.ndarray) -> pd.DataFrame:
+    """:func:`pr_curve` from the confidences and the pairs of all predictions."""
     cut, delta = _tp_steps(_snap(conf, t), ip, it, iou)
     tp = _count_at_least(cut, delta, t).astype(np.int64)
     n_pred = _count_at_least(conf, np.ones(len(conf), np.int64), t).astype(np.int64)
-    recall, precision = _rates(tp, n_pred, len(truth))
+    recall, precision = _rates(tp, n_pred, n_truth)
     return pd.DataFrame(
         {
             "threshold": t,
             "tp": tp,
             "fp": n_pred - tp,
-            "fn": len(truth) - tp,
+            "fn": n_truth - tp,
             "recall": recall,
             "precision": precision,
             "f1": f_beta(precision, recall),
@@ -424,20 +432,31 @@ def summary(
     t_opt: float | None = None,
     tp_iou: float = DEFAULT_TP_IOU,
     beta: float = 1.0,
+    curve: bool = False,
 ) -> dict:
     """Everything SPEC section 5 reports for a set of predictions.
 
     Keys: ``t_opt`` (:func:`find_t_opt` on (pred, truth) with ``beta`` when None),
     ``recall_topt``, ``precision_topt``, ``f1_topt``, ``tp``, ``fp``, ``fn`` (at
-    T_opt), ``recall_03``, ``precision_03``, ``f1_03`` (at 0.3), ``pr_auc`` (the
-    1001-threshold curve), ``mean_iou`` (mean IoU of the TPs at T_opt),
-    ``n_pred``, ``n_truth``, ``tp_iou``.
+    T_opt), ``recall_03``, ``precision_03``, ``f1_03``, ``tp_03``, ``fp_03``,
+    ``fn_03`` (at 0.3), ``pr_auc`` (the 1001-threshold curve), ``mean_iou`` (mean
+    IoU of the TPs at T_opt), ``n_pred``, ``n_truth``, ``tp_iou``; with ``curve``
+    also ``curve``, that :func:`pr_curve` DataFrame. The candidate pairs are found
+    once and shared by every number.
     """
+    _check_coordinates(pred, "predictions")
+    _check_coordinates(truth, "ground truth")
+    conf = _confidence(pred)
+    pairs = _pairs(pred, truth, tp_iou)
+    n_truth = len(truth)
     if t_opt is None:
-        t_opt = find_t_opt(pred, truth, beta=beta, tp_iou=tp_iou)
-    at_opt = evaluate(pred, truth, t_opt, tp_iou=tp_iou)
-    at_03 = evaluate(pred, truth, FIXED_THRESHOLD, tp_iou=tp_iou)
-    return {
+        coarse = _curve_pairs(conf, *pairs, n_truth, _grid(T_OPT_STEPS))
+        scores = f_beta(coarse["precision"], coarse["recall"], beta)
+        t_opt = _best_threshold(coarse["threshold"].to_numpy(), scores)
+    at_opt = _evaluate_pairs(conf, *pairs, n_truth, t_opt)
+    at_03 = _evaluate_pairs(conf, *pairs, n_truth, FIXED_THRESHOLD)
+    full = _curve_pairs(conf, *pairs, n_truth, _grid(PR_STEPS))
+    out = {
         "t_opt": float(t_opt),
         "recall_topt": at_opt["recall"],
         "precision_topt": at_opt["precision"],
@@ -445,15 +464,21 @@ def summary(
         "recall_03": at_03["recall"],
         "precision_03": at_03["precision"],
         "f1_03": at_03["f1"],
-        "pr_auc": pr_auc(pr_curve(pred, truth, tp_iou=tp_iou)),
+        "tp_03": at_03["tp"],
+        "fp_03": at_03["fp"],
+        "fn_03": at_03["fn"],
+        "pr_auc": pr_auc(full),
         "mean_iou": at_opt["mean_iou"],
         "tp": at_opt["tp"],
         "fp": at_opt["fp"],
         "fn": at_opt["fn"],
         "n_pred": len(pred),
-        "n_truth": len(truth),
+        "n_truth": n_truth,
         "tp_iou": float(tp_iou),
     }
+    if curve:
+        out["curve"] = full
+    return out
 
 
 def distinct_particle_matrix(selected: dict[str, set]) -> pd.DataFrame:
