@@ -106,6 +106,8 @@ def test_train_refuses_an_existing_checkpoint_before_training(tmp_path, capsys):
     "argv",
     [
         ["convert", "IN", "{tmp}/file.txt/sub/out.star"],  # output under a regular file
+        ["convert", "IN", "{tmp}/file.txt/sub", "--to", "box"],  # a folder under a file
+        ["evaluate", "--pred", "IN", "--truth", "IN", "--curve", "{tmp}/file.txt/c.csv"],
     ],
 )
 def test_output_under_a_regular_file_is_one_line(tmp_path, capsys, argv):

@@ -132,7 +132,8 @@ def read_table(
     import csv
 
     text = read_text(path, what)
-    if sep is not None and comment is None and '"' not in text and "\r" not in text:
+    plain = '"' not in text and "\r" not in text and text.isascii()
+    if sep is not None and comment is None and plain:
         fast = _read_plain_table(text, path, what, sep, header)
         if fast is not None:
             return fast
@@ -169,6 +170,10 @@ def read_table(
     return pd.DataFrame([fields for _, fields in rows], columns=names, dtype=object)
 
 
+#: ASCII whitespace bytes (what ``str.split()`` splits at, as far as plain tables go).
+_SPACE = np.array([9, 10, 11, 12, 13, 32], dtype=np.uint8)
+
+
 def _read_plain_table(
     text: str, path: Path, what: str, sep: str, header: bool
 ) -> pd.DataFrame | None:
@@ -181,10 +186,13 @@ def _read_plain_table(
         return pd.DataFrame()
     ends = np.flatnonzero(data == 10)  # read_text guarantees the final line break
     starts = np.r_[0, ends[:-1] + 1]
-    n_sep = np.r_[0, np.cumsum(data == ord(sep))]
-    n_text = np.r_[0, np.cumsum(~np.isin(data, (9, 10, 11, 12, 13, 32)))]
-    fields = n_sep[ends] - n_sep[starts] + 1
-    lines = np.flatnonzero(n_text[ends] - n_text[starts] > 0)  # non-blank, 0-based
+    seps = np.flatnonzero(data == ord(sep))
+    fields = np.searchsorted(seps, ends) - np.searchsorted(seps, starts) + 1
+    blank = ends == starts
+    maybe = np.flatnonzero(~blank & np.isin(data[np.minimum(starts, len(data) - 1)], _SPACE))
+    for i in maybe.tolist():  # ASCII text: byte offsets are character offsets
+        blank[i] = not text[starts[i] : ends[i]].strip()
+    lines = np.flatnonzero(~blank)  # non-blank, 0-based
     if len(lines) == 0:
         return pd.DataFrame()
     first = text[starts[lines[0]] : ends[lines[0]]].split(sep)
@@ -205,7 +213,7 @@ def _read_plain_table(
         io.StringIO(text),
         sep=sep,
         header=0 if header else None,
-        dtype=str,
+        dtype=object,  # Python strings (no Arrow conversion)
         na_filter=False,
         index_col=False,
         skip_blank_lines=True,
@@ -213,7 +221,7 @@ def _read_plain_table(
         engine="c",
     )
     df.columns = names
-    return df.astype(object)
+    return df
 
 
 def read_star(path: Path) -> dict[str, pd.DataFrame | dict]:

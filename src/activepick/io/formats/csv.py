@@ -28,11 +28,8 @@ def read(path: Path) -> pd.DataFrame:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in PICK_COLUMNS})
     require_columns(df, ("micrograph", "x", "y"), path, "pick CSV")
     for col in ("x", "y", "diameter", "confidence"):
-        if col in df.columns:
-            text = df[col].str.strip()
-            df[col] = pd.to_numeric(text.where(text != "", "nan"), errors="coerce").astype(
-                np.float64
-            )
+        if col in df.columns:  # blanks and non-numbers -> NaN, reported by read_coordinates
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
     for col in ("diameter", "confidence"):
         if col not in df.columns:
             df[col] = np.nan
