@@ -10,7 +10,7 @@ import pytest
 from activepick.cli import build_parser, main
 
 DATA = Path(__file__).parent / "data" / "formats"
-HEAVY = ("torch", "napari", "pandas", "qtpy", "magicgui", "scipy")
+HEAVY = ("torch", "napari", "pandas", "qtpy", "magicgui", "scipy", "importlib.metadata")
 
 
 def test_building_the_parser_imports_no_heavy_package():
@@ -116,3 +116,12 @@ def test_output_under_a_regular_file_is_one_line(tmp_path, capsys, argv):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "file.txt" in err
+
+
+def test_version_is_read_only_when_asked(capsys):
+    import activepick
+
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out == f"activepick {activepick.__version__}\n"

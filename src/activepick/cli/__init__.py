@@ -17,15 +17,26 @@ from ..errors import ActivePickError
 SUBCOMMANDS = ("simulate", "train", "predict", "evaluate", "benchmark", "convert", "gui")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: reads the installed version only when asked (it costs an import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        kwargs.setdefault("help", "show the version and exit")
+        super().__init__(option_strings, dest=dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .. import __version__
+
+        parser.exit(message=f"{parser.prog} {__version__}\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
-    from .. import __version__
-
     parser = argparse.ArgumentParser(
         prog="activepick",
         description="Human-in-the-loop cryo-EM particle picking with active learning.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         try:
