@@ -120,7 +120,7 @@ def validate_picks(df: pd.DataFrame, source: str = "pick table") -> pd.DataFrame
     conf = df["confidence"].to_numpy()
     if np.any((conf < 0) | (conf > 1)):
         raise CoordinateError(f"{source}: confidences must lie in [0, 1]")
-    unknown = set(df["status"].astype(str)) - set(STATUSES)
+    unknown = set(pd.unique(df["status"].astype(str).to_numpy())) - set(STATUSES)
     if unknown:
         raise CoordinateError(f"{source}: unknown status value(s) {sorted(unknown)}")
     df["micrograph"] = df["micrograph"].astype(str)

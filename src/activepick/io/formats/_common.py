@@ -117,7 +117,13 @@ def read_text(path: Path, what: str) -> str:
 
 
 def read_table(
-    path: Path, what: str, *, sep: str | None, header: bool = True, comment: str | None = None
+    path: Path,
+    what: str,
+    *,
+    sep: str | None,
+    header: bool = True,
+    comment: str | None = None,
+    numeric: tuple[str, ...] = (),
 ) -> pd.DataFrame:
     """A delimited text file as a frame of strings, with every row checked.
 
@@ -127,14 +133,15 @@ def read_table(
     (pandas would shift the columns of a row with an extra field). Without a
     header every row must have as many fields as the first. Blank lines and,
     with ``comment``, lines starting with it are skipped. Error messages give
-    the 1-based line number.
+    the 1-based line number. Columns named in ``numeric`` may come back already as
+    float64 (blank = NaN) when every value parses; callers convert the rest.
     """
     import csv
 
     text = read_text(path, what)
     plain = '"' not in text and "\r" not in text and text.isascii()
     if sep is not None and comment is None and plain:
-        fast = _read_plain_table(text, path, what, sep, header)
+        fast = _read_plain_table(text, path, what, sep, header, numeric)
         if fast is not None:
             return fast
     numbered = [
@@ -175,7 +182,7 @@ _SPACE = np.array([9, 10, 11, 12, 13, 32], dtype=np.uint8)
 
 
 def _read_plain_table(
-    text: str, path: Path, what: str, sep: str, header: bool
+    text: str, path: Path, what: str, sep: str, header: bool, numeric: tuple[str, ...] = ()
 ) -> pd.DataFrame | None:
     """:func:`read_table` for large files without quotes: fields counted with numpy,
     parsed by pandas' C reader. None when the first line is not a plain header."""
@@ -209,17 +216,31 @@ def _read_plain_table(
             f"{'header has' if header else 'first line has'} {len(names)}; "
             f"refusing a ragged {what}"
         )
-    df = pd.read_csv(
-        io.StringIO(text),
+    options = dict(
         sep=sep,
         header=0 if header else None,
-        dtype=object,  # Python strings (no Arrow conversion)
-        na_filter=False,
         index_col=False,
         skip_blank_lines=True,
         quoting=3,  # csv.QUOTE_NONE: the text has no quotes
         engine="c",
+        keep_default_na=False,
     )
+    numbers = [c for c in numeric if c in names and header]
+    if numbers:
+        raw_names = [c for c in first]
+        floats = {raw_names[names.index(c)]: [""] for c in numbers}
+        try:  # numbers parsed in C; any non-number falls back to strings below
+            df = pd.read_csv(
+                io.StringIO(text),
+                dtype={n: ("float64" if n in floats else object) for n in raw_names},
+                na_values=floats,
+                **options,
+            )
+            df.columns = names
+            return df
+        except (ValueError, TypeError):
+            pass
+    df = pd.read_csv(io.StringIO(text), dtype=object, na_filter=False, **options)
     df.columns = names
     return df
 

@@ -23,7 +23,7 @@ KEEPS_STATUS = True
 
 def read(path: Path) -> pd.DataFrame:
     """The CSV as a frame (numbers still text; checked by ``read_coordinates``)."""
-    df = read_table(path, "pick CSV", sep=",")
+    df = read_table(path, "pick CSV", sep=",", numeric=("x", "y", "diameter", "confidence"))
     if df.shape[1] == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in PICK_COLUMNS})
     require_columns(df, ("micrograph", "x", "y"), path, "pick CSV")
