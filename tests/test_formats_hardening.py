@@ -285,3 +285,13 @@ def test_cs_zero_dimensional_array_is_refused(tmp_path):
         np.save(fh, arr)
     with pytest.raises(CoordinateError, match="one row per particle"):
         read_coordinates(src, diameter=10)
+
+
+def test_a_folder_format_onto_a_regular_file_is_one_line(tmp_path):
+    target = tmp_path / "picks"
+    target.write_text("a file")
+    picks = make_picks(["m"], [1.0], [2.0], 10.0)
+    with pytest.raises(CoordinateError, match="is a file") as info:
+        write_coordinates(picks, target, "box")
+    one_line(info)
+    assert target.read_text() == "a file"

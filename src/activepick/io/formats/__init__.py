@@ -356,13 +356,17 @@ def write_coordinates(
         return star.write_table(picks, path, opts)
     if not module.PER_MICROGRAPH:
         return module.write(picks, path, opts)
+    exts = star.EXTENSIONS if fmt == "relion" else module.EXTENSIONS
+    if path.is_file() and (fmt == "relion" or path.suffix.lower() not in exts):
+        raise CoordinateError(
+            f"{path}: is a file; {fmt} writes one file per micrograph into a folder"
+        )
     if fmt == "relion":
         written = star.write_relion(picks, path, opts, per_micrograph_groups(picks, opts))
     else:
         written = module.write(picks, path, opts, per_micrograph_groups(picks, opts))
     if path.is_dir():
-        extensions = star.EXTENSIONS if fmt == "relion" else module.EXTENSIONS
-        remove_stale_files(path, written, extensions)
+        remove_stale_files(path, written, exts)
     return written
 
 
