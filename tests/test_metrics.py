@@ -226,3 +226,39 @@ def test_distinct_particle_matrix():
     mat = distinct_particle_matrix({"a": {1, 2, 3}, "b": {2, 3, 4}, "c": {1}})
     assert mat.index.tolist() == mat.columns.tolist() == ["a", "b", "c"]
     assert mat.to_numpy().tolist() == [[0, 1, 2], [1, 0, 3], [0, 1, 0]]
+
+
+@pytest.mark.parametrize(("seed", "field"), [(3, 400.0), (4, 120.0), (5, 60.0)])
+def test_evaluate_equals_one_solver_call_on_all_pairs(seed, field):
+    """Solving only crowded components (stars take their best pair) changes nothing."""
+    from activepick.matching import match_pairs
+    from activepick.metrics import _pairs
+
+    pred, truth = random_case(seed, field)
+    for t in (0.0, 0.3, 0.7):
+        kept = pred[pred["confidence"] >= t]
+        ip, it, iou = _pairs(kept, truth, 0.4)
+        _, _, ref = match_pairs(ip, it, iou)
+        got = evaluate(pred, truth, t, tp_iou=0.4)
+        assert got["tp"] == len(ref)
+        assert got["mean_iou"] == pytest.approx(ref.mean())
+
+
+def test_pr_curve_with_continuous_confidences_off_the_grid():
+    pred, truth = random_case(6, 120.0)
+    rng = np.random.default_rng(6)
+    pred["confidence"] = rng.random(len(pred))  # no two equal, none on the grid
+    curve = pr_curve(pred, truth, steps=11, tp_iou=0.4)
+    for row in curve.itertuples():
+        naive = evaluate(pred, truth, row.threshold, tp_iou=0.4)
+        assert (row.tp, row.fp) == (naive["tp"], naive["fp"]), row.threshold
+
+
+def test_absurd_coordinates_are_one_coordinate_error():
+    from activepick.errors import CoordinateError
+
+    pred = make_picks(["a", "a"], [1e300, 5.0], [5.0, 5.0], 10.0, confidence=[0.5, 0.5])
+    with pytest.raises(CoordinateError, match=r"x = 1e\+300 \(row 0\) is beyond any micrograph"):
+        summary(pred, pred)
+    with pytest.raises(CoordinateError, match="beyond any micrograph"):
+        evaluate(pred, pred)

@@ -60,3 +60,16 @@ CONFIDENCE_EPS = 1e-6
 LABEL_EXTRA_COLUMNS: tuple[str, ...] = ("pick_id", "strategy", "source", "pred_x", "pred_y")
 LABEL_COLUMNS: tuple[str, ...] = PICK_COLUMNS + LABEL_EXTRA_COLUMNS
 LABEL_SOURCES: tuple[str, ...] = ("initial", "import", "oracle", "human")
+
+#: Coordinate format names of ``activepick.io.formats.FORMATS`` (listed here so the
+#: CLI can offer them without importing pandas; a test keeps the two equal).
+COORDINATE_FORMATS: tuple[str, ...] = (
+    "star",
+    "relion",
+    "cbox",
+    "box",
+    "cs",
+    "topaz",
+    "cryoppp",
+    "csv",
+)

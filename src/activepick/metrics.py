@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 
 from .constants import DEFAULT_TP_IOU, PR_STEPS, T_OPT_STEPS
+from .errors import CoordinateError
 from .matching import match_pairs, pairwise_iou
 
 __all__ = [
@@ -41,6 +43,9 @@ __all__ = [
 
 #: Columns of :func:`pr_curve`.
 CURVE_COLUMNS: tuple[str, ...] = ("threshold", "tp", "fp", "fn", "recall", "precision", "f1")
+#: Largest |x|, |y| or diameter (px) the metrics accept: beyond any micrograph, and
+#: far below where squared distances overflow (1e300 once gave a scipy traceback).
+MAX_COORDINATE = 1e9
 #: The second fixed threshold SPEC section 5 reports metrics at (besides T_opt).
 FIXED_THRESHOLD = 0.3
 
@@ -66,29 +71,28 @@ def _confidence(pred: pd.DataFrame) -> np.ndarray:
 def _pairs(pred: pd.DataFrame, truth: pd.DataFrame, tp_iou: float):
     """All (prediction row, truth row, IoU) with IoU > ``tp_iou`` on the same micrograph.
 
-    Row numbers are positions in ``pred`` / ``truth``.
+    Row numbers are positions in ``pred`` / ``truth``. One KD-tree query for all
+    micrographs: each micrograph's picks are shifted along x by its own offset, far
+    enough apart that picks of different micrographs can never be neighbours.
     """
-    p_groups = pred.groupby(pred["micrograph"].astype(str), sort=False).indices
-    t_groups = truth.groupby(truth["micrograph"].astype(str), sort=False).indices
+    empty = np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    if len(pred) == 0 or len(truth) == 0:
+        return empty
+    names_p = pred["micrograph"].astype(str).to_numpy()
+    names_t = truth["micrograph"].astype(str).to_numpy()
+    codes, _ = pd.factorize(np.concatenate([names_p, names_t]))
     p_xy, p_r = pred[["x", "y"]].to_numpy(np.float64), pred["diameter"].to_numpy(np.float64) / 2
     t_xy, t_r = truth[["x", "y"]].to_numpy(np.float64), truth["diameter"].to_numpy(np.float64) / 2
-    parts_p, parts_t, parts_v = [], [], []
-    for name, pi in p_groups.items():
-        ti = t_groups.get(name)
-        if ti is None:
-            continue
-        coo = pairwise_iou(p_xy[pi], p_r[pi], t_xy[ti], t_r[ti]).tocoo()
-        keep = coo.data > tp_iou
-        parts_p.append(pi[coo.row[keep]])
-        parts_t.append(ti[coo.col[keep]])
-        parts_v.append(coo.data[keep])
-    if not parts_p:
-        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
-    return (
-        np.concatenate(parts_p).astype(np.int64),
-        np.concatenate(parts_t).astype(np.int64),
-        np.concatenate(parts_v),
-    )
+    xs = np.concatenate([p_xy[:, 0], t_xy[:, 0]])
+    step = (xs.max() - xs.min()) + 4 * max(p_r.max(), t_r.max()) + 1.0
+    shift = (codes * step).astype(np.float64)
+    p_xy = p_xy.copy()
+    t_xy = t_xy.copy()
+    p_xy[:, 0] += shift[: len(pred)]
+    t_xy[:, 0] += shift[len(pred) :]
+    coo = pairwise_iou(p_xy, p_r, t_xy, t_r).tocoo()
+    keep = coo.data > tp_iou
+    return coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64), coo.data[keep]
 
 
 def _rates(tp, n_pred, n_truth) -> tuple[np.ndarray, np.ndarray]:
@@ -97,6 +101,74 @@ def _rates(tp, n_pred, n_truth) -> tuple[np.ndarray, np.ndarray]:
     precision = np.divide(tp, n_pred, out=np.ones_like(tp), where=n_pred > 0)
     recall = tp / n_truth if n_truth > 0 else np.ones_like(tp)
     return recall, precision
+
+
+def _components(ip: np.ndarray, it: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Connected component of each pair of the prediction-truth graph, and whether the
+    component is *simple* (one prediction, or one truth).
+
+    A simple component is a star: any one of its pairs is a largest matching of it,
+    and its best pair the maximum-IoU one. Only the other (crowded) components need
+    an assignment solver.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    preds, pi = np.unique(ip, return_inverse=True)
+    truths, ti = np.unique(it, return_inverse=True)
+    n_p, n = len(preds), len(preds) + len(truths)
+    graph = sparse.csr_matrix((np.ones(len(ip)), (pi, ti + n_p)), shape=(n, n))
+    _, labels = connected_components(graph, directed=False)
+    comp = labels[pi]
+    n_pred = np.bincount(labels[:n_p], minlength=labels.max() + 1)
+    n_truth = np.bincount(labels[n_p:], minlength=labels.max() + 1)
+    simple = (n_pred == 1) | (n_truth == 1)
+    return comp, simple[comp]
+
+
+def _match(ip: np.ndarray, it: np.ndarray, iou: np.ndarray):
+    """:func:`matching.match_pairs` on the pairs, solving only the crowded components.
+
+    Same result as ``match_pairs(ip, it, iou)`` up to ties: in a simple component
+    the maximum-IoU pair is the maximum-total-IoU matching; the rest go to the
+    solver in one call. Returns ``(ip, it, iou)`` of the matched pairs.
+    """
+    if len(ip) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    comp, simple = _components(ip, it)
+    s = np.flatnonzero(simple)
+    order = s[np.lexsort((-iou[s], comp[s]))]
+    first = order[np.r_[True, comp[order][1:] != comp[order][:-1]]] if len(order) else order
+    c = np.flatnonzero(~simple)
+    c = c[np.argsort(comp[c], kind="stable")]
+    parts = [(ip[first], it[first], iou[first])]
+    for chunk in _component_chunks(comp[c]):
+        e = c[chunk]
+        parts.append(match_pairs(ip[e], it[e], iou[e]))
+    return tuple(np.concatenate(p) for p in zip(*parts, strict=True))
+
+
+#: Pairs per solver call when matching many crowded components: the sparse solver
+#: slows down on one huge disconnected graph (1e6 picks: 5 s per call), while a call
+#: costs ~1 ms of overhead.
+SOLVER_CHUNK = 4096
+
+
+def _component_chunks(comp_sorted: np.ndarray) -> list[slice]:
+    """Slices of ``comp_sorted`` (component labels, sorted) of about
+    :data:`SOLVER_CHUNK` pairs each that never split a component."""
+    n = len(comp_sorted)
+    if n == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, comp_sorted[1:] != comp_sorted[:-1]])
+    cuts = [0]
+    while cuts[-1] < n:
+        k = np.searchsorted(starts, cuts[-1] + SOLVER_CHUNK, side="right") - 1
+        nxt = int(starts[k]) if k >= 0 and starts[k] > cuts[-1] else None
+        if nxt is None:  # one component larger than a chunk: take it whole
+            later = starts[starts > cuts[-1]]
+            nxt = int(later[0]) if len(later) else n
+        cuts.append(nxt if cuts[-1] + SOLVER_CHUNK < n else n)
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
 
 def evaluate(
@@ -112,13 +184,20 @@ def evaluate(
     ``mean_iou`` is the mean IoU of the TP pairs, NaN without TPs). See the module
     docstring for the matching rule and conventions.
     """
-    keep = _confidence(pred) >= threshold
-    kept = pred[keep]
-    ip, it, iou = _pairs(kept, truth, tp_iou)
-    _, _, matched = match_pairs(ip, it, iou)
+    _check_coordinates(pred, "predictions")
+    _check_coordinates(truth, "ground truth")
+    conf = _confidence(pred)
+    return _evaluate_pairs(conf, *_pairs(pred, truth, tp_iou), len(truth), threshold)
+
+
+def _evaluate_pairs(conf, ip, it, iou, n_truth: int, threshold: float) -> dict:
+    """:func:`evaluate` from the confidences and the pairs of all predictions."""
+    keep = conf >= threshold
+    on = keep[ip]
+    _, _, matched = _match(ip[on], it[on], iou[on])
     tp = len(matched)
-    fp, fn = int(keep.sum()) - tp, len(truth) - tp
-    recall, precision = _rates(tp, tp + fp, len(truth))
+    fp, fn = int(keep.sum()) - tp, n_truth - tp
+    recall, precision = _rates(tp, tp + fp, n_truth)
     return {
         "tp": tp,
         "fp": fp,
@@ -139,15 +218,32 @@ def _tp_steps(conf: np.ndarray, ip: np.ndarray, it: np.ndarray, iou: np.ndarray)
     """TP count as a step function of the threshold: ``(cut, delta)`` such that
     ``TP(t) = sum(delta[cut >= t])``.
 
-    The optimal matching of the kept predictions is the union of the optimal
-    matchings of the connected groups of the pair graph (predictions linked
-    through shared truth). Predictions are added from the most to the least
-    confident (all of one confidence value at once); each addition merges groups
-    (union-find) and only the merged group is re-matched. A prediction that joins
-    no other prediction is TP = 1 without matching. So the cost is one small
-    matching per prediction in a crowded group, not one matching of everything per
-    threshold.
+    ``conf`` holds each prediction's confidence (snapped down to the thresholds of
+    interest by the caller, so there are few distinct values). Simple components
+    of the pair graph (:func:`_components`) count 1 TP from the highest confidence
+    among their predictions. Crowded ones: predictions are added from the most to
+    the least confident (all of one value at once); each addition merges groups
+    (union-find) and the merged groups of that value are re-matched in one solver
+    call. So the cost is one small matching per distinct confidence value, not one
+    matching of everything per threshold.
     """
+    if len(ip) == 0:
+        return np.empty(0), np.empty(0, np.int64)
+    comp, simple = _components(ip, it)
+    s = np.flatnonzero(simple)
+    best = np.full(comp.max() + 1, -np.inf)
+    np.maximum.at(best, comp[s], conf[ip[s]])
+    simple_cuts = best[np.isfinite(best)]
+    c = np.flatnonzero(~simple)
+    cuts, deltas = _crowded_tp_steps(conf, ip[c], it[c], iou[c])
+    return (
+        np.concatenate([simple_cuts, cuts]),
+        np.concatenate([np.ones(len(simple_cuts), np.int64), deltas]),
+    )
+
+
+def _crowded_tp_steps(conf: np.ndarray, ip: np.ndarray, it: np.ndarray, iou: np.ndarray):
+    """:func:`_tp_steps` for pairs whose components all need the solver."""
     if len(ip) == 0:
         return np.empty(0), np.empty(0, np.int64)
     order = np.argsort(ip, kind="stable")
@@ -193,19 +289,42 @@ def _tp_steps(conf: np.ndarray, ip: np.ndarray, it: np.ndarray, iou: np.ndarray)
             members[k] = [k]
             for t in t_node[starts[k] : ends[k]].tolist():
                 union(k, t)
-        new = 0
-        for root in {find(k) for k in group}:
-            plist = members[root]
-            if len(plist) == 1:
-                tp = 1
-            else:
-                e = np.concatenate([np.arange(starts[k], ends[k]) for k in plist])
-                tp = len(match_pairs(ip[e], it[e], iou[e])[0])
-            tp_of[root] = tp
-            new += tp
+        roots = {find(k) for k in group}
+        e = np.concatenate([np.arange(starts[k], ends[k]) for root in roots for k in members[root]])
+        matched = match_pairs(ip[e], it[e], iou[e])[0]
+        for root in roots:
+            tp_of[root] = 0
+        for a in np.searchsorted(preds, matched).tolist():
+            tp_of[find(a)] += 1
         cuts.append(value)
-        deltas.append(new - old)
+        deltas.append(len(matched) - old)
     return np.asarray(cuts, dtype=np.float64), np.asarray(deltas, dtype=np.int64)
+
+
+def _snap(conf: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
+    """Each confidence lowered to the largest threshold <= it (-inf below them all).
+
+    ``conf >= t`` and ``snapped >= t`` agree for every threshold t, and the
+    snapped values have at most ``len(thresholds)`` distinct values, which bounds
+    the solver calls of :func:`_tp_steps`.
+    """
+    levels = np.unique(thresholds)
+    if len(levels) == 0:
+        return conf
+    pos = np.searchsorted(levels, conf, side="right") - 1
+    return np.where(pos >= 0, levels[np.maximum(pos, 0)], -np.inf)
+
+
+def _check_coordinates(picks: pd.DataFrame, what: str) -> None:
+    """Refuse centres / diameters beyond :data:`MAX_COORDINATE` (one clear error)."""
+    for col in ("x", "y", "diameter"):
+        values = np.abs(picks[col].to_numpy(np.float64))
+        if len(values) and not values.max() <= MAX_COORDINATE:
+            row = int(np.argmax(~(values <= MAX_COORDINATE)))
+            raise CoordinateError(
+                f"{what}: {col} = {float(picks[col].iloc[row]):g} (row {row}) is beyond any micrograph "
+                f"(|{col}| <= {MAX_COORDINATE:g} px)"
+            )
 
 
 def _count_at_least(values: np.ndarray, weights: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -235,18 +354,24 @@ def pr_curve(
     confidences (see ``_tp_steps``).
     """
     t = _grid(steps) if thresholds is None else np.asarray(thresholds, dtype=np.float64).reshape(-1)
+    _check_coordinates(pred, "predictions")
+    _check_coordinates(truth, "ground truth")
     conf = _confidence(pred)
-    ip, it, iou = _pairs(pred, truth, tp_iou)
-    cut, delta = _tp_steps(conf, ip, it, iou)
+    return _curve_pairs(conf, *_pairs(pred, truth, tp_iou), len(truth), t)
+
+
+def _curve_pairs(conf, ip, it, iou, n_truth: int, t: np.ndarray) -> pd.DataFrame:
+    """:func:`pr_curve` from the confidences and the pairs of all predictions."""
+    cut, delta = _tp_steps(_snap(conf, t), ip, it, iou)
     tp = _count_at_least(cut, delta, t).astype(np.int64)
     n_pred = _count_at_least(conf, np.ones(len(conf), np.int64), t).astype(np.int64)
-    recall, precision = _rates(tp, n_pred, len(truth))
+    recall, precision = _rates(tp, n_pred, n_truth)
     return pd.DataFrame(
         {
             "threshold": t,
             "tp": tp,
             "fp": n_pred - tp,
-            "fn": len(truth) - tp,
+            "fn": n_truth - tp,
             "recall": recall,
             "precision": precision,
             "f1": f_beta(precision, recall),
@@ -331,20 +456,31 @@ def summary(
     t_opt: float | None = None,
     tp_iou: float = DEFAULT_TP_IOU,
     beta: float = 1.0,
+    curve: bool = False,
 ) -> dict:
     """Everything SPEC section 5 reports for a set of predictions.
 
     Keys: ``t_opt`` (:func:`find_t_opt` on (pred, truth) with ``beta`` when None),
     ``recall_topt``, ``precision_topt``, ``f1_topt``, ``tp``, ``fp``, ``fn`` (at
-    T_opt), ``recall_03``, ``precision_03``, ``f1_03`` (at 0.3), ``pr_auc`` (the
-    1001-threshold curve), ``mean_iou`` (mean IoU of the TPs at T_opt),
-    ``n_pred``, ``n_truth``, ``tp_iou``.
+    T_opt), ``recall_03``, ``precision_03``, ``f1_03``, ``tp_03``, ``fp_03``,
+    ``fn_03`` (at 0.3), ``pr_auc`` (the 1001-threshold curve), ``mean_iou`` (mean
+    IoU of the TPs at T_opt), ``n_pred``, ``n_truth``, ``tp_iou``; with ``curve``
+    also ``curve``, that :func:`pr_curve` DataFrame. The candidate pairs are found
+    once and shared by every number.
     """
+    _check_coordinates(pred, "predictions")
+    _check_coordinates(truth, "ground truth")
+    conf = _confidence(pred)
+    pairs = _pairs(pred, truth, tp_iou)
+    n_truth = len(truth)
     if t_opt is None:
-        t_opt = find_t_opt(pred, truth, beta=beta, tp_iou=tp_iou)
-    at_opt = evaluate(pred, truth, t_opt, tp_iou=tp_iou)
-    at_03 = evaluate(pred, truth, FIXED_THRESHOLD, tp_iou=tp_iou)
-    return {
+        coarse = _curve_pairs(conf, *pairs, n_truth, _grid(T_OPT_STEPS))
+        scores = f_beta(coarse["precision"], coarse["recall"], beta)
+        t_opt = _best_threshold(coarse["threshold"].to_numpy(), scores)
+    at_opt = _evaluate_pairs(conf, *pairs, n_truth, t_opt)
+    at_03 = _evaluate_pairs(conf, *pairs, n_truth, FIXED_THRESHOLD)
+    full = _curve_pairs(conf, *pairs, n_truth, _grid(PR_STEPS))
+    out = {
         "t_opt": float(t_opt),
         "recall_topt": at_opt["recall"],
         "precision_topt": at_opt["precision"],
@@ -352,15 +488,21 @@ def summary(
         "recall_03": at_03["recall"],
         "precision_03": at_03["precision"],
         "f1_03": at_03["f1"],
-        "pr_auc": pr_auc(pr_curve(pred, truth, tp_iou=tp_iou)),
+        "tp_03": at_03["tp"],
+        "fp_03": at_03["fp"],
+        "fn_03": at_03["fn"],
+        "pr_auc": pr_auc(full),
         "mean_iou": at_opt["mean_iou"],
         "tp": at_opt["tp"],
         "fp": at_opt["fp"],
         "fn": at_opt["fn"],
         "n_pred": len(pred),
-        "n_truth": len(truth),
+        "n_truth": n_truth,
         "tp_iou": float(tp_iou),
     }
+    if curve:
+        out["curve"] = full
+    return out
 
 
 def distinct_particle_matrix(selected: dict[str, set]) -> pd.DataFrame:

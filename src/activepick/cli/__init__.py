@@ -17,15 +17,27 @@ from ..errors import ActivePickError
 SUBCOMMANDS = ("simulate", "train", "predict", "evaluate", "benchmark", "convert", "gui")
 
 
+class _VersionAction(argparse.Action):
+    """``--version``: reads the installed version only when asked (it costs an import)."""
+
+    def __init__(self, option_strings, dest=argparse.SUPPRESS, **kwargs):
+        kwargs.setdefault("help", "show the version and exit")
+        super().__init__(option_strings, dest=dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from .. import __version__
+
+        print(f"{parser.prog} {__version__}")  # stdout, as argparse's own version action
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser with every subcommand registered."""
-    from .. import __version__
-
     parser = argparse.ArgumentParser(
         prog="activepick",
         description="Human-in-the-loop cryo-EM particle picking with active learning.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
         try:
@@ -46,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except ActivePickError as exc:
         print(f"activepick {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable folder, disk full, a file where a folder should be
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"activepick {args.command}: error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"activepick {args.command}: interrupted", file=sys.stderr)

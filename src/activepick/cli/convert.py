@@ -6,11 +6,11 @@ import argparse
 import sys
 from pathlib import Path
 
+from ..constants import COORDINATE_FORMATS as FORMATS
+
 
 def register(subparsers) -> None:
     """Add the ``convert`` subcommand."""
-    from ..io.formats import FORMATS
-
     p = subparsers.add_parser(
         "convert",
         help="convert particle coordinates between formats",
@@ -75,14 +75,21 @@ def register(subparsers) -> None:
     p.add_argument(
         "--skip-errors", action="store_true", help="drop bad rows (reported) instead of stopping"
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite OUT when it exists (a folder: its old coordinate files are removed)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     """Read, report what was skipped, write; returns the exit code."""
+    from ..io.atomic import refuse_existing
     from ..io.formats import read_coordinates, write_coordinates
     from ..io.micrograph import list_micrographs, micrograph_shapes
 
+    refuse_existing(args.output, force=args.force)
     shapes = micrograph_shapes(list_micrographs(args.micrographs)) if args.micrographs else None
     picks = read_coordinates(
         args.input,

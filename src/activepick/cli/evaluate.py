@@ -47,6 +47,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("--curve", type=Path, default=None, help="also write the PR curve as CSV here")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
+    p.add_argument("--force", action="store_true", help="overwrite --curve when it exists")
     p.set_defaults(func=run)
 
 
@@ -107,18 +108,24 @@ def format_table(result: dict) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from .. import metrics
-    from ..io.atomic import atomic_open
+    from ..io.atomic import atomic_open, refuse_existing
 
+    if args.curve is not None:
+        refuse_existing(args.curve, force=args.force, what="PR curve file")
     pred = _read(args.pred, args.pred_format, args.diameter)
     truth = _read(args.truth, args.truth_format, args.diameter)
     _check_names(pred, truth, args.pred, args.truth)
-    result = metrics.summary(pred, truth, t_opt=args.threshold, tp_iou=args.iou, beta=args.beta)
-    at_03 = metrics.evaluate(pred, truth, metrics.FIXED_THRESHOLD, tp_iou=args.iou)
+    result = metrics.summary(
+        pred,
+        truth,
+        t_opt=args.threshold,
+        tp_iou=args.iou,
+        beta=args.beta,
+        curve=args.curve is not None,
+    )
+    curve = result.pop("curve", None)
     result.update(
         {
-            "tp_03": at_03["tp"],
-            "fp_03": at_03["fp"],
-            "fn_03": at_03["fn"],
             "beta": args.beta,
             "threshold_given": args.threshold is not None,
             "pred": str(args.pred),
@@ -128,8 +135,7 @@ def run(args: argparse.Namespace) -> int:
             "unscored": int(pred["confidence"].isna().sum()),
         }
     )
-    if args.curve is not None:
-        curve = metrics.pr_curve(pred, truth, tp_iou=args.iou)
+    if curve is not None:
         with atomic_open(args.curve, "w", newline="") as fh:
             curve.to_csv(fh, index=False)
     if args.json:

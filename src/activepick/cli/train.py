@@ -60,6 +60,9 @@ def register(subparsers) -> None:
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--init", type=Path, default=None, help="checkpoint to warm-start from")
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (plus <out>.json)")
+    p.add_argument(
+        "--force", action="store_true", help="overwrite --out (and <out>.json) when it exists"
+    )
     p.set_defaults(func=run)
 
 
@@ -80,7 +83,14 @@ def match_micrographs(
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..detector import DetectorConfig, load_checkpoint, save_checkpoint, train_detector
+    from ..detector import (
+        DetectorConfig,
+        load_checkpoint,
+        save_checkpoint,
+        sidecar_path,
+        train_detector,
+    )
+    from ..io.atomic import refuse_existing
     from ..io.formats import read_coordinates
     from ..io.micrograph import (
         list_micrographs,
@@ -90,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from ..io.picks import positive_picks
 
+    refuse_existing(args.out, force=args.force, what="checkpoint")
+    refuse_existing(sidecar_path(args.out), force=args.force, what="checkpoint settings")
     paths = list_micrographs(args.micrographs)
     if not paths:
         raise MicrographError(f"{args.micrographs}: no micrographs found")

@@ -8,12 +8,46 @@ Public API (SPEC section 2)::
     save_checkpoint(det, "model.pt"); det = load_checkpoint("model.pt")
 """
 
-from .checkpoint import load_checkpoint, save_checkpoint, sidecar_path
-from .config import ARCHITECTURES, DetectorConfig, auto_input_size
-from .networks import Detector, PhosaurusNet, build_network, count_parameters, resolve_device
-from .predict import DISAGREEMENT_COLUMN, iter_predict_picks, predict_picks
-from .targets import decode_grid, detector_loss, encode_targets
-from .train import iter_train_detector, train_detector
+import importlib
+
+#: Public name -> submodule. Imported on first use (PEP 562), so that
+#: ``activepick.detector.config`` can be read without importing torch (the CLI's
+#: ``--help`` stays fast).
+_EXPORTS = {
+    "load_checkpoint": "checkpoint",
+    "save_checkpoint": "checkpoint",
+    "sidecar_path": "checkpoint",
+    "ARCHITECTURES": "config",
+    "DetectorConfig": "config",
+    "auto_input_size": "config",
+    "Detector": "networks",
+    "PhosaurusNet": "networks",
+    "build_network": "networks",
+    "count_parameters": "networks",
+    "resolve_device": "networks",
+    "DISAGREEMENT_COLUMN": "predict",
+    "iter_predict_picks": "predict",
+    "predict_picks": "predict",
+    "decode_grid": "targets",
+    "detector_loss": "targets",
+    "encode_targets": "targets",
+    "iter_train_detector": "train",
+    "train_detector": "train",
+}
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + list(_EXPORTS))
+
 
 __all__ = [
     "ARCHITECTURES",

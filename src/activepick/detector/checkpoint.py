@@ -75,10 +75,18 @@ def _read_sidecar(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{side}: not a readable JSON settings file ({exc})") from None
     if not isinstance(info, dict) or info.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{side}: not an activepick detector settings file")
-    if int(info.get("version", 0)) > CHECKPOINT_VERSION:
-        raise CheckpointError(f"{side}: written by a newer version (format {info.get('version')})")
+    version = info.get("version", 0)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise CheckpointError(f"{side}: 'version' must be a whole number, not {version!r}")
+    if version > CHECKPOINT_VERSION:
+        raise CheckpointError(f"{side}: written by a newer version (format {version})")
     if "config" not in info or not isinstance(info["config"], dict):
         raise CheckpointError(f"{side}: no 'config' entry")
+    training = info.get("training")
+    if training is not None and not isinstance(training, dict):
+        raise CheckpointError(
+            f"{side}: 'training' must be a JSON object, not {type(training).__name__}"
+        )
     return info
 
 
@@ -96,7 +104,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device | None =
     info = _read_sidecar(path)
     try:
         config = DetectorConfig.from_dict(info["config"])
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError) as exc:  # ConfigError is a ValueError
         raise CheckpointError(f"{sidecar_path(path)}: invalid config ({exc})") from None
     if config.input_size is None:
         raise CheckpointError(f"{sidecar_path(path)}: the model was never trained (no input size)")

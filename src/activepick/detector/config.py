@@ -7,10 +7,12 @@ Sizes are in pixels of the ORIGINAL micrograph unless a name says otherwise
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any
 
 from ..constants import DEFAULT_NMS_IOU
+from ..errors import ActivePickError
 
 #: Architectures :func:`activepick.detector.build_network` knows.
 ARCHITECTURES: tuple[str, ...] = ("light", "full")
@@ -27,6 +29,47 @@ MIN_INPUT_SIZE = 256
 MAX_INPUT_SIZE = 1024
 #: Devices a config may name.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
+
+#: Sane bounds of the numeric settings, ``name: (low, high, kind)``; a value outside
+#: them is refused (a corrupt sidecar once asked for width 64 = 4.8 GB of weights, or
+#: input 65536 = 17 GB per image). ``kind`` "int" refuses fractions. Bounds are
+#: inclusive except ``diameter``, ``lr`` and ``width`` (> 0) and ``dropout`` (< 1).
+LIMITS: dict[str, tuple[float, float, str]] = {
+    "diameter": (0.0, 10_000.0, "float"),
+    "input_size": (INPUT_MULTIPLE, 8192, "int"),
+    "epochs": (0, 100_000, "int"),
+    "batch_size": (1, 1024, "int"),
+    "lr": (0.0, 10.0, "float"),
+    "seed": (-(2**63), 2**63 - 1, "int"),
+    "width": (0.0, 1.0, "float"),
+    "nms_iou": (0.0, 1.0, "float"),
+    "pos_weight": (0.0, 1e6, "float"),
+    "neg_weight": (0.0, 1e6, "float"),
+    "coord_weight": (0.0, 1e6, "float"),
+    "dropout": (0.0, 1.0, "float"),
+}
+_OPEN_LOW = ("diameter", "lr", "width")
+_OPEN_HIGH = ("dropout",)
+
+
+class ConfigError(ActivePickError, ValueError):
+    """A detector setting has the wrong type or lies outside :data:`LIMITS`."""
+
+
+def _check_number(name: str, value: Any) -> None:
+    low, high, kind = LIMITS[name]
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or (kind == "int" and isinstance(value, float) and not value.is_integer()):
+        what = "a whole number" if kind == "int" else "a number"
+        raise ConfigError(f"{name} must be {what}, not {value!r}")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be finite, not {value!r}")
+    too_low = value <= low if name in _OPEN_LOW else value < low
+    too_high = value >= high if name in _OPEN_HIGH else value > high
+    if too_low or too_high:
+        lo = f"> {low:g}" if name in _OPEN_LOW else f">= {low:g}"
+        hi = f"< {high:g}" if name in _OPEN_HIGH else f"<= {high:g}"
+        raise ConfigError(f"{name} must be {lo} and {hi}, not {value!r}")
 
 
 @dataclass
@@ -72,21 +115,29 @@ class DetectorConfig:
     dropout: float = 0.2
 
     def __post_init__(self) -> None:
-        if self.arch not in ARCHITECTURES:
-            raise ValueError(f"arch must be one of {ARCHITECTURES}, not {self.arch!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be one of {DEVICES}, not {self.device!r}")
-        if not self.diameter > 0:
-            raise ValueError(f"diameter must be positive, not {self.diameter!r}")
-        if self.input_size is not None and (
-            self.input_size < INPUT_MULTIPLE or self.input_size % INPUT_MULTIPLE
-        ):
-            raise ValueError(
-                f"input_size must be a multiple of {INPUT_MULTIPLE} and >= {INPUT_MULTIPLE}, "
-                f"not {self.input_size!r}"
-            )
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError("epochs must be >= 0 and batch_size >= 1")
+        """Check every field's type and :data:`LIMITS`; raises :class:`ConfigError`."""
+        if not isinstance(self.arch, str) or self.arch not in ARCHITECTURES:
+            raise ConfigError(f"arch must be one of {ARCHITECTURES}, not {self.arch!r}")
+        if not isinstance(self.device, str) or self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {DEVICES}, not {self.device!r}")
+        if not isinstance(self.augment, bool):
+            raise ConfigError(f"augment must be true or false, not {self.augment!r}")
+        for name in LIMITS:
+            value = getattr(self, name)
+            if value is None and name in ("input_size", "width"):
+                continue
+            _check_number(name, value)
+        if self.input_size is not None:
+            self.input_size = int(self.input_size)
+            if self.input_size % INPUT_MULTIPLE:
+                raise ConfigError(
+                    f"input_size must be a multiple of {INPUT_MULTIPLE}, not {self.input_size!r}"
+                )
+        self.epochs, self.batch_size, self.seed = (
+            int(self.epochs),
+            int(self.batch_size),
+            int(self.seed),
+        )
 
     @property
     def channel_width(self) -> float:
@@ -102,6 +153,8 @@ class DetectorConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DetectorConfig:
         """Inverse of :meth:`to_dict`; unknown keys (from newer versions) are ignored."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"a detector config is a JSON object, not {type(data).__name__}")
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 

@@ -34,6 +34,15 @@ PIL_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 #: Extensions that :func:`list_micrographs` collects.
 MICROGRAPH_EXTENSIONS: tuple[str, ...] = (".mrc", ".mrcs", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
 
+#: Bytes per pixel of the MRC modes (101 = 4-bit, two pixels per byte).
+_MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
+_MRC_HEADER_BYTES = 1024
+
+
+class NonFinitePixelsWarning(UserWarning):
+    """A micrograph held NaN or infinite pixels; they were replaced (see :func:`read_micrograph`)."""
+
+
 #: ITU-R 601 luma weights used to turn RGB(A) images into grey.
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
@@ -123,9 +132,56 @@ def _as_image(arr: np.ndarray, path: Path, index: int | None, n_pages: int = 1) 
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def check_mrc_header(path: Path) -> tuple[int, int, int]:
+    """``(nx, ny, nz)`` from an MRC header, checked against the file size before any read.
+
+    A corrupt header can claim 2^31 x 2^31 pixels or a 1 GB extended header
+    (``nsymbt``); mrcfile would then allocate and read that much before failing.
+    Refuses (MicrographError naming the file) dimensions < 1, a negative or
+    oversized ``nsymbt``, and a file shorter than 1024 + nsymbt + the data the
+    header promises. Unknown modes are left to mrcfile's own error.
+    """
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        head = fh.read(_MRC_HEADER_BYTES)
+    if len(head) < _MRC_HEADER_BYTES:
+        raise MicrographError(
+            f"{path}: not a readable MRC file ({size} bytes, shorter than the 1024-byte header)"
+        )
+    order = ">" if head[212] == 0x11 else "<"
+    nx, ny, nz, mode = (int(v) for v in np.frombuffer(head, f"{order}i4", count=4))
+    nsymbt = int(np.frombuffer(head, f"{order}i4", count=1, offset=92)[0])
+    if order == "<" and head[212] not in (0x44, 0x41) and mode not in _MRC_MODE_BYTES:
+        swapped = np.frombuffer(head, ">i4", count=4)
+        if int(swapped[3]) in _MRC_MODE_BYTES:  # no machine stamp, big-endian data
+            nx, ny, nz, mode = (int(v) for v in swapped)
+            nsymbt = int(np.frombuffer(head, ">i4", count=1, offset=92)[0])
+    if mode not in _MRC_MODE_BYTES:
+        return nx, ny, nz
+    if min(nx, ny, nz) < 1:
+        raise MicrographError(f"{path}: MRC header gives an empty image ({nx} x {ny} x {nz} px)")
+    if nsymbt < 0 or nsymbt > size - _MRC_HEADER_BYTES:
+        raise MicrographError(
+            f"{path}: MRC header gives an extended header of {nsymbt} bytes in a file of "
+            f"{size} bytes (corrupt header)"
+        )
+    data_bytes = math.ceil(nx * _MRC_MODE_BYTES[mode]) * ny * nz
+    need = _MRC_HEADER_BYTES + nsymbt + data_bytes
+    if need > size:
+        raise MicrographError(
+            f"{path}: MRC header promises {nx} x {ny} x {nz} px of mode {mode} ({need} bytes) "
+            f"but the file has {size} bytes (truncated or corrupt)"
+        )
+    return nx, ny, nz
+
+
 def _open_mrc(path: Path, header_only: bool = False):
     import mrcfile
 
+    try:
+        check_mrc_header(path)
+    except OSError as exc:
+        raise MicrographError(f"{path}: cannot read ({exc.strerror or exc})") from None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -230,6 +286,7 @@ def read_micrograph(path: str | os.PathLike, index: int | None = None) -> Microg
         data = _read_tiff(path, index)
     else:
         data = _read_pil(path, index)
+    data = replace_non_finite(data, str(path))
     return Micrograph(name=micrograph_name(path), data=data, pixel_size=pixel_size, path=path)
 
 
@@ -250,7 +307,7 @@ def read_micrograph_stack(path: str | os.PathLike) -> np.ndarray:
                 data = data[None]
             if data.ndim != 3:
                 raise MicrographError(f"{path}: data of shape {data.shape} is not an image stack")
-            return np.ascontiguousarray(data, dtype=np.float32)
+            return replace_non_finite(np.ascontiguousarray(data, dtype=np.float32), str(path))
     if kind == "tiff":
         import tifffile
 
@@ -393,9 +450,40 @@ def downscale(image: np.ndarray, factor: float) -> np.ndarray:
     return np.ascontiguousarray(image, dtype=np.float32)
 
 
+def replace_non_finite(image: np.ndarray, source: str = "image") -> np.ndarray:
+    """``image`` with NaN / infinite pixels set to the mean of the finite ones.
+
+    One such pixel would otherwise make the mean and standard deviation NaN and
+    :func:`normalise` blank the whole micrograph. Warns
+    (:class:`NonFinitePixelsWarning`) naming ``source`` and the count; an image
+    with no finite pixel raises MicrographError. Returns ``image`` itself when
+    every pixel is finite, else a float32 copy.
+    """
+    finite = np.isfinite(image)
+    if finite.all():
+        return image
+    n_bad = int(finite.size - np.count_nonzero(finite))
+    if not finite.any():
+        raise MicrographError(f"{source}: every pixel is NaN or infinite")
+    fill = float(np.mean(image[finite], dtype=np.float64))
+    warnings.warn(
+        f"{source}: {n_bad} NaN or infinite pixel(s) replaced by the mean of the others "
+        f"({fill:.4g})",
+        NonFinitePixelsWarning,
+        stacklevel=3,
+    )
+    out = np.array(image, dtype=np.float32)
+    out[~finite] = fill
+    return out
+
+
 def normalise(image: np.ndarray) -> np.ndarray:
-    """Zero mean, unit standard deviation, as float32; a constant image gives zeros."""
-    image = np.asarray(image, dtype=np.float32)
+    """Zero mean, unit standard deviation, as float32; a constant image gives zeros.
+
+    NaN / infinite pixels are first replaced by the mean of the finite ones
+    (:func:`replace_non_finite`, which warns), so they cannot blank the image.
+    """
+    image = replace_non_finite(np.asarray(image, dtype=np.float32))
     mean = float(image.mean(dtype=np.float64))
     std = float(image.std(dtype=np.float64))
     if not std > 0 or not math.isfinite(std):

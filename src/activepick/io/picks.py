@@ -120,14 +120,29 @@ def validate_picks(df: pd.DataFrame, source: str = "pick table") -> pd.DataFrame
     conf = df["confidence"].to_numpy()
     if np.any((conf < 0) | (conf > 1)):
         raise CoordinateError(f"{source}: confidences must lie in [0, 1]")
-    unknown = set(df["status"].astype(str)) - set(STATUSES)
+    unknown = set(pd.unique(df["status"].astype(str).to_numpy())) - set(STATUSES)
     if unknown:
         raise CoordinateError(f"{source}: unknown status value(s) {sorted(unknown)}")
     df["micrograph"] = df["micrograph"].astype(str)
     df["status"] = df["status"].astype(str)
-    df["round"] = pd.to_numeric(df["round"], errors="coerce").fillna(0).astype(np.int64)
+    df["round"] = _rounds(df["round"], source)
     df["time"] = df["time"].fillna("").astype(str)
     return df[list(PICK_COLUMNS)].reset_index(drop=True)
+
+
+def _rounds(values: pd.Series, source: str) -> np.ndarray:
+    """Round numbers as int64; blank / missing -> 0, anything not a whole number -> error."""
+    text = values.astype(object).where(values.notna(), "")
+    blank = text.astype(str).str.strip().isin(["", "nan", "<NA>"]).to_numpy()
+    numbers = pd.to_numeric(text.where(~blank, "0"), errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(numbers) | (numbers != np.round(numbers)) | (numbers < 0)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise CoordinateError(
+            f"{source}: {int(bad.sum())} row(s) whose round is not a whole number >= 0 "
+            f"(first at row {first}: {values.iloc[first]!r})"
+        )
+    return numbers.astype(np.int64)
 
 
 def check_bounds(

@@ -36,7 +36,7 @@ from ...errors import CoordinateError
 from ..picks import check_bounds, empty_picks, validate_picks
 from . import box, cbox, cryoppp, cryosparc, star, topaz
 from . import csv as csv_format
-from ._common import WriteOptions, per_micrograph_groups
+from ._common import WriteOptions, per_micrograph_groups, remove_stale_files
 
 #: Format name -> module (``read(path)``, ``write(...)``, ``EXTENSIONS``, ``PER_MICROGRAPH``).
 FORMATS: dict[str, ModuleType] = {
@@ -118,9 +118,23 @@ def _files_in(folder: Path, fmt: str) -> list[Path]:
 
 
 def _bad_rows(df: pd.DataFrame, source: Path, on_error: str, skipped: list[str]) -> pd.DataFrame:
-    """Drop (or raise on) rows with missing / non-numeric / non-finite values."""
+    """Drop (or raise on) rows with missing / non-numeric / non-finite / negative values
+    or an empty micrograph name.
+
+    A centre left of or above the image (x < 0 or y < 0) is outside every
+    micrograph, so it is refused even when no micrograph shape is known (with
+    shapes, ``check_bounds`` also checks the far edges). Rows are 0-based.
+    """
     problems = []
     bad = np.zeros(len(df), dtype=bool)
+    names = df["micrograph"].astype(str).str.strip().to_numpy()
+    rows = (names == "") | (names == "nan")
+    if rows.any():
+        problems.append(
+            f"{int(rows.sum())} row(s) with an empty micrograph name "
+            f"(first: row {int(np.flatnonzero(rows)[0])})"
+        )
+        bad |= rows
     for col in ("x", "y", "diameter"):
         values = df[col].to_numpy(dtype=np.float64)
         rows = ~np.isfinite(values) | ((values <= 0) if col == "diameter" else False)
@@ -129,6 +143,15 @@ def _bad_rows(df: pd.DataFrame, source: Path, on_error: str, skipped: list[str])
             what = "missing, NaN or non-numeric" + (" or non-positive" if col == "diameter" else "")
             problems.append(
                 f"{int(rows.sum())} row(s) with {what} {col} (first: row {int(np.flatnonzero(rows)[0])})"
+            )
+            bad |= rows
+    for col in ("x", "y"):
+        rows = (df[col].to_numpy(dtype=np.float64) < 0) & ~bad
+        if rows.any():
+            first = int(np.flatnonzero(rows)[0])
+            problems.append(
+                f"{int(rows.sum())} row(s) with a negative centre {col} "
+                f"(first: row {first}, {col} = {df[col].iloc[first]:g}), outside any micrograph"
             )
             bad |= rows
     conf = df["confidence"].to_numpy(dtype=np.float64)
@@ -304,6 +327,14 @@ def write_coordinates(
     adds a RELION 3.1 optics block to ``.star`` and goes into ``.cs``.
     ``flip_y`` writes ``y -> H - 1 - y`` (needs ``shapes``). Every file is
     written atomically.
+
+    A per-micrograph export into a folder replaces the folder's files of that
+    format (``.box``, ``.cbox``, ``.star`` or ``.csv``): files of micrographs this
+    export does not hold are removed, so reading the folder back gives exactly
+    these picks (callers that must not replace a folder use
+    :func:`activepick.io.atomic.refuse_existing` first, as the CLI does). A
+    micrograph name that would not make a file name inside the folder (slashes,
+    ``..``, empty) is refused. Existing files are replaced without asking.
     """
     path = Path(path)
     fmt = _write_format(path, fmt)
@@ -320,13 +351,34 @@ def write_coordinates(
         prefix=prefix, suffix=suffix, file_suffix=file_suffix, pixel_size=pixel_size, shapes=shapes
     )
     module = FORMATS[fmt]
-    if fmt == "relion":
-        return star.write_relion(picks, path, opts, per_micrograph_groups(picks, opts))
+    _check_output_path(path)
     if fmt == "star":
         return star.write_table(picks, path, opts)
-    if module.PER_MICROGRAPH:
-        return module.write(picks, path, opts, per_micrograph_groups(picks, opts))
-    return module.write(picks, path, opts)
+    if not module.PER_MICROGRAPH:
+        return module.write(picks, path, opts)
+    exts = star.EXTENSIONS if fmt == "relion" else module.EXTENSIONS
+    if path.is_file() and (fmt == "relion" or path.suffix.lower() not in exts):
+        raise CoordinateError(
+            f"{path}: is a file; {fmt} writes one file per micrograph into a folder"
+        )
+    if fmt == "relion":
+        written = star.write_relion(picks, path, opts, per_micrograph_groups(picks, opts))
+    else:
+        written = module.write(picks, path, opts, per_micrograph_groups(picks, opts))
+    if path.is_dir():
+        remove_stale_files(path, written, exts)
+    return written
+
+
+def _check_output_path(path: Path) -> None:
+    """Refuse, in one line, an output whose folder cannot exist or be written."""
+    for parent in (path, *path.parents):
+        if parent.exists():
+            if parent != path and not parent.is_dir():
+                raise CoordinateError(
+                    f"{path}: cannot write here, {parent} is a file, not a folder"
+                )
+            break
 
 
 __all__ = [

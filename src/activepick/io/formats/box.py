@@ -14,7 +14,14 @@ import pandas as pd
 
 from ...errors import CoordinateError
 from ..atomic import atomic_write_text
-from ._common import WriteOptions, empty_raw, fmt_float, per_micrograph_targets, raw_frame
+from ._common import (
+    WriteOptions,
+    empty_raw,
+    fmt_float,
+    per_micrograph_targets,
+    raw_frame,
+    read_table,
+)
 
 EXTENSIONS = (".box",)
 PER_MICROGRAPH = True
@@ -22,12 +29,9 @@ PER_MICROGRAPH = True
 
 def read(path: Path) -> pd.DataFrame:
     """Centres from one ``.box`` file; the micrograph name is the file stem."""
-    try:
-        df = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, comment="#")
-    except pd.errors.EmptyDataError:
+    df = read_table(path, ".box file", sep=None, header=False, comment="#")
+    if df.shape[1] == 0:
         return empty_raw()
-    except Exception as exc:
-        raise CoordinateError(f"{path}: not a readable .box file ({exc})") from None
     if df.shape[1] < 4:
         raise CoordinateError(
             f"{path}: .box lines need 4 columns (x y width height), found {df.shape[1]}"

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ...errors import CoordinateError
 from ..atomic import atomic_open
 from ._common import (
     WriteOptions,
@@ -22,6 +21,7 @@ from ._common import (
     numeric,
     per_micrograph_targets,
     raw_frame,
+    read_table,
     require_columns,
 )
 
@@ -42,13 +42,9 @@ def is_cryoppp(path: Path) -> bool:
 
 def read(path: Path) -> pd.DataFrame:
     """Centres and diameters from one CryoPPP CSV; the name is the file stem."""
-    try:
-        df = pd.read_csv(path, dtype=str, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
+    df = read_table(path, "CryoPPP CSV", sep=",")
+    if df.shape[1] == 0:
         return empty_raw()
-    except Exception as exc:
-        raise CoordinateError(f"{path}: not a readable CryoPPP CSV ({exc})") from None
-    df.columns = [str(c).strip() for c in df.columns]
     require_columns(df, COLUMNS[:2], path, "CryoPPP CSV")
     diameter = numeric(df, "Diameter") if "Diameter" in df.columns else np.nan
     return raw_frame(path.stem, numeric(df, "X-Coordinate"), numeric(df, "Y-Coordinate"), diameter)

@@ -38,9 +38,20 @@ FIELDS = (
 _UID_PREFIX = re.compile(r"^\d{15,}_")
 
 
-def cs_name(path_bytes) -> str:
-    """Micrograph name from a cryoSPARC micrograph path (uid prefix removed)."""
-    text = path_bytes.decode() if isinstance(path_bytes, bytes) else str(path_bytes)
+def cs_name(path_bytes, source: Path | None = None) -> str:
+    """Micrograph name from a cryoSPARC micrograph path (uid prefix removed).
+
+    A path that is not UTF-8 raises CoordinateError naming ``source``.
+    """
+    if isinstance(path_bytes, bytes):
+        try:
+            text = path_bytes.decode("utf-8")
+        except UnicodeDecodeError:
+            raise CoordinateError(
+                f"{source}: location/micrograph_path {path_bytes[:60]!r} is not UTF-8 text"
+            ) from None
+    else:
+        text = str(path_bytes)
     return _UID_PREFIX.sub("", name_from_path(text))
 
 
@@ -59,15 +70,33 @@ def read(path: Path) -> pd.DataFrame:
     missing = [f for f in FIELDS if f not in arr.dtype.names]
     if missing:
         raise CoordinateError(f"{path}: .cs file lacks field(s) {', '.join(missing)}")
+    if arr.ndim != 1:
+        raise CoordinateError(
+            f"{path}: a .cs file holds one row per particle, not an array of shape {arr.shape}"
+        )
     if len(arr) == 0:
         return empty_raw()
-    shape = np.asarray(arr["location/micrograph_shape"], dtype=np.float64).reshape(len(arr), -1)
-    if shape.shape[1] != 2:
+    try:
+        shape = np.asarray(arr["location/micrograph_shape"], dtype=np.float64).reshape(len(arr), -1)
+        fx = np.asarray(arr["location/center_x_frac"], dtype=np.float64).reshape(-1)
+        fy = np.asarray(arr["location/center_y_frac"], dtype=np.float64).reshape(-1)
+    except (TypeError, ValueError) as exc:
+        raise CoordinateError(f"{path}: .cs location fields are not numeric ({exc})") from None
+    if shape.shape[1] != 2 or len(fx) != len(arr) or len(fy) != len(arr):
         raise CoordinateError(f"{path}: location/micrograph_shape must hold (H, W) per row")
-    x = np.asarray(arr["location/center_x_frac"], dtype=np.float64) * shape[:, 1]
-    y = np.asarray(arr["location/center_y_frac"], dtype=np.float64) * shape[:, 0]
-    names = [cs_name(p) for p in arr["location/micrograph_path"]]
-    return raw_frame(names, x, y)
+    _check_rows(
+        path, ~np.all(np.isfinite(shape) & (shape >= 1), axis=1), "a micrograph shape < 1 px"
+    )
+    outside = ~((fx >= 0) & (fx <= 1) & (fy >= 0) & (fy <= 1))
+    _check_rows(path, outside, "a fractional centre outside [0, 1]")
+    names = [cs_name(p, path) for p in arr["location/micrograph_path"]]
+    return raw_frame(names, fx * shape[:, 1], fy * shape[:, 0])
+
+
+def _check_rows(path: Path, bad: np.ndarray, what: str) -> None:
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise CoordinateError(f"{path}: {int(bad.sum())} row(s) with {what} (first: row {first})")
 
 
 def write(picks: pd.DataFrame, path: Path, opts: WriteOptions) -> list[Path]:

@@ -13,9 +13,8 @@ import numpy as np
 import pandas as pd
 
 from ...constants import PICK_COLUMNS
-from ...errors import CoordinateError
 from ..atomic import atomic_open
-from ._common import WriteOptions, require_columns
+from ._common import WriteOptions, read_table, require_columns
 
 EXTENSIONS = (".csv",)
 PER_MICROGRAPH = False
@@ -24,19 +23,13 @@ KEEPS_STATUS = True
 
 def read(path: Path) -> pd.DataFrame:
     """The CSV as a frame (numbers still text; checked by ``read_coordinates``)."""
-    try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
+    df = read_table(path, "pick CSV", sep=",", numeric=("x", "y", "diameter", "confidence"))
+    if df.shape[1] == 0:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in PICK_COLUMNS})
-    except Exception as exc:
-        raise CoordinateError(f"{path}: not a readable CSV ({exc})") from None
     require_columns(df, ("micrograph", "x", "y"), path, "pick CSV")
     for col in ("x", "y", "diameter", "confidence"):
-        if col in df.columns:
-            text = df[col].str.strip()
-            df[col] = pd.to_numeric(text.where(text != "", "nan"), errors="coerce").astype(
-                np.float64
-            )
+        if col in df.columns:  # blanks and non-numbers -> NaN, reported by read_coordinates
+            df[col] = pd.to_numeric(df[col], errors="coerce").astype(np.float64)
     for col in ("diameter", "confidence"):
         if col not in df.columns:
             df[col] = np.nan

@@ -44,6 +44,7 @@ import pandas as pd
 from ...errors import CoordinateError
 from ._common import (
     WriteOptions,
+    check_name_tokens,
     confidence_to_fom,
     empty_raw,
     fom_to_confidence,
@@ -53,6 +54,7 @@ from ._common import (
     raw_frame,
     read_star,
     require_columns,
+    safe_file_name,
     strip_relion_suffix,
     write_star,
 )
@@ -84,11 +86,26 @@ def _confidence(df: pd.DataFrame):
 
 
 def _coordinate_block(blocks: dict, path: Path) -> pd.DataFrame | None:
-    for name in blocks:
-        df = loop_block(blocks, name, path)
-        if "rlnCoordinateX" in df.columns:
-            return df
-    return None
+    """Every block with ``_rlnCoordinateX`` concatenated (None when there is none).
+
+    RELION writes one block per pick file, but a file merged by hand or by a
+    script may hold several; all of them are read. Blocks that name micrographs
+    and blocks that do not cannot be mixed (the unnamed ones would be given the
+    file's name).
+    """
+    found = [
+        df for name in blocks if "rlnCoordinateX" in (df := loop_block(blocks, name, path)).columns
+    ]
+    if not found:
+        return None
+    if len(found) > 1:
+        named = {"rlnMicrographName" in df.columns for df in found}
+        if len(named) > 1:
+            raise CoordinateError(
+                f"{path}: some coordinate blocks have _rlnMicrographName and some do not; "
+                "cannot tell which micrograph the others belong to"
+            )
+    return pd.concat(found, ignore_index=True) if len(found) > 1 else found[0]
 
 
 def _resolve(index: Path, rel: str) -> Path | None:
@@ -223,6 +240,7 @@ def write_table(picks: pd.DataFrame, path: Path, opts: WriteOptions) -> list[Pat
     """One multi-micrograph STAR (``data_particles``; ``data_optics`` when pixel_size is set)."""
     with_fom = bool(np.isfinite(picks["confidence"].to_numpy()).any())
     cols = {"rlnMicrographName": [opts.full_name(n) for n in picks["micrograph"]]}
+    check_name_tokens(cols["rlnMicrographName"], path, "a STAR file")
     cols.update(_coordinates(picks, with_fom))
     blocks = {}
     if opts.pixel_size:
@@ -243,10 +261,11 @@ def write_relion(picks: pd.DataFrame, folder: Path, opts: WriteOptions, groups) 
     base = folder.resolve().name
     out, names, rels = [], [], []
     for name, rows in groups.items():
-        target = folder / f"{name}{opts.file_suffix}.star"
+        target = folder / safe_file_name(f"{name}{opts.file_suffix}", ".star", folder, name)
         out.append(write_star({"": pd.DataFrame(_coordinates(rows, with_fom))}, target))
         names.append(opts.full_name(name))
         rels.append(os.path.join(base, target.name).replace(os.sep, "/"))
+    check_name_tokens(names, folder / INDEX_NAME, "a STAR file")
     index = pd.DataFrame(
         {"rlnMicrographName": names, "rlnMicrographCoordinates": rels}, dtype=object
     )

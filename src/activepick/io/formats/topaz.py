@@ -18,7 +18,17 @@ import pandas as pd
 
 from ...errors import CoordinateError
 from ..atomic import atomic_open
-from ._common import WriteOptions, empty_raw, logit, numeric, raw_frame, require_columns, sigmoid
+from ._common import (
+    WriteOptions,
+    check_name_tokens,
+    empty_raw,
+    logit,
+    numeric,
+    raw_frame,
+    read_table,
+    require_columns,
+    sigmoid,
+)
 
 EXTENSIONS = (".txt", ".tsv")
 PER_MICROGRAPH = False
@@ -27,12 +37,9 @@ COLUMNS = ("image_name", "x_coord", "y_coord", "score")
 
 def read(path: Path) -> pd.DataFrame:
     """Centres and sigmoid(score) from a Topaz coordinate file."""
-    try:
-        df = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
+    df = read_table(path, "Topaz file", sep="\t")
+    if df.shape[1] == 0:
         return empty_raw()
-    except Exception as exc:
-        raise CoordinateError(f"{path}: not a readable Topaz file ({exc})") from None
     require_columns(df, COLUMNS[:3], path, "Topaz file (tab-separated with a header)")
     conf = np.nan
     if "score" in df.columns:
@@ -53,6 +60,7 @@ def read(path: Path) -> pd.DataFrame:
 
 def write(picks: pd.DataFrame, path: Path, opts: WriteOptions) -> list[Path]:
     """One tab-separated Topaz file with the micrograph names as ``image_name``."""
+    check_name_tokens(picks["micrograph"], path, "a Topaz file")
     conf = picks["confidence"].to_numpy(dtype=np.float64)
     out = pd.DataFrame(
         {

@@ -1,0 +1,90 @@
+"""Micrograph input that used to get through (issue 12, items 2 and 11)."""
+
+import struct
+
+import mrcfile
+import numpy as np
+import pytest
+
+from activepick.errors import MicrographError
+from activepick.io.micrograph import (
+    NonFinitePixelsWarning,
+    normalise,
+    read_micrograph,
+    read_shape,
+    write_micrograph,
+)
+
+
+def test_a_nan_and_an_inf_pixel_are_replaced_with_a_warning_naming_the_file(tmp_path):
+    image = np.arange(12, dtype=np.float32).reshape(3, 4)
+    image[0, 0], image[2, 3] = np.nan, np.inf
+    path = write_micrograph(tmp_path / "m.mrc", image)
+    with pytest.warns(NonFinitePixelsWarning, match=r"m\.mrc: 2 NaN or infinite pixel"):
+        mic = read_micrograph(path)
+    finite_mean = np.mean([v for v in range(1, 11)])  # 1..10 are the finite pixels
+    assert mic.data[0, 0] == pytest.approx(finite_mean)
+    assert mic.data[2, 3] == pytest.approx(finite_mean)
+    assert mic.data[1, 1] == 5.0
+    norm = normalise(mic.data)
+    assert np.isfinite(norm).all() and norm.std() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_normalise_does_not_blank_an_image_with_one_nan():
+    image = np.array([[1.0, 2.0], [3.0, np.nan]], dtype=np.float32)
+    with pytest.warns(NonFinitePixelsWarning):
+        out = normalise(image)
+    # the NaN becomes the mean 2 -> values 1, 2, 3, 2: mean 2, std sqrt(0.5)
+    np.testing.assert_allclose(out, np.array([[-1, 0], [1, 0]]) / np.sqrt(0.5), rtol=1e-6)
+
+
+def test_an_all_nan_micrograph_is_an_error(tmp_path):
+    path = write_micrograph(tmp_path / "n.mrc", np.full((4, 4), np.nan, np.float32))
+    with pytest.raises(MicrographError, match="every pixel"):
+        read_micrograph(path)
+
+
+def _patch_header(path, offset, value):
+    with open(path, "r+b") as fh:
+        fh.seek(offset)
+        fh.write(struct.pack("<i", value))
+
+
+def _small_mrc(tmp_path):
+    path = tmp_path / "s.mrc"
+    with mrcfile.new(path) as mrc:
+        mrc.set_data(np.zeros((16, 16), np.float32))
+    return path
+
+
+@pytest.mark.parametrize("reader", [read_micrograph, read_shape])
+def test_huge_dimensions_in_a_small_file_are_refused_from_the_header(tmp_path, reader):
+    path = _small_mrc(tmp_path)
+    _patch_header(path, 0, 2147483647)  # nx
+    _patch_header(path, 4, 2147483647)  # ny
+    with pytest.raises(MicrographError, match="truncated or corrupt") as info:
+        reader(path)
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_huge_extended_header_is_refused_before_reading(tmp_path):
+    path = _small_mrc(tmp_path)
+    _patch_header(path, 92, 1_000_000_000)  # nsymbt
+    # refused from the header alone (it used to allocate 1 GB and read for 10 s first)
+    with pytest.raises(MicrographError, match="extended header of 1000000000 bytes"):
+        read_micrograph(path)
+
+
+def test_a_truncated_mrc_is_refused(tmp_path):
+    path = _small_mrc(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-100])
+    with pytest.raises(MicrographError, match="truncated"):
+        read_micrograph(path)
+
+
+def test_a_file_shorter_than_the_header_is_refused(tmp_path):
+    path = tmp_path / "h.mrc"
+    path.write_bytes(b"\0" * 100)
+    with pytest.raises(MicrographError, match="shorter than the 1024-byte header"):
+        read_micrograph(path)
