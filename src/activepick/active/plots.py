@@ -86,7 +86,8 @@ def plot_learning_curves(rounds: pd.DataFrame, out_dir: Path) -> list[str]:
                 stats["x"], stats["lo"], stats["hi"], color=colours[strategy], alpha=0.12
             )
         for partial, g in base.groupby("partial"):
-            value = float(np.nanmean(g[metric].astype(float))) if len(g) else np.nan
+            values = g[metric].astype(float).dropna()
+            value = float(values.mean()) if len(values) else np.nan
             if np.isfinite(value):
                 ax.axhline(
                     value,

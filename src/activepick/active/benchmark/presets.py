@@ -123,6 +123,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "hitl": {
         "budget": "reviews",
         "simulation": "mixed",
+        "partial": "on",  # supervise what was reviewed (the product protocol's rule)
         "strategies": ["random", "low_confidence", "boundary_distance", "diverse_boundary"],
         "seeds": [0, 1, 2, 3, 4, 5],
         "n_train": 32,
@@ -138,10 +139,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gradient_max": 2.0,  # background ramp (noise std), uniform 0..max
         "initial": 0.02,  # of the pool's particles: 9 of 448
         "add": 0.0,  # unused with budget "reviews"
-        "review_k": 24,  # queries per round
-        "iterations": 6,  # trained rounds: 5 review rounds, 120 reviews (+ adds)
-        "epochs": 8,  # without LEARN_API: epochs from scratch per round
-        "train_steps": 60,  # with LEARN_API: fine-tuning steps from the general model
+        "review_k": 40,  # queries per round
+        "iterations": 9,  # trained rounds: 8 review rounds, 320 queries (+ adds)
+        "epochs": 6,  # without LEARN_API: epochs from scratch per round
+        "train_steps": 100,  # with LEARN_API: fine-tuning steps (batch 2) from the general model
         "arch": "light",
         "input_size": 256,
         "batch_size": 2,

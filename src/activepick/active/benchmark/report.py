@@ -53,6 +53,8 @@ RUN_COLUMNS: tuple[str, ...] = (
 def rounds_table(rows: Sequence[dict]) -> pd.DataFrame:
     """All finished rows as a DataFrame with ``ROUND_COLUMNS``."""
     df = pd.DataFrame(list(rows), columns=list(ROUND_COLUMNS))
+    for col in ROUND_COLUMNS[4:]:  # None (e.g. no TP for a mean IoU) -> NaN
+        df[col] = pd.to_numeric(df[col], errors="coerce").astype(float)
     return df.sort_values(["partial", "strategy", "seed", "round"], kind="stable").reset_index(
         drop=True
     )

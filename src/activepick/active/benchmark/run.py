@@ -154,8 +154,9 @@ def run_strategy(
     partial: bool,
     out_dir: Path,
     progress: Progress = None,
-) -> None:
-    """Run (or continue) one strategy at one seed in its session folder."""
+) -> bool:
+    """Run (or continue) one strategy at one seed in its session folder; False when it
+    was finished already."""
     folder = Path(out_dir) / RUNS_DIR / run_key(strategy, seed, partial)
     n_truth = len(data.train_truth)
     k = round_budget(settings, n_truth)
@@ -172,6 +173,8 @@ def run_strategy(
     done = record.get("decisions", {})
     ctx = {"strategy": strategy, "seed": seed}
     r = learner.round
+    if r >= iterations:
+        return False
     if 1 <= r < iterations and str(r) not in done:
         _restart_review(learner, session, settings, r, progress, ctx)
         _review(learner, session, oracle, k, settings, r, progress, ctx)
@@ -182,6 +185,7 @@ def run_strategy(
         drain(learner.iter_round(predict=not last), progress, **ctx, round=r)
         if not last:
             _review(learner, session, oracle, k, settings, r, progress, ctx)
+    return True
 
 
 def _restart_review(
@@ -245,10 +249,11 @@ def run_baseline(
     folder = Path(out_dir) / RUNS_DIR / run_key(BASELINE, seed, partial)
     learner, session = _open_run(settings, data, "random", seed, partial, folder, 1)
     if learner.round >= 1:
-        return
+        return False
     if len(learner.labels) == 0:
         learner.add_labels(data.train_truth, source="initial")
     drain(learner.iter_round(predict=False), progress, strategy=BASELINE, seed=seed)
+    return True
 
 
 def run_general(settings: dict, data: BenchmarkData, seed: int, out_dir: Path) -> dict | None:
@@ -400,8 +405,9 @@ def run_benchmark(
 
     Runs in seed order (the baseline and every strategy of the first seed first),
     so a stopped run has complete seeds. With ``resume`` (default) each run
-    continues from its session; without it ``runs/`` is discarded first. The
-    tables are rewritten after every run. Returns
+    continues from its session; without it ``runs/`` (and ``data/`` when simulated
+    there) is discarded first. The tables are rewritten after every run, and
+    not at all when nothing was left to run. Returns
     the summary dict (plus ``wall_s``); the figures are drawn at the end.
     """
     import shutil
@@ -410,22 +416,30 @@ def run_benchmark(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
+    if not resume:  # start over: the run sessions, and simulated data of other settings
         shutil.rmtree(out_dir / RUNS_DIR, ignore_errors=True)
+        if settings.get("data") is None:
+            shutil.rmtree(out_dir / "data", ignore_errors=True)
         (out_dir / SETTINGS_FILE).unlink(missing_ok=True)
     check_protocol(out_dir, settings, final=False)
     data = prepare_data(settings, out_dir, progress)
     check_protocol(out_dir, settings, final=True)
     atomic_write_text(out_dir / "split.json", json.dumps(data.split, indent=1))
     t_start = time.perf_counter()
+    new = False
     for seed in settings["seeds"]:
         run_general(settings, data, seed, out_dir)
         for partial in partial_modes(settings):
-            run_baseline(settings, data, seed, partial, out_dir, progress)
+            new |= run_baseline(settings, data, seed, partial, out_dir, progress)
             for strategy in settings["strategies"]:
-                run_strategy(settings, data, strategy, seed, partial, out_dir, progress)
-                write_outputs(out_dir, settings, data, plots=False)
-    summary = write_outputs(out_dir, settings, data)
+                if run_strategy(settings, data, strategy, seed, partial, out_dir, progress):
+                    new = True
+                    write_outputs(out_dir, settings, data, plots=False)
+    summary_file = out_dir / "summary.json"
+    if new or not summary_file.exists():
+        summary = write_outputs(out_dir, settings, data)
+    else:  # nothing new: the outputs on disk are current
+        summary = json.loads(summary_file.read_text(encoding="utf-8"))
     summary["wall_s"] = time.perf_counter() - t_start
     return summary
 
