@@ -293,7 +293,9 @@ def learner_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
             "init": "general",
             "train_steps": int(settings["train_steps"]),
         }
-    return {"protocol": "thesis"}
+    # quick / thesis keep the thesis protocol exactly: from scratch (or warm start),
+    # trained for ``epochs``, not a step budget
+    return {"protocol": "thesis", "init": "scratch", "train_steps": None}
 
 
 def make_oracle(settings: dict[str, Any], truth, labelled=()):
@@ -302,7 +304,7 @@ def make_oracle(settings: dict[str, Any], truth, labelled=()):
     if LEARN_API and settings["budget"] == "reviews":
         from ..oracle import HumanOracle  # type: ignore[attr-defined]
 
-        return HumanOracle(truth)
+        return HumanOracle(truth, labelled=labelled)
     from ..oracle import SimulatedOracle
 
     return SimulatedOracle(

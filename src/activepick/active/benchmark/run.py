@@ -106,26 +106,31 @@ def drain(gen: Generator, progress: Progress, **context: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- one run
+def stored_settings(settings: dict, strategy: str, seed: int, partial: bool, k: int) -> dict:
+    """The learner settings a run's session stores (``ActiveLearner.from_session`` reads them)."""
+    from ...constants import DEFAULT_MIN_CONFIDENCE
+
+    min_conf = settings.get("min_confidence")
+    return learner_settings(
+        detector_config(settings, seed),
+        strategy=strategy,
+        batch_size=max(1, k),
+        seed=seed,
+        min_confidence=DEFAULT_MIN_CONFIDENCE if min_conf is None else float(min_conf),
+        partial=partial,
+        warm_start=bool(settings["warm_start"]),
+        mc_passes=int(settings["mc_passes"]),
+    )
+
+
 def _open_run(
     settings: dict, data: BenchmarkData, strategy: str, seed: int, partial: bool, folder: Path, k
 ) -> tuple[ActiveLearner, Session]:
     """Open the run's session (created on first use) and the learner resumed from it."""
-    from ...constants import DEFAULT_MIN_CONFIDENCE
-
     if Session.exists(folder):
         session = Session.open(folder)
     else:
-        min_conf = settings.get("min_confidence")
-        stored = learner_settings(
-            detector_config(settings, seed),
-            strategy=strategy,
-            batch_size=max(1, k),
-            seed=seed,
-            min_confidence=DEFAULT_MIN_CONFIDENCE if min_conf is None else float(min_conf),
-            partial=partial,
-            warm_start=bool(settings["warm_start"]),
-            mc_passes=int(settings["mc_passes"]),
-        )
+        stored = stored_settings(settings, strategy, seed, partial, k)
         record = {"strategy": strategy, "seed": int(seed), "partial": bool(partial)}
         session = Session.create(folder, data.train_paths(), {**stored, RECORD_KEY: record})
     learner = ActiveLearner.from_session(
