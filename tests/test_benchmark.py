@@ -142,8 +142,8 @@ class Killed(Exception):
 TINY_HITL = [
     "benchmark", "--preset", "hitl", "--strategies", "random,low_confidence", "--seeds", "0,1",
     "--micrographs", "3,1,1", "--size", "96", "--particles", "3", "--input-size", "96",
-    "--epochs", "1", "--iterations", "2", "--review-k", "4", "--initial", "0.25",
-    "--tau", "0.3",
+    "--epochs", "1", "--train-steps", "4", "--iterations", "2", "--review-k", "4",
+    "--initial", "0.25", "--tau", "0.3",
 ]  # fmt: skip
 
 

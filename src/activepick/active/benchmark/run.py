@@ -278,7 +278,8 @@ def run_general(settings: dict, data: BenchmarkData, seed: int, out_dir: Path) -
     val = drain(iter_predict_picks(det, data.val, threshold=0.0), None)
     t_opt = float(metrics.find_t_opt(val, data.val_truth))
     test = drain(iter_predict_picks(det, data.test, threshold=0.0), None)
-    row = {"strategy": GENERAL, "seed": seed, "partial": False, "round": 0, "labels": 0}
+    partial = partial_modes(settings)[0]  # listed with the runs of the first partial mode
+    row = {"strategy": GENERAL, "seed": seed, "partial": partial, "round": 0, "labels": 0}
     row.update(negatives=0, reviews=0, **metrics.summary(test, data.test_truth, t_opt=t_opt))
     atomic_write_text(path, json.dumps(_plain(row), indent=1))
     return row
@@ -305,7 +306,7 @@ def run_rows(settings: dict, data: BenchmarkData, out_dir: Path) -> list[dict]:
                         reviews = sum(_n(c) for q, c in decisions.items() if int(q) < r)
                     rows.append(_row(entry, strategy, seed, partial, reviews))
             general = Path(out_dir) / RUNS_DIR / f"{GENERAL}__s{seed}.json"
-            if not partial and general.exists():
+            if partial == partial_modes(settings)[0] and general.exists():
                 rows.append(json.loads(general.read_text(encoding="utf-8")))
     return rows
 
