@@ -349,7 +349,8 @@ def run_selected(settings: dict, data: BenchmarkData, out_dir: Path, partial: bo
             if len(session.history()) < int(settings["iterations"]):
                 continue
             labels = session.load_labels()
-            initial = set(_record(session).get("initial", []))
+            n_truth, fraction = len(data.train_truth), float(settings["initial"])
+            initial = set(initial_indices(n_truth, fraction, seed).tolist())
             if labels is not None and len(labels):
                 found = matcher.labelled_from(labels[labels["source"] != "initial"]) - initial
             else:
