@@ -2,6 +2,7 @@
 
 import json
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -9,11 +10,18 @@ import pytest
 
 from activepick.active.benchmark import (
     BASELINE,
+    GENERAL,
+    LEARN_API,
     PRESETS,
     BenchmarkError,
     benchmark_settings,
+    curve_area,
     initial_indices,
     labels_to_95,
+    paired_tests,
+    prepare_data,
+    run_statistics,
+    wilcoxon_p,
 )
 from activepick.cli import main
 from activepick.errors import MicrographError
@@ -90,72 +98,173 @@ def test_labels_to_95_uses_seed_means_against_the_baseline():
     assert math.isnan(out.loc["b", "labels"]) and not out.loc["b", "reached"]
 
 
+def test_curve_area_and_wilcoxon_by_hand():
+    # trapezoid over [0, 20]: 0.5 * 10 * 1 + 10 * 1 = 15, mean 0.75; cut at 15: 10 / 15
+    assert curve_area([0, 10, 20], [0, 1, 1], 20) == pytest.approx(0.75)
+    assert curve_area([0, 10, 20], [0, 1, 1], 15) == pytest.approx(10 / 15)
+    assert curve_area([5], [0.4], 5) == pytest.approx(0.4)
+    assert math.isnan(curve_area([5, 10], [0.4, 0.5], 5 - 1))
+    # six paired seeds all in favour: exact two-sided p = 2 / 2**6
+    assert wilcoxon_p([1, 2, 3, 4, 5, 6]) == pytest.approx(2 / 64)
+    assert wilcoxon_p([0.0, 0.0]) == 1.0
+    assert math.isnan(wilcoxon_p([]))
+
+
+def test_run_statistics_pairs_ranges_and_targets_per_seed():
+    rows = []
+    # seed 0: random reviews 0, 10, 20 with PR-AUC 0.2, 0.4, 0.6; b reaches 0.6 at 10 reviews
+    # and stops at 16 reviews, so both areas span [0, 16]
+    for strategy, reviews, pr in (
+        ("random", [0, 10, 20], [0.2, 0.4, 0.6]),
+        ("b", [0, 10, 16], [0.2, 0.6, 0.95]),
+    ):
+        for r, (n, p) in enumerate(zip(reviews, pr, strict=True), start=1):
+            rows.append(
+                {"strategy": strategy, "seed": 0, "partial": False, "round": r,
+                 "labels": 5 * r, "reviews": n, "pr_auc": p, "f1_topt": p}
+            )  # fmt: skip
+    stats = run_statistics(pd.DataFrame(rows)).set_index("strategy")
+    # random on [0, 16]: 0.5*10*(0.2+0.4) + 0.5*6*(0.4+0.52) = 3 + 2.76 = 5.76 -> 0.36
+    assert stats.loc["random", "area_pr_auc_reviews"] == pytest.approx(0.36)
+    # b on [0, 16]: 0.5*10*(0.2+0.6) + 0.5*6*(0.6+0.95) = 4 + 4.65 -> 8.65 / 16
+    assert stats.loc["b", "area_pr_auc_reviews"] == pytest.approx(8.65 / 16)
+    assert stats.loc["b", "reviews_to_ref"] == 10 and stats.loc["random", "reviews_to_ref"] == 20
+    assert stats.loc["b", "labels_to_ref"] == 10
+    assert stats.loc["b", "reviews_to_f1"] == 16 and math.isnan(
+        stats.loc["random", "reviews_to_f1"]
+    )
+    tests = paired_tests(stats.reset_index())
+    assert set(tests["seeds"]) == {1} and len(tests) == 4
+
+
+class Killed(Exception):
+    """Stands for a kill between a review's saved labels and its saved counts."""
+
+
+TINY_HITL = [
+    "benchmark", "--preset", "hitl", "--strategies", "random,low_confidence", "--seeds", "0,1",
+    "--micrographs", "3,1,1", "--size", "96", "--particles", "3", "--input-size", "96",
+    "--epochs", "1", "--train-steps", "4", "--iterations", "2", "--review-k", "4",
+    "--initial", "0.25", "--tau", "0.3",
+]  # fmt: skip
+
+
 @pytest.mark.slow
-def test_tiny_benchmark_cli_writes_every_output_and_resumes(tmp_path, capsys):
+def test_tiny_hitl_cli_pairs_seeds_counts_reviews_and_resumes_after_a_kill(
+    tmp_path, capsys, monkeypatch
+):
+    from activepick.active.engine import ActiveLearner
+    from activepick.session import Session
+
+    out = tmp_path / "hitl"
+    args = [*TINY_HITL, "--out", str(out)]
+    original = ActiveLearner.review_with
+
+    def killed(self, oracle, **kwargs):
+        original(self, oracle, **kwargs)  # the labels are saved ...
+        raise Killed  # ... the decision counts are not
+
+    monkeypatch.setattr(ActiveLearner, "review_with", killed)
+    with pytest.raises(Killed):
+        main(args)
+    first = out / "runs" / "random__s0__partial-on"
+    cols = ["pick_id", "micrograph", "x", "y", "status"]
+    lost = Session.open(first).load_labels()
+    lost = lost[lost["round"] == 1][cols].reset_index(drop=True)
+    assert len(lost) > 0  # the review whose counts were never saved
+    seen: dict = {}
+
+    def spy(self, oracle, **kwargs):
+        dec = original(self, oracle, **kwargs)
+        seen.setdefault((self.strategy, self.seed), []).append(dec)
+        return dec
+
+    monkeypatch.setattr(ActiveLearner, "review_with", spy)
+    assert main(args) == 0
+    rounds = pd.read_csv(out / "rounds.csv")
+    # a baseline per seed (+ the 0-label general model with LEARN_API) + strategies x seeds x rounds
+    assert len(rounds) == 2 + 2 * LEARN_API + 2 * 2 * 2
+    assert (rounds["strategy"] == GENERAL).sum() == 2 * LEARN_API
+    truth = pd.read_csv(out / "data" / "ground_truth.csv")
+    base = rounds[rounds["strategy"] == BASELINE]
+    assert list(base["reviews"]) == [len(truth[truth["micrograph"].isin(
+        json.loads((out / "split.json").read_text())["train"])])] * 2  # fmt: skip
+    initial = {}
+    for strategy in ("random", "low_confidence"):
+        for seed in (0, 1):
+            session = Session.open(out / "runs" / f"{strategy}__s{seed}__partial-on")
+            assert session.settings["detector"]["seed"] == seed
+            labels = session.load_labels()
+            init = labels[labels["source"] == "initial"][["micrograph", "x", "y"]]
+            initial[strategy, seed] = sorted(map(tuple, init.to_numpy().tolist()))
+            # the reviews counted are the oracle's decisions, each applied once
+            decisions = pd.concat(seen[strategy, seed])
+            r2 = rounds[(rounds["strategy"] == strategy) & (rounds["seed"] == seed)]
+            assert list(r2["reviews"]) == [0, len(decisions)]
+            assert 1 <= (decisions["action"] != "add").sum() <= 4  # review_k queries (+ adds)
+            made = labels[labels["round"] == 1]
+            for action, status in (
+                ("accept", "accepted"),
+                ("move", "moved"),
+                ("reject", "rejected"),
+                ("add", "added"),
+            ):
+                assert (made["status"] == status).sum() == (decisions["action"] == action).sum()
+            positives = decisions["action"].isin(("accept", "move", "add")).sum()
+            assert r2["labels"].iloc[1] == r2["labels"].iloc[0] + positives
+    # the interrupted review was undone and the same batch reviewed again, once
+    again = Session.open(first).load_labels()
+    again = again[again["round"] == 1][cols].reset_index(drop=True)
+    # (a particle the oracle added gets a fresh pick id: only decided predictions keep theirs)
+    pd.testing.assert_frame_equal(again.drop(columns="pick_id"), lost.drop(columns="pick_id"))
+    decided = lost["status"] != "added"
+    assert again.loc[decided, "pick_id"].tolist() == lost.loc[decided, "pick_id"].tolist()
+    for seed in (0, 1):  # paired: every strategy starts from the same labels at a seed
+        assert initial["random", seed] == initial["low_confidence", seed]
+        assert len(initial["random", seed]) == 2  # 0.25 x 9 pool particles
+    report = (out / "report.md").read_text()
+    assert re.search(r"low_confidence .*p = \d\.\d{3} over 2 paired seeds", report)
+    assert "Wilcoxon signed-rank" in report
+    tests = pd.read_csv(out / "paired_tests.csv")
+    assert set(tests["area"]) == {"area_pr_auc_reviews", "area_f1_topt_reviews",
+                                  "area_pr_auc_labels", "area_f1_topt_labels"}  # fmt: skip
+    for name in ("learning_pr_auc_reviews.png", "learning_f1_topt.png", "runs.csv"):
+        assert (out / name).stat().st_size > 0, name
+    # a rerun has nothing to do: no review, the same rows
+    seen.clear()
+    mtime = (out / "summary.json").stat().st_mtime_ns
+    assert main(args) == 0
+    assert not seen and pd.read_csv(out / "rounds.csv").equals(rounds)
+    assert (out / "summary.json").stat().st_mtime_ns == mtime
+    # another protocol in the same folder is refused with a message naming the file
+    capsys.readouterr()
+    assert main([*args[:-2], "--epochs", "2", "--out", str(out)]) == 2
+    assert "benchmark.json" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_tiny_quick_cli_adds_k_labels_per_round(tmp_path):
     out = tmp_path / "bench"
     args = [
-        "benchmark", "--strategies", "random,low_confidence", "--seeds", "0",
+        "benchmark", "--strategies", "random", "--seeds", "0",
         "--micrographs", "2,1,1", "--size", "96", "--particles", "5", "--snr", "1.0",
         "--diameter", "20", "--input-size", "96", "--epochs", "1", "--iterations", "2",
         "--initial", "0.2", "--add", "0.2", "--tau", "0.3", "--out", str(out),
     ]  # fmt: skip
     assert main(args) == 0
-    for name in (
-        "rounds.csv", "rounds.json", "summary.json", "labels_to_95.csv", "state.json",
-        "distinct_particles.csv", "distinct_particles.png", "learning_f1_topt.png",
-        "learning_pr_auc.png", "learning_mean_iou.png", "split.json", "report.md",
-    ):  # fmt: skip
-        assert (out / name).stat().st_size > 0, name
     rounds = pd.read_csv(out / "rounds.csv")
-    n = 10  # 2 micrographs x 5 particles: 2 initial labels (0.2 x 10), K = 2
-    assert len(rounds) == 2 * 2 + 1
-    base = rounds[rounds["strategy"] == BASELINE]
-    assert list(base["labels"]) == [n]
-    for strategy in ("random", "low_confidence"):
-        r = rounds[rounds["strategy"] == strategy].sort_values("round")
-        assert list(r["round"]) == [1, 2]
-        assert r["labels"].iloc[0] == 2
-        assert 2 <= r["labels"].iloc[1] <= 4  # + up to K new labels (fewer if candidates ran out)
-        assert r["reviews"].iloc[1] >= r["labels"].iloc[1] - 2
-        assert r[["f1_topt", "pr_auc", "t_opt", "train_s"]].notna().all().all()
-    state = json.loads((out / "state.json").read_text())
-    runs = state["runs"]
-    for strategy in ("random", "low_confidence"):
-        info = runs[f"{strategy}__s0__partial-off"]
-        assert info["rounds_done"] == 2
-        r2 = rounds[(rounds["strategy"] == strategy) & (rounds["round"] == 2)]
-        assert len(set(info["selected"])) == len(info["selected"]) == r2["labels"].iloc[0] - 2
-    matrix = pd.read_csv(out / "distinct_particles.csv", index_col=0)
-    assert list(matrix.index) == ["random", "low_confidence"]
-    assert matrix.loc["random", "random"] == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["rows"] == 5
-    # resume: nothing left to do, the same rows come back
-    mtime = (out / "state.json").stat().st_mtime_ns
-    assert main(args) == 0
-    assert (out / "state.json").stat().st_mtime_ns == mtime
-    assert len(pd.read_csv(out / "rounds.csv")) == 5
-    # a run stopped after round 1 continues from labels_round1.csv
-    state["rows"] = [
-        r for r in state["rows"] if not (r["strategy"] == "random" and r["round"] == 2)
-    ]
-    state["runs"]["random__s0__partial-off"]["rounds_done"] = 1
-    (out / "state.json").write_text(json.dumps(state))
-    assert main(args) == 0
-    rounds2 = pd.read_csv(out / "rounds.csv")
-    again = rounds2[(rounds2["strategy"] == "random") & (rounds2["round"] == 2)]
-    before = rounds[(rounds["strategy"] == "random") & (rounds["round"] == 2)]
-    assert len(rounds2) == 5 and again["labels"].iloc[0] == before["labels"].iloc[0]
-    # another protocol in the same folder is refused with a message naming the file
-    capsys.readouterr()
-    assert main([*args[:-2], "--epochs", "2", "--out", str(out)]) == 2
-    assert "state.json" in capsys.readouterr().err
+    assert list(rounds[rounds["strategy"] == BASELINE]["labels"]) == [10]
+    r = rounds[rounds["strategy"] == "random"].sort_values("round")
+    # 2 micrographs x 5 particles: 2 initial labels (0.2 x 10), then K = 2 new labels
+    # (fewer only if the candidates ran out)
+    assert list(r["round"]) == [1, 2] and r["labels"].iloc[0] == 2
+    assert 2 <= r["labels"].iloc[1] <= 4
+    assert r["reviews"].iloc[1] >= r["labels"].iloc[1] - 2
+    assert r[["f1_topt", "pr_auc", "t_opt", "train_s"]].notna().all().all()
 
 
 def test_real_data_is_split_by_micrograph_with_its_cryoppp_truth(tmp_path):
     import mrcfile
-
-    from activepick.active.benchmark import prepare_data
 
     mics, truth = tmp_path / "mics", tmp_path / "truth"
     mics.mkdir()
@@ -192,3 +301,52 @@ def test_real_data_is_split_by_micrograph_with_its_cryoppp_truth(tmp_path):
     (alien / "other_00.csv").write_text("X-Coordinate,Y-Coordinate,Diameter\n10,20,224\n")
     with pytest.raises(BenchmarkError, match="no ground-truth pick matches"):
         prepare_data({**settings, "truth": str(alien)}, tmp_path / "out5")
+
+
+def _labelled_folder(tmp_path, n: int, *, truth_for: int | None = None):
+    import mrcfile
+
+    mics, truth = tmp_path / f"mics{n}", tmp_path / f"truth{n}"
+    mics.mkdir()
+    truth.mkdir()
+    for i in range(n):
+        with mrcfile.new(mics / f"mic_{i:02d}.mrc") as mrc:
+            mrc.set_data(np.zeros((64, 80), np.float32))
+        if truth_for is None or i < truth_for:
+            (truth / f"mic_{i:02d}.csv").write_text(
+                "X-Coordinate,Y-Coordinate,Diameter\n30,20,224\n"
+            )
+    return mics, truth
+
+
+@pytest.mark.parametrize(
+    ("n", "truth_for", "diameter", "message"),
+    [
+        (10, 8, "16", r"no ground truth for 2 of 10 micrograph\(s\) in .*mics10 \(e.g. mic_08\)"),
+        (6, None, "40", r"a diameter of 40 px does not fit micrographs of 64-80 px"),
+        (3, None, "16", r"found 3 micrograph\(s\); need >= 4 to split"),
+    ],
+)
+def test_data_truth_errors_are_one_line(tmp_path, capsys, n, truth_for, diameter, message):
+    mics, truth = _labelled_folder(tmp_path, n, truth_for=truth_for)
+    args = ["benchmark", "--preset", "hitl", "--data", str(mics), "--truth", str(truth)]
+    assert main([*args, "--diameter", diameter, "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and re.search(message, err), err
+
+
+def test_hitl_preset_and_real_data_use_the_train_defaults(tmp_path):
+    from activepick.detector import DetectorConfig
+    from activepick.detector.config import auto_input_size
+
+    h = benchmark_settings("hitl")
+    assert h["budget"] == "reviews" and len(h["seeds"]) >= 6 and "random" in h["strategies"]
+    assert h["n_train"] >= 32 and h["n_test"] >= 8 and len(h["diameters"]) == 2
+    assert h["n_train"] * h["particles"] * h["initial"] == pytest.approx(9, abs=0.5)
+    mics, truth = _labelled_folder(tmp_path, 6)
+    s = benchmark_settings("hitl", data=mics, truth=truth, diameter=16.0)
+    d = DetectorConfig()
+    assert (s["arch"], s["epochs"], s["lr"], s["input_size"]) == (d.arch, d.epochs, d.lr, None)
+    assert benchmark_settings("hitl", data=mics, truth=truth, epochs=3)["epochs"] == 3
+    prepare_data(s, tmp_path / "out")
+    assert s["input_size"] == auto_input_size(80, 16.0) == 256  # automatic, as activepick train

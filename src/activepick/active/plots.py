@@ -20,7 +20,15 @@ CURVE_METRICS: dict[str, str] = {
     "mean_iou": "Mean IoU (TPs at T_opt)",
     "t_opt": "T_opt (validation)",
 }
+#: Metrics that also get a curve against reviews (``learning_<metric>_reviews.png``).
+REVIEW_METRICS: tuple[str, ...] = ("f1_topt", "pr_auc")
+#: Axis labels of the two cost axes.
+AXES: dict[str, str] = {
+    "labels": "particle labels used for training",
+    "reviews": "reviews (accept, move, reject, add, skip decisions)",
+}
 BASELINE = "all-labels"
+GENERAL = "general-0"
 
 
 def _pyplot():
@@ -38,22 +46,27 @@ def _save(fig, path: Path) -> None:
 
 
 def plot_learning_curves(rounds: pd.DataFrame, out_dir: Path) -> list[str]:
-    """One ``learning_<metric>.png`` per metric: metric vs labels used, one line per
-    strategy (seed mean; band = min-max over seeds; dashed = partial labels on), the
-    all-labels baseline as a horizontal line. Returns the file names written."""
+    """One ``learning_<metric>.png`` per metric: metric vs labels used, and
+    ``learning_<metric>_reviews.png`` for :data:`REVIEW_METRICS`: metric vs reviews.
+    One line per strategy (seed mean of both axes; band = min-max over seeds; dashed =
+    partial labels on), the all-labels baseline as a horizontal line, the general
+    model with 0 labels (when present) as a marker at 0. Returns the file names."""
     plt = _pyplot()
     written = []
-    runs = rounds[rounds["strategy"] != BASELINE]
+    runs = rounds[~rounds["strategy"].isin((BASELINE, GENERAL))]
     base = rounds[rounds["strategy"] == BASELINE]
+    general = rounds[rounds["strategy"] == GENERAL]
     strategies = list(dict.fromkeys(runs["strategy"]))
     colours = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(strategies)}
     if "random" in colours:  # the reference strategy: grey, drawn thicker
         colours["random"] = (0.35, 0.35, 0.35, 1.0)
-    for metric, label in CURVE_METRICS.items():
+    jobs = [(m, "labels") for m in CURVE_METRICS] + [(m, "reviews") for m in REVIEW_METRICS]
+    for metric, axis in jobs:
+        label = CURVE_METRICS[metric]
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         for (partial, strategy), g in runs.groupby(["partial", "strategy"], sort=False):
             stats = g.groupby("round").agg(
-                labels=("labels", "mean"),
+                x=(axis, "mean"),
                 mean=(metric, "mean"),
                 lo=(metric, "min"),
                 hi=(metric, "max"),
@@ -61,7 +74,7 @@ def plot_learning_curves(rounds: pd.DataFrame, out_dir: Path) -> list[str]:
             style = "--" if partial else "-"
             name = f"{strategy}{' (partial)' if partial else ''}"
             ax.plot(
-                stats["labels"],
+                stats["x"],
                 stats["mean"],
                 style,
                 marker="o",
@@ -70,10 +83,11 @@ def plot_learning_curves(rounds: pd.DataFrame, out_dir: Path) -> list[str]:
                 label=name,
             )
             ax.fill_between(
-                stats["labels"], stats["lo"], stats["hi"], color=colours[strategy], alpha=0.12
+                stats["x"], stats["lo"], stats["hi"], color=colours[strategy], alpha=0.12
             )
         for partial, g in base.groupby("partial"):
-            value = float(np.nanmean(g[metric].astype(float))) if len(g) else np.nan
+            values = g[metric].astype(float).dropna()
+            value = float(values.mean()) if len(values) else np.nan
             if np.isfinite(value):
                 ax.axhline(
                     value,
@@ -82,11 +96,15 @@ def plot_learning_curves(rounds: pd.DataFrame, out_dir: Path) -> list[str]:
                     lw=1,
                     label=f"all labels{' (partial)' if partial else ''}",
                 )
-        ax.set_xlabel("particle labels used for training")
+        if len(general) and np.isfinite(general[metric].astype(float)).any():
+            value = float(np.nanmean(general[metric].astype(float)))
+            ax.plot([0], [value], "k*", ms=9, label="general model, 0 labels")
+        ax.set_xlabel(AXES[axis])
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="best")
-        path = Path(out_dir) / f"learning_{metric}.png"
+        suffix = "" if axis == "labels" else f"_{axis}"
+        path = Path(out_dir) / f"learning_{metric}{suffix}.png"
         _save(fig, path)
         plt.close(fig)
         written.append(path.name)

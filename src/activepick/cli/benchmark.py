@@ -36,23 +36,33 @@ def register(subparsers) -> None:
         help="compare active-learning strategies on simulated or labelled data",
         description=(
             "Active-learning benchmark: initial labels = a seeded random fraction of the "
-            "training particles, then per round train -> T_opt on validation -> test metrics "
-            "-> the strategy queues predictions and a simulated oracle reviews them until "
-            "K = add x N new particle labels. Writes rounds.csv/json, learning curves, the "
-            "distinct-particle matrix, labels_to_95.csv and summary.json to --out; resumable."
+            "training particles (the same for every strategy at a seed), then per round "
+            "train -> T_opt on validation -> test metrics -> the strategy queues predictions "
+            "and an oracle reviews them: until K = add x N new particle labels (quick, "
+            "thesis) or one batch of --review-k queries (hitl). Writes rounds.csv/json, "
+            "runs.csv, paired_tests.csv, learning curves against labels and reviews, the "
+            "distinct-particle matrix, summary.json and report.md to --out; each run is a "
+            "session under --out/runs, so a stopped benchmark resumes."
         ),
     )
     p.add_argument(
         "--preset",
-        choices=("quick", "thesis"),
+        choices=("quick", "thesis", "hitl"),
         default="quick",
-        help="quick: CPU-sized synthetic protocol; thesis: the full thesis protocol (GPU)",
+        help="quick: CPU-sized synthetic protocol; thesis: the full thesis protocol (GPU); "
+        "hitl: reviews-budget product benchmark, mixed-difficulty pool, 6 paired seeds",
     )
     p.add_argument(
-        "--strategies", default="all", help="'all' or comma-separated strategy names (default all)"
+        "--strategies",
+        default="all",
+        help="'all' (the preset's strategies; every strategy for quick / thesis) or "
+        "comma-separated strategy names",
     )
     p.add_argument(
-        "--seeds", type=_int_list, default=None, help="comma-separated seeds (default 0,1,2)"
+        "--seeds",
+        type=_int_list,
+        default=None,
+        help="comma-separated seeds (default 0,1,2; hitl 0-5)",
     )
     p.add_argument(
         "--data",
@@ -78,6 +88,15 @@ def register(subparsers) -> None:
     p.add_argument("--add", type=float, default=None, help="fraction of labels added per round")
     p.add_argument("--iterations", type=int, default=None, help="trained rounds")
     p.add_argument("--epochs", type=int, default=None, help="epochs per round")
+    p.add_argument(
+        "--review-k", type=int, default=None, help="queries per round (hitl's review budget)"
+    )
+    p.add_argument(
+        "--train-steps",
+        type=int,
+        default=None,
+        help="fine-tuning steps per round from the general model (hitl)",
+    )
     p.add_argument("--tau", type=float, default=None, help="oracle IoU threshold")
     p.add_argument("--oracle", choices=("optimal", "first"), default=None)
     p.add_argument(
@@ -143,6 +162,8 @@ def run(args: argparse.Namespace) -> int:
         add=args.add,
         iterations=args.iterations,
         epochs=args.epochs,
+        review_k=args.review_k,
+        train_steps=args.train_steps,
         tau=args.tau,
         oracle=args.oracle,
         partial=args.partial,
@@ -169,6 +190,13 @@ def run(args: argparse.Namespace) -> int:
             )
             print(f"[{time.perf_counter() - t0:7.1f} s] {stage:8s} {where}", file=sys.stderr)
 
+    if args.truth is not None:
+        from ..active.benchmark import prepare_data
+
+        prepare_data(settings, args.out)  # checks the data; sets the automatic input size
+        keys = ("arch", "diameter", "input_size", "epochs", "batch_size", "lr", "tau")
+        used = " ".join(f"{k}={settings[k]}" for k in keys)
+        print(f"benchmark settings ({args.out / 'benchmark.json'}): {used}")
     summary = run_benchmark(settings, args.out, progress=progress, resume=args.resume)
     print(f"benchmark: {summary['rows']} rows in {args.out} ({summary['wall_s']:.0f} s)")
     for rec in summary["final_round_mean"]:
@@ -177,4 +205,11 @@ def run(args: argparse.Namespace) -> int:
             f"labels={rec['labels']:.0f} reviews={rec['reviews']:.0f} "
             f"F1@Topt={rec['f1_topt']:.3f} PR-AUC={rec['pr_auc']:.3f}"
         )
+    for t in summary["paired_tests"]:
+        if t["area"] == "area_pr_auc_reviews" and t["p"] is not None:
+            print(
+                f"  {t['a']} vs {t['b']}: area of PR-AUC vs reviews {t['mean_diff']:+.4f}, "
+                f"p = {t['p']:.3f} (Wilcoxon, {t['seeds']} paired seeds)"
+            )
+    print(f"  report: {args.out / 'report.md'}")
     return 0
