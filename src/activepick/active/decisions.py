@@ -128,6 +128,11 @@ class LabelEditing:
         """True when ``pick_id`` has a label row or was reviewed without one."""
         return int(pick_id) in self._store or int(pick_id) in self._reviewed
 
+    def mark_reviewed(self, pick_ids: Iterable[int]) -> None:
+        """Remember predictions as reviewed without a label: they are not queued again
+        this round (forgotten at the next prediction)."""
+        self._reviewed.update(int(i) for i in pick_ids)
+
     # ------------------------------------------------------------------ changes
     def add_labels(self, picks: pd.DataFrame, source: str = "import") -> None:
         """Add initial / imported labels (a pick table) with new pick ids.
