@@ -88,6 +88,7 @@ class LabelEditing:
         self._next_id = 0
         self._lookup_key: tuple[int, int] | None = None
         self._lookup: dict[int, tuple[str, float, float, float, float]] = {}
+        self._lookup_max = -1
 
     # ------------------------------------------------------------------ the table
     @property
@@ -260,10 +261,8 @@ class LabelEditing:
     # ------------------------------------------------------------------ internals
     def _new_ids(self, n: int) -> np.ndarray:
         """``n`` fresh pick ids, above every id in the labels, predictions and queue."""
-        self._next_id = max(self._next_id, self._store.max_id() + 1)
-        for df in (self.predictions, self.queue):
-            if df is not None and len(df):
-                self._next_id = max(self._next_id, int(df["pick_id"].max()) + 1)
+        self._predicted()  # refreshes the ids' maximum when the queue / predictions changed
+        self._next_id = max(self._next_id, self._store.max_id() + 1, self._lookup_max + 1)
         ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
         self._next_id += n
         return ids
@@ -309,6 +308,7 @@ class LabelEditing:
                 for pid, *vals in zip(df["pick_id"].tolist(), *cols, strict=True):
                     lookup[int(pid)] = (str(vals[0]), *map(float, vals[1:]))
             self._lookup, self._lookup_key = lookup, key
+            self._lookup_max = max(lookup, default=-1)
         return self._lookup
 
     def _apply_decisions(self, decisions: pd.DataFrame | Iterable[tuple], *, source: str) -> None:
@@ -322,7 +322,7 @@ class LabelEditing:
             ys = decisions["y"] if "y" in decisions else pd.Series(np.nan, decisions.index)
             decisions = list(zip(decisions["pick_id"], decisions["action"], xs, ys, strict=True))
         pool = self._predicted()
-        unknown = sorted({int(d[0]) for d in decisions} - set(pool))
+        unknown = sorted({int(d[0]) for d in decisions if int(d[0]) not in pool})
         if unknown:
             raise ReviewError(f"no predicted pick with id(s) {unknown[:5]}")
         bad = sorted({str(d[1]) for d in decisions} - set(ACTION_STATUS))

@@ -66,6 +66,7 @@ class LabelStore:
         self._frame: pd.DataFrame | None = None
         self._counts: Counter = Counter()
         self._positives: dict[str, dict[int, tuple[float, float]]] = {}
+        self._max_id = -1
         if labels is not None:
             self.set_frame(labels)
 
@@ -113,8 +114,8 @@ class LabelStore:
         return None if row is None else str(row[_STATUS])
 
     def max_id(self) -> int:
-        """The largest pick id (-1 when empty)."""
-        return max(self._rows, default=-1)
+        """The largest pick id the store has held (-1 when none): new ids go above it."""
+        return self._max_id
 
     def counts(self, round: int | None = None) -> dict[str, int]:  # noqa: A002 - engine name
         """Label counts by status plus ``positive``; ``round`` restricts to one round."""
@@ -161,6 +162,7 @@ class LabelStore:
         pick_id = int(row[_ID])
         row = (*row[:_ID], pick_id, *row[_ID + 1 :])
         self._rows[pick_id] = row
+        self._max_id = max(self._max_id, pick_id)
         self._counts[(int(row[_ROUND]), str(row[_STATUS]))] += 1
         if row[_STATUS] in POSITIVE_STATUSES:
             mic = self._positives.setdefault(str(row[_MIC]), {})
