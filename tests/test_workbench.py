@@ -205,3 +205,34 @@ def test_export_refuses_an_existing_file(tmp_path):
     # 100 and 103 overlap no label; 101 lies 40 px from the accepted 102: exported too
     assert len(picks) == 5
     assert wb.export_count(include_predictions=True, threshold=0.3) == (2, 2)
+
+
+def test_round_command_runs_one_round_on_a_session(tmp_path, capsys):
+    """``activepick round --session DIR``: the workbench's round, headless; reopens."""
+    from activepick.cli import main
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:128, 0:128]
+    files, rows = [], []
+    for i in range(2):
+        image = rng.normal(0, 0.5, (128, 128)).astype(np.float32)
+        for x, y in ((30.0, 30.0), (90.0, 40.0), (50.0, 95.0)):
+            image += np.exp(-((xx - x) ** 2 + (yy - y) ** 2) / 50.0).astype(np.float32)
+            rows.append((f"m{i}", x, y))
+        files.append(write_micrograph(tmp_path / f"m{i}.mrc", image))
+    det = DetectorConfig(diameter=D, input_size=128, epochs=1, batch_size=2, width=0.125)
+    wb = Workbench.for_micrographs(
+        [Micrograph(f"m{i}", np.zeros((128, 128), np.float32), path=files[i]) for i in range(2)],
+        LearnerSettings(detector=det, review_k=3, partial=True),
+    )
+    name, x, y = zip(*rows, strict=True)
+    wb.learner.add_labels(make_picks(list(name), x, y, D))
+    wb.create_session(tmp_path / "s")
+    wb.close()
+    assert main(["round", "--session", str(tmp_path / "s"), "--device", "cpu"]) == 0
+    assert "round 1: 6 particle labels" in capsys.readouterr().out
+    again = Workbench.open(tmp_path / "s")
+    assert again.learner.round == 1 and again.learner.detector is not None
+    assert again.learner.predictions is not None and len(again.queue) <= 3
+    assert again.settings.detector.device == "auto"  # --device is for that run only
+    again.close()
