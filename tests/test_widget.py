@@ -54,11 +54,10 @@ def data(tmp_path):
 
 
 def _widget(make_napari_viewer):
-    from activepick.plugin._widget import ActivePickWidget
-
+    """The widget as napari builds it: through the plugin manager (the widget gets a
+    ``PublicOnlyProxy`` of the viewer, as from the Plugins menu)."""
     viewer = make_napari_viewer()
-    widget = ActivePickWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Active picking")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
     return viewer, widget
 
 

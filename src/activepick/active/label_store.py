@@ -47,15 +47,12 @@ def row_from_mapping(values: dict[str, Any]) -> Row:
 
 
 def rows_to_frame(rows: Iterable[Row]) -> pd.DataFrame:
-    """A label table (``LABEL_COLUMNS``, the session's dtypes) from row tuples."""
+    """A label table (``LABEL_COLUMNS``, the schema's dtypes) from row tuples."""
     rows = list(rows)
     if not rows:
         return empty_labels()
     cols = list(zip(*rows, strict=True))
-    data = {c: list(cols[i]) for i, c in enumerate(LABEL_COLUMNS)}
-    df = pd.DataFrame(data)
-    out = empty_labels()
-    return df.astype({c: out[c].dtype for c in LABEL_COLUMNS})
+    return validate_labels(pd.DataFrame({c: list(cols[i]) for i, c in enumerate(LABEL_COLUMNS)}))
 
 
 class LabelStore:

@@ -46,11 +46,17 @@ class ReviewRefused(ActivePickError):
     """A review action the rules refuse (a duplicate pick, nothing to decide, ...)."""
 
 
-def session_diameter(settings: dict) -> float | None:
-    """The particle diameter a session's settings hold (px), or None."""
-    det = settings.get("detector") if isinstance(settings, dict) else None
-    value = det.get("diameter") if isinstance(det, dict) else None
-    return float(value) if isinstance(value, (int, float)) else None
+def default_box_size(diameter: float) -> int:
+    """Extraction box for particles of ``diameter`` px: 1.5 diameters, rounded down to even."""
+    return max(2, int(float(diameter) * 1.5) // 2 * 2)
+
+
+def nms_iou_for(min_distance: float, diameter: float) -> float:
+    """The detector's NMS threshold that keeps picks ``min_distance`` px apart: the circle
+    IoU of two picks of ``diameter`` at that distance, within [0.01, 0.99]."""
+    from ..matching import circle_iou
+
+    return float(min(max(float(circle_iou(float(min_distance), diameter / 2)), 0.01), 0.99))
 
 
 class Workbench:
@@ -86,12 +92,14 @@ class Workbench:
         folder: str | Path,
         micrographs: Sequence[Micrograph] | None = None,
         *,
+        read: Callable[[list[Path]], Sequence[Micrograph]] | None = None,
         check_files: bool = True,
         break_lock: bool = False,
     ) -> Workbench:
         """Resume the session in ``folder`` (settings, labels + journal, queue, model).
 
-        ``micrographs`` defaults to reading the session's files. A session open in
+        ``micrographs`` defaults to ``read(session.micrograph_paths)`` (``read``
+        defaults to ``io.micrograph.read_micrograph`` on each). A session open in
         another process is refused by the session's lock (``break_lock`` breaks a
         stale one).
         """
@@ -101,11 +109,17 @@ class Workbench:
         kwargs = {"break_lock": True} if break_lock else {}
         session = Session.open(folder, check_files=check_files, **kwargs)
         try:
+            if micrographs is None and read is not None:
+                micrographs = read(list(session.micrograph_paths))
             learner = ActiveLearner.from_session(session, micrographs)
         except BaseException:
             _close_session(session)
             raise
-        return cls(learner, session)
+        wb = cls(learner, session)
+        saved = session.settings.get("min_distance")
+        if isinstance(saved, (int, float)) and saved >= 0:
+            wb.min_distance = float(saved)
+        return wb
 
     def create_session(self, folder: str | Path, *, overwrite: bool = False) -> Session:
         """Save this workbench as a new session in ``folder``; later changes go to it.
@@ -171,16 +185,31 @@ class Workbench:
 
     def settings_dict(self) -> dict[str, Any]:
         """The session's ``settings``: the learner's plus the complete micrographs."""
-        return {**self.settings.to_dict(), "complete": sorted(self.learner.complete)}
+        return {
+            **self.settings.to_dict(),
+            "complete": sorted(self.learner.complete),
+            "min_distance": float(self.min_distance),
+        }
 
     def apply_settings(self, settings: LearnerSettings) -> None:
         """Use ``settings`` from the next round on and save them in the session."""
-        old_diameter = self.learner.config.diameter
         self.learner.apply_settings(settings)
-        if self.min_distance == old_diameter / 2:
-            self.min_distance = settings.diameter / 2
         if self.session is not None:
             self.session.save_settings({**self.session.settings, **self.settings_dict()})
+
+    def update_settings(self, *, min_distance: float | None = None, **changes: Any) -> None:
+        """Change settings by name (``LearnerSettings`` or ``DetectorConfig`` fields,
+        e.g. ``diameter``, ``epochs``, ``review_k``) and save them. ``min_distance``
+        (px) is the review rule's minimum distance and sets the detector's NMS IoU
+        (0 leaves the NMS threshold as it is)."""
+        if min_distance is not None:
+            self.min_distance = float(min_distance)
+        diameter = float(changes.get("diameter", self.learner.config.diameter))
+        if self.min_distance > 0 and "nms_iou" not in changes:
+            changes["nms_iou"] = nms_iou_for(self.min_distance, diameter)
+        new = self.settings.replace(**changes)
+        if new != self.settings or min_distance is not None:
+            self.apply_settings(new)
 
     # ================================================================== rounds
     def iter_round(
@@ -477,4 +506,4 @@ def _close_session(session: Session) -> None:
         close()
 
 
-__all__ = ["REVIEW_ACTIONS", "ReviewRefused", "Workbench", "session_diameter"]
+__all__ = ["REVIEW_ACTIONS", "ReviewRefused", "Workbench", "default_box_size", "nms_iou_for"]
