@@ -5,8 +5,9 @@ progress generators (rounds, particle extraction) in a ``thread_worker`` and dra
 the layers (:mod:`activepick.plugin.review`). Every rule, setting, file and
 training step is the workbench's.
 
-Settings are plain Qt controls rather than a magicgui form: the form is eight
-fields in collapsible sections, and scripts and tests drive the same controls.
+Settings are plain Qt controls, not a magicgui form (magicgui is no dependency):
+eight fields in a collapsible section read as well either way, and one toolkit
+keeps the layout (:mod:`._layout`) and the form's sync (:mod:`._settings_form`) small.
 """
 
 from __future__ import annotations
