@@ -348,6 +348,19 @@ def test_gui_command_opens_micrographs_and_a_session(qtbot, data, tmp_path):
         viewer.close()
 
 
+def test_gui_sample_sets_the_sample_diameter(qtbot):
+    from activepick.cli import build_parser
+    from activepick.cli.gui import open_gui
+
+    viewer, widget = open_gui(build_parser().parse_args(["gui", "--sample"]), show=False)
+    try:
+        assert widget.diameter.value() == 48 and widget.learner.config.diameter == 48
+        assert (widget.min_distance.value(), widget.box_size.value()) == (24, 72)
+        assert widget.truth is not None and not viewer.layers["ground truth"].visible
+    finally:
+        viewer.close()
+
+
 # ---------------------------------------------------------------- issue 12: GUI defects
 # Each test failed before its fix, with the widget built through the plugin manager.
 
@@ -418,22 +431,10 @@ def test_resumed_session_keeps_min_distance_and_box_size(make_napari_viewer, dat
 
 
 def test_open_sample_ground_truth_feeds_the_widget(make_napari_viewer):
+    # keep last: after open_sample, a new napari.Viewer (open_gui) re-registers the plugin
     viewer, widget = _widget(make_napari_viewer)
     viewer.open_sample("napari-activepick", "synthetic_truth")
     truth_layer = viewer.layers["ground truth"]
     assert not truth_layer.visible
     assert widget.learner is not None and widget.truth is not None
     assert len(widget.truth) == len(truth_layer.data) > 0
-
-
-def test_gui_sample_sets_the_sample_diameter(qtbot):
-    from activepick.cli import build_parser
-    from activepick.cli.gui import open_gui
-
-    viewer, widget = open_gui(build_parser().parse_args(["gui", "--sample"]), show=False)
-    try:
-        assert widget.diameter.value() == 48 and widget.learner.config.diameter == 48
-        assert (widget.min_distance.value(), widget.box_size.value()) == (24, 72)
-        assert widget.truth is not None and not viewer.layers["ground truth"].visible
-    finally:
-        viewer.close()
