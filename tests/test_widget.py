@@ -228,7 +228,8 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
         assert mrc.data.shape[1:] == (24, 24) and 0 < mrc.data.shape[0] <= len(expected)
     assert (tmp_path / "export" / "particles.star").is_file()
 
-    # reopen the session in a new viewer + widget
+    # reopen the session in a new viewer + widget (one opener at a time: release it first)
+    widget.workbench.close()
     viewer2, widget2 = _widget(make_napari_viewer)
     assert widget2.open_session(tmp_path / "session")
     l2 = widget2.learner

@@ -59,6 +59,9 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
             napari_viewer, on_message=self.set_status, on_change=self._update_counts
         )
         build_ui(self)
+        # the session (and its folder lock) is released when napari deletes the widget
+        held = self._held = [None]
+        self.destroyed.connect(lambda *_: held[0] is not None and held[0].close())
         self.viewer.layers.events.inserted.connect(self._on_layer_inserted)
         self.viewer.layers.events.removed.connect(self._refresh_layer_combo)
         self.viewer.dims.events.current_step.connect(self._sync_complete_button)
@@ -247,6 +250,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         if self.workbench is not None and self.workbench is not workbench:
             self.workbench.close()
         self.workbench, self.image_layer = workbench, layer
+        self._held[0] = workbench
         workbench.truth = self._truth
         if resumed:
             self._show_settings()
