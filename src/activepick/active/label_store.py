@@ -64,6 +64,7 @@ class LabelStore:
         self._counts: Counter = Counter()
         self._positives: dict[str, dict[int, tuple[float, float]]] = {}
         self._max_id = -1
+        self._changed: set[int] | None = None  # ids changed since take_changes; None = all
         if labels is not None:
             self.set_frame(labels)
 
@@ -85,6 +86,7 @@ class LabelStore:
         for row in zip(*cols, strict=True):
             self._insert(row)
         self._frame = df.reset_index(drop=True)
+        self._changed = None
 
     # ------------------------------------------------------------------ queries
     def __len__(self) -> int:
@@ -138,6 +140,12 @@ class LabelStore:
         i = int(np.argmin(d))
         return int(ids[i]), float(d[i])
 
+    def take_changes(self) -> set[int] | None:
+        """Pick ids changed (upserted or removed) since the last call, for a view that
+        redraws only those; None when the whole table was replaced since."""
+        changed, self._changed = self._changed, set()
+        return changed
+
     # ------------------------------------------------------------------ changes
     def upsert(self, rows: Sequence[Row]) -> list[Row | None]:
         """Put ``rows`` in place (a replaced row moves to the end, as a new decision);
@@ -147,12 +155,17 @@ class LabelStore:
             old.append(self._discard(int(row[_ID])))
             self._insert(row)
         self._frame = None
+        if self._changed is not None:
+            self._changed.update(int(r[_ID]) for r in rows)
         return old
 
     def remove(self, pick_ids: Iterable[int]) -> list[Row | None]:
         """Delete the rows of ``pick_ids``; returns them (None where there was none)."""
-        old = [self._discard(int(i)) for i in pick_ids]
+        ids = [int(i) for i in pick_ids]
+        old = [self._discard(i) for i in ids]
         self._frame = None
+        if self._changed is not None:
+            self._changed.update(ids)
         return old
 
     def _insert(self, row: Row) -> None:

@@ -94,6 +94,7 @@ class ReviewLayers:
         self.on_change = on_change or (lambda: None)
         self._syncing = False
         self._removing: dict[str, list[int]] = {}
+        self._drawn: list[int] = []
         self._zoomed = False
         self.layers: dict[str, object] = {}
 
@@ -206,9 +207,9 @@ class ReviewLayers:
                 layer.feature_defaults = {**_defaults(layer), "diameter": float(diameter)}
 
     # ------------------------------------------------------------------ workbench -> layers
-    def _set_points(self, layer, picks: pd.DataFrame) -> None:
-        coords, rows = picks_to_points(picks, self.names, stacked=self.stacked)
-        features = pd.DataFrame(
+    @staticmethod
+    def _features(rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
             {
                 "pick_id": rows["pick_id"].to_numpy(np.int64)
                 if "pick_id" in rows
@@ -221,17 +222,27 @@ class ReviewLayers:
                 "diameter": rows["diameter"].to_numpy(np.float64),
             }
         )
+
+    def _set_points(self, layer, picks: pd.DataFrame) -> None:
+        coords, rows = picks_to_points(picks, self.names, stacked=self.stacked)
+        self._draw(layer, coords, self._features(rows), rows["diameter"].to_numpy(np.float64))
+
+    def _draw(self, layer, coords: np.ndarray, features: pd.DataFrame, sizes: np.ndarray) -> None:
         self._syncing = True
         try:
             layer.selected_data = set()
             layer.data = coords if len(coords) else np.zeros((0, self._ndim()))
             layer.features = features
             if len(coords):
-                layer.size = rows["diameter"].to_numpy(np.float64)
+                layer.size = sizes
             layer.refresh_colors(update_color_mapping=False)
             if layer.text is not None and len(coords):
                 layer.text.refresh(layer.features)
             layer.metadata.update(self._layer_meta())
+            # napari copies a selected point's features into the defaults; a drawn one has no id
+            if "pick_id" in layer.features:
+                defaults = {**_defaults(layer), "pick_id": -1, "status": STATUS_ADDED}
+                layer.feature_defaults = defaults
         finally:
             self._syncing = False
 
@@ -240,7 +251,7 @@ class ReviewLayers:
         if self.workbench is None:
             return
         self.refresh_predictions()
-        self.refresh_labels()
+        self.refresh_labels(full=True)
         self.refresh_queue()
 
     def refresh_predictions(self) -> None:
@@ -258,10 +269,35 @@ class ReviewLayers:
             conf = layer.features["confidence"].to_numpy(np.float64)
             layer.shown = np.nan_to_num(conf, nan=0.0) >= self.threshold
 
-    def refresh_labels(self) -> None:
-        labels = self.learner.labels
-        pos = labels[labels["status"].isin(POSITIVE_STATUSES)]
-        self._set_points(self.layers[LABELS], pos if len(pos) else _empty_table())
+    def refresh_labels(self, full: bool = False) -> None:
+        """Redraw the particle labels: only the picks changed since the last redraw
+        (a key press costs no table rebuild), or all of them."""
+        store = self.learner.label_store
+        changed = store.take_changes()
+        layer = self.layers[LABELS]
+        if full or changed is None:
+            labels = self.learner.labels
+            pos = labels[labels["status"].isin(POSITIVE_STATUSES)]
+            self._set_points(layer, pos if len(pos) else _empty_table())
+            return
+        ids = layer.features["pick_id"].to_numpy(np.int64)
+        keep = ~np.isin(ids, list(changed)) & (ids >= 0)
+        drawn = [i for i in self._drawn if i < len(keep)]  # points the user just drew
+        keep[drawn] = False
+        self._drawn = []
+        if keep.all() and not changed:
+            return
+        rows = [store.get(i) for i in sorted(changed)]
+        rows = [r for r in rows if r is not None and r["status"] in POSITIVE_STATUSES]
+        new_coords, new_rows = picks_to_points(
+            pd.DataFrame(rows) if rows else _empty_table(), self.names, stacked=self.stacked
+        )
+        coords = np.concatenate(
+            [np.asarray(layer.data)[keep], new_coords.reshape(-1, self._ndim())]
+        )
+        features = pd.concat([layer.features[keep], self._features(new_rows)], ignore_index=True)
+        sizes = np.concatenate([np.ravel(layer.size)[keep], new_rows["diameter"].to_numpy(float)])
+        self._draw(layer, coords, features, sizes)
 
     def refresh_queue(self) -> None:
         table = self.workbench.queue_table()
@@ -412,6 +448,7 @@ class ReviewLayers:
         wb = self.workbench
         if action == "added":
             points = [self._point_location(layer, i) for i in indices]
+            self._drawn = indices if layer.name == LABELS else []
             self._run(lambda: [wb.add(*p) for p in points])
         elif action == "removed":
             ids = [i for i in self._removing.pop(layer.name, []) if i >= 0]
