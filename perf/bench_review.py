@@ -2,13 +2,16 @@
 accept key end to end < 20 ms with 100,000 labels).
 
     .venv/bin/python perf/bench_review.py [--labels 100000] [--micrographs 100] [--repeat 20]
+    xvfb-run -a .venv/bin/python perf/bench_review.py --layers   # + the napari layers' redraw
 
 Builds a workbench on ``--micrographs`` 4096 x 4096 micrographs (zero-size image
 data) holding ``--labels`` labels and twice as many predictions, queues ``--repeat``
 picks, then times each review action (median and worst of ``--repeat`` calls):
 in memory, and with a session attached (the label journal when the session has
 one, else the whole-table rewrite of ``labels.csv``). Also times the whole-table
-rewrite itself (what every key press cost before). Prints a table and writes
+rewrite itself (what every key press cost before). With ``--layers`` (needs a
+display), also the accept key through the napari review layers (decision plus the
+redraw of a labels layer of that many points). Prints a table and writes
 ``perf/results/review.json``.
 """
 
@@ -92,6 +95,29 @@ def time_actions(wb, names, repeat: int, rng) -> dict[str, list[float]]:
     return out
 
 
+def time_layers(wb, repeat: int) -> list[float]:
+    """Seconds per accept key through ``plugin.review.ReviewLayers`` on a napari viewer."""
+    import napari
+
+    from activepick.plugin.review import ReviewLayers
+
+    viewer = napari.Viewer(show=False)
+    try:
+        layers = ReviewLayers(viewer)
+        layers.attach(wb)
+        out = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            layers.accept()
+            out.append(time.perf_counter() - t0)
+            wb.undo()
+            layers.refresh_labels()
+            wb.previous()
+        return out
+    finally:
+        viewer.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     from activepick.session import Session
 
@@ -99,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--labels", type=int, default=100_000)
     ap.add_argument("--micrographs", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--layers", action="store_true", help="also time the napari layers")
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     rows = []
@@ -128,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
                 rows.append((key, mode, float(np.median(ts)), float(np.max(ts))))
                 results[f"{mode}/{key}"] = {"median_s": float(np.median(ts)), "max_s": max(ts)}
             wb.session = wb.learner.session = None
+    if args.layers:
+        ts = time_layers(wb, args.repeat)
+        rows.append(("accept + napari layers redraw", "memory", float(np.median(ts)), max(ts)))
+        results["memory/accept+layers"] = {"median_s": float(np.median(ts)), "max_s": max(ts)}
     labels_n = len(wb.learner.labels)
     print(f"review actions with {labels_n} labels on {args.micrographs} micrographs ", end="")
     print(f"(build {build_s:.1f} s; load avg {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
