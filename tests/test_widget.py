@@ -386,6 +386,16 @@ def test_selected_queue_points_are_all_decided(make_napari_viewer, qtbot, data):
     assert status.get(ids[1]) == "rejected" and status.get(ids[2]) == "rejected"
     assert ids[0] not in status.index  # the pick under review was not among them
     assert widget.learner.counts(round=1)["rejected"] == 2
+    # x on two other selected points: the labels layer (redrawn by the changed picks only)
+    # shows exactly the particle labels
+    queue_layer.selected_data = {0, 3}
+    assert _press(viewer, "x")
+    shown = widget.review.layers["labels"].features["pick_id"].tolist()
+    positives = widget.learner.positive_labels()
+    labels = widget.learner.labels
+    expected = labels.loc[labels["status"] != "rejected", "pick_id"].tolist()
+    assert sorted(shown) == sorted(expected) and len(shown) == len(positives)
+    assert {ids[0], ids[3]} <= set(shown)
 
 
 def test_choosing_the_same_layer_again_keeps_the_session(make_napari_viewer, data, tmp_path):
