@@ -54,11 +54,10 @@ def data(tmp_path):
 
 
 def _widget(make_napari_viewer):
-    from activepick.plugin._widget import ActivePickWidget
-
+    """The widget as napari builds it: through the plugin manager (the widget gets a
+    ``PublicOnlyProxy`` of the viewer, as from the Plugins menu)."""
     viewer = make_napari_viewer()
-    widget = ActivePickWidget(viewer)
-    viewer.window.add_dock_widget(widget, name="Active picking")
+    _, widget = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
     return viewer, widget
 
 
@@ -229,7 +228,8 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
         assert mrc.data.shape[1:] == (24, 24) and 0 < mrc.data.shape[0] <= len(expected)
     assert (tmp_path / "export" / "particles.star").is_file()
 
-    # reopen the session in a new viewer + widget
+    # reopen the session in a new viewer + widget (one opener at a time: release it first)
+    widget.workbench.close()
     viewer2, widget2 = _widget(make_napari_viewer)
     assert widget2.open_session(tmp_path / "session")
     l2 = widget2.learner
@@ -347,3 +347,105 @@ def test_gui_command_opens_micrographs_and_a_session(qtbot, data, tmp_path):
         assert widget.session is not None and len(widget.learner.micrographs) == 3
     finally:
         viewer.close()
+
+
+def test_gui_sample_sets_the_sample_diameter(qtbot):
+    from activepick.cli import build_parser
+    from activepick.cli.gui import open_gui
+
+    viewer, widget = open_gui(build_parser().parse_args(["gui", "--sample"]), show=False)
+    try:
+        assert widget.diameter.value() == 48 and widget.learner.config.diameter == 48
+        assert (widget.min_distance.value(), widget.box_size.value()) == (24, 72)
+        assert widget.truth is not None and not viewer.layers["ground truth"].visible
+    finally:
+        viewer.close()
+
+
+# ---------------------------------------------------------------- issue 12: GUI defects
+# Each test failed before its fix, with the widget built through the plugin manager.
+
+
+def _round_with_queue(widget, qtbot, truth):
+    widget.learner.add_labels(truth.groupby("micrograph").head(3))
+    widget.next_round()
+    _wait(qtbot, widget)
+    assert len(widget.learner.queue) >= 3
+
+
+def test_selected_queue_points_are_all_decided(make_napari_viewer, qtbot, data):
+    viewer, widget = _widget(make_napari_viewer)
+    _setup(widget, data[0])
+    _round_with_queue(widget, qtbot, data[1])
+    queue_layer = viewer.layers["review queue"]  # the user's layer, not the plugin's proxy
+    viewer.layers.selection.active = queue_layer
+    queue_layer.selected_data = {1, 2}
+    ids = widget.learner.queue["pick_id"].tolist()
+    assert _press(viewer, "z")
+    status = widget.learner.labels.set_index("pick_id")["status"]
+    assert status.get(ids[1]) == "rejected" and status.get(ids[2]) == "rejected"
+    assert ids[0] not in status.index  # the pick under review was not among them
+    assert widget.learner.counts(round=1)["rejected"] == 2
+    # x on two other selected points: the labels layer (redrawn by the changed picks only)
+    # shows exactly the particle labels
+    queue_layer.selected_data = {0, 3}
+    assert _press(viewer, "x")
+    shown = widget.review.layers["labels"].features["pick_id"].tolist()
+    positives = widget.learner.positive_labels()
+    labels = widget.learner.labels
+    expected = labels.loc[labels["status"] != "rejected", "pick_id"].tolist()
+    assert sorted(shown) == sorted(expected) and len(shown) == len(positives)
+    assert {ids[0], ids[3]} <= set(shown)
+
+
+def test_choosing_the_same_layer_again_keeps_the_session(make_napari_viewer, data, tmp_path):
+    viewer, widget = _widget(make_napari_viewer)
+    _setup(widget, data[0])
+    assert widget.new_session(tmp_path / "s")
+    widget.review.add_particle("mic_00", 50.0, 50.0)
+    session, learner = widget.session, widget.learner
+    widget._on_layer_chosen(widget.layer_combo.findText("mics"))
+    assert widget.session is session and widget.learner is learner
+    assert widget.learner.counts()["added"] == 1
+    assert "not saved" not in widget.session_label.text()
+
+
+def test_camera_zoom_uses_the_public_canvas_size(make_napari_viewer, data):
+    import warnings
+
+    viewer, widget = _widget(make_napari_viewer)
+    _setup(widget, data[0])
+    widget.review._zoomed = False
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)  # private access warns through the proxy
+        widget.review.centre_on({"micrograph": "mic_01", "x": 40.0, "y": 60.0})
+    from activepick.plugin.review import camera
+
+    expected = min(viewer.canvas.size) / (10.0 * DIAMETER)
+    assert camera(viewer).zoom == pytest.approx(expected)
+    assert viewer.dims.current_step[0] == 1
+
+
+def test_resumed_session_keeps_min_distance_and_box_size(make_napari_viewer, data, tmp_path):
+    viewer, widget = _widget(make_napari_viewer)
+    widget.open_folder(data[0])
+    widget.diameter.setValue(48)
+    assert (widget.min_distance.value(), widget.box_size.value()) == (24, 72)
+    assert widget.new_session(tmp_path / "s")
+    widget.workbench.close()
+    viewer2, widget2 = _widget(make_napari_viewer)
+    assert widget2.open_session(tmp_path / "s")
+    assert widget2.diameter.value() == 48
+    assert (widget2.min_distance.value(), widget2.box_size.value()) == (24, 72)
+    assert widget2.workbench.min_distance == 24.0
+    assert widget2.learner.config.nms_iou == pytest.approx(widget.learner.config.nms_iou)
+
+
+def test_open_sample_ground_truth_feeds_the_widget(make_napari_viewer):
+    # keep last: after open_sample, a new napari.Viewer (open_gui) re-registers the plugin
+    viewer, widget = _widget(make_napari_viewer)
+    viewer.open_sample("napari-activepick", "synthetic_truth")
+    truth_layer = viewer.layers["ground truth"]
+    assert not truth_layer.visible
+    assert widget.learner is not None and widget.truth is not None
+    assert len(widget.truth) == len(truth_layer.data) > 0

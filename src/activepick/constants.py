@@ -37,6 +37,9 @@ POSITIVE_STATUSES: tuple[str, ...] = (
     STATUS_IMPORTED,
 )
 
+#: Default particle diameter = box size, in pixels of the original micrographs.
+DEFAULT_DIAMETER = 64.0
+
 #: IoU above which a prediction matches a ground-truth particle in the metrics.
 DEFAULT_TP_IOU = 0.5
 #: Circle-IoU threshold of non-maximum suppression.

@@ -1,51 +1,45 @@
-"""The active-learning round engine (SPEC sections 3-5): labels, queue, rounds, undo.
+"""The active-learning round engine (SPEC sections 3-5): pool, rounds, queue.
 
-:class:`ActiveLearner` holds a pool of micrographs and the label table, trains the
-detector on the labels, predicts on the pool, ranks the candidates with an
-uncertainty strategy into a review queue, and records every decision with its
-provenance. The napari widget drives it (its long steps are generators that yield
-progress dicts, for ``napari.qt.threading.thread_worker``); the benchmark drives it
-with a :class:`~activepick.active.oracle.SimulatedOracle`.
-
-Coordinates everywhere are centres in pixels of the ORIGINAL micrograph, x =
-column, y = row, origin at the top-left array element.
-
-The label table (:func:`activepick.io.labels.empty_labels`) has the columns of
-:data:`activepick.constants.LABEL_COLUMNS`: the pick columns plus ``pick_id``
-(unique int), ``strategy`` (strategy that queued the pick, "" for added /
-imported), ``source`` (one of ``LABEL_SOURCES``) and ``pred_x`` / ``pred_y``
-(the predicted centre before a correction, NaN when there was no prediction). It
-keeps every decision ever made, rejections included (status ``rejected``).
+:class:`ActiveLearner` trains the detector on the labels, predicts on the pool and
+ranks the candidates with an uncertainty strategy into a review queue; long steps
+are generators yielding progress dicts. The workbench (:mod:`.workbench`) drives it
+for the widget and ``activepick round``, the benchmark with a simulated oracle.
+Label editing, undo and the session journal are the :class:`.decisions.LabelEditing`
+mixin over a :class:`.label_store.LabelStore` (the label table, ``LABEL_COLUMNS``);
+the settings are one :class:`.settings.LearnerSettings`. Coordinates are centres in
+pixels of the ORIGINAL micrograph, x = column, y = row, origin top-left.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 from ..constants import (
     DEFAULT_MIN_CONFIDENCE,
     DEFAULT_NMS_IOU,
-    LABEL_COLUMNS,
     PICK_COLUMNS,
-    POSITIVE_STATUSES,
     STATUS_ACCEPTED,
     STATUS_ADDED,
-    STATUS_IMPORTED,
     STATUS_MOVED,
-    STATUS_PREDICTED,
     STATUS_REJECTED,
 )
-from ..errors import ActivePickError, CoordinateError
-from ..io.labels import empty_labels, validate_labels
-from ..io.picks import check_bounds, empty_picks, now_utc, validate_picks
+from ..errors import CoordinateError
+from ..io.picks import empty_picks, now_utc, validate_picks
+from .decisions import ACTION_STATUS, COUNT_KEYS, LabelEditing, ReviewError, as_labels
+from .label_store import UNDO_DEPTH, empty_labels, near_labels, overlaps_labels
+from .settings import (
+    DEFAULT_MC_PASSES,
+    DEFAULT_REVIEW_K,
+    DEFAULT_STRATEGY,
+    LearnerSettings,
+    SettingsAccess,
+)
 
 if TYPE_CHECKING:  # pragma: no cover - imported for type hints only
     from ..detector import Detector, DetectorConfig
@@ -53,50 +47,11 @@ if TYPE_CHECKING:  # pragma: no cover - imported for type hints only
     from ..session import Session
     from .oracle import Oracle
 
-#: Default number of stochastic passes for the MC-dropout strategy.
-DEFAULT_MC_PASSES = 8
 #: T_opt before any validation or decision is available.
 DEFAULT_T_OPT = 0.5
-#: Undo depth (decisions, additions, removals).
-UNDO_DEPTH = 1000
-#: Decision action -> label status.
-ACTION_STATUS = {"accept": STATUS_ACCEPTED, "move": STATUS_MOVED, "reject": STATUS_REJECTED}
-#: Keys of :meth:`ActiveLearner.counts`.
-COUNT_KEYS = (STATUS_ACCEPTED, STATUS_MOVED, STATUS_ADDED, STATUS_REJECTED, STATUS_IMPORTED)
 
 Progress = dict[str, Any]
 
-
-class ReviewError(ActivePickError):
-    """A decision, removal or training request does not fit the learner's state."""
-
-
-def learner_settings(
-    config: DetectorConfig,
-    *,
-    strategy: str = "boundary_distance",
-    batch_size: int = 20,
-    seed: int = 0,
-    min_confidence: float = DEFAULT_MIN_CONFIDENCE,
-    partial: bool = False,
-    warm_start: bool = False,
-    mc_passes: int = DEFAULT_MC_PASSES,
-) -> dict[str, Any]:
-    """The JSON-able settings dict a session stores so :meth:`ActiveLearner.from_session` can resume.
-
-    Pass it as ``settings`` to ``Session.create``; ``detector`` is
-    ``DetectorConfig.to_dict()``.
-    """
-    return {
-        "detector": config.to_dict(),
-        "strategy": strategy,
-        "batch_size": int(batch_size),
-        "seed": int(seed),
-        "min_confidence": float(min_confidence),
-        "partial": bool(partial),
-        "warm_start": bool(warm_start),
-        "mc_passes": int(mc_passes),
-    }
 
 
 def _jsonable(value: Any) -> Any:
@@ -115,17 +70,7 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-@dataclasses.dataclass
-class _UndoEntry:
-    """What one undoable change replaced: the label rows with ``pick_ids`` before it."""
-
-    pick_ids: list[int]
-    old_rows: pd.DataFrame
-    position: int
-    reviewed: frozenset[int]
-
-
-class ActiveLearner:
+class ActiveLearner(LabelEditing, SettingsAccess):
     """Pool-based active learning over a set of micrographs (SPEC sections 3-5).
 
     Parameters
@@ -136,41 +81,24 @@ class ActiveLearner:
     config:
         ``detector.DetectorConfig`` for every training round (its ``diameter``,
         in original-micrograph pixels, is the size of added particles).
-    strategy:
-        Name in ``active.strategies.STRATEGIES``.
-    batch_size:
-        Default review batch size K of :meth:`select`.
-    seed:
-        Seeds the strategy's randomness (round-dependent) and nothing else; the
-        detector's seed is ``config.seed``.
-    min_confidence:
-        Predictions below it are not candidates (c_min, SPEC section 3).
-    partial:
-        Supervise only reviewed regions plus micrographs in :attr:`complete`
-        (``True``), or count the unlabelled rest of every trained micrograph as
-        background (``False``, the thesis).
-    warm_start:
-        Initialise each round's training from the previous detector instead of
-        training from scratch (the thesis trains from scratch).
+    strategy, review_k, seed, min_confidence, partial, warm_start, mc_passes,
+    protocol, init, train_steps:
+        The fields of :class:`~activepick.active.settings.LearnerSettings` (see
+        there); ``review_k`` is the default review batch size K of :meth:`select`
+        (``batch_size`` is its old name, still accepted).
     validation:
         ``(micrographs, truth pick table)`` fully labelled; when given, T_opt is
         the F1-optimal threshold on it after every training round.
     session:
-        When given, every state change is saved through it immediately (atomic
-        writes): labels on every decide / add / remove / undo, the queue and
-        position on select and decide, detector + predictions + metrics per round.
+        When given, every state change is saved through it immediately: label
+        changes to its journal, the queue position, detector + predictions +
+        metrics per round; :meth:`compact` writes the whole label table.
     test:
         ``(micrographs, truth pick table)``: when given, every round's history
         entry holds ``metrics.summary`` on it (benchmarks).
-    mc_passes:
-        Stochastic passes for the ``mc_dropout`` strategy.
 
-    Attributes
-    ----------
-    labels, predictions, queue, position, round, detector, t_opt, history, complete:
-        See the module docs and each method. ``round`` counts completed training
-        rounds; decisions made after round r carry ``round = r`` (initial and
-        imported labels made before any training carry 0).
+    ``round`` counts completed training rounds; decisions made after round r carry
+    ``round = r`` (initial and imported labels made before any training carry 0).
     """
 
     def __init__(
@@ -178,8 +106,8 @@ class ActiveLearner:
         micrographs: Sequence[Micrograph],
         config: DetectorConfig,
         *,
-        strategy: str = "boundary_distance",
-        batch_size: int = 20,
+        strategy: str = DEFAULT_STRATEGY,
+        review_k: int = DEFAULT_REVIEW_K,
         seed: int = 0,
         min_confidence: float = DEFAULT_MIN_CONFIDENCE,
         partial: bool = False,
@@ -188,30 +116,38 @@ class ActiveLearner:
         session: Session | None = None,
         test: tuple[Sequence[Micrograph], pd.DataFrame] | None = None,
         mc_passes: int = DEFAULT_MC_PASSES,
+        protocol: str = "product",
+        init: str = "general",
+        train_steps: int | None = None,
+        batch_size: int | None = None,
     ) -> None:
         from .strategies import STRATEGIES
 
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, not {batch_size}")
+        review_k = int(review_k if batch_size is None else batch_size)
+        if review_k < 1:
+            raise ValueError(f"review_k must be >= 1, not {review_k}")
         self.micrographs = list(micrographs)
         self._by_name = {m.name: m for m in self.micrographs}
         if len(self._by_name) != len(self.micrographs):
             raise ReviewError("micrograph names in the pool are not unique")
         self.config = config
         self.strategy = strategy
-        self.batch_size = int(batch_size)
+        self.review_k = review_k
         self.seed = int(seed)
         self.min_confidence = float(min_confidence)
         self.partial = bool(partial)
         self.warm_start = bool(warm_start)
         self.mc_passes = int(mc_passes)
+        self.protocol = str(protocol)
+        self.init = str(init)
+        self.train_steps = None if train_steps is None else int(train_steps)
         self.validation = self._checked_split(validation, "validation")
         self.test = self._checked_split(test, "test")
         self.session = session
 
-        self.labels: pd.DataFrame = empty_labels()
+        self._init_labels()
         self.predictions: pd.DataFrame | None = None
         self.queue: pd.DataFrame = self._empty_queue()
         self.position: int = 0
@@ -221,138 +157,22 @@ class ActiveLearner:
         self.t_opt_source: str = "default"
         self.history: list[dict[str, Any]] = []
         self.complete: set[str] = set()
-        self._undo: list[_UndoEntry] = []
-        self._reviewed: set[int] = set()  # pick ids reviewed without a label ("skip")
-        self._next_id = 0
         self._selects_this_round = 0
 
-    # ------------------------------------------------------------------ settings
-    @property
-    def settings(self) -> dict[str, Any]:
-        """The learner's settings as stored in a session (see :func:`learner_settings`)."""
-        return learner_settings(
-            self.config,
-            strategy=self.strategy,
-            batch_size=self.batch_size,
-            seed=self.seed,
-            min_confidence=self.min_confidence,
-            partial=self.partial,
-            warm_start=self.warm_start,
-            mc_passes=self.mc_passes,
-        )
+    @classmethod
+    def from_settings(
+        cls, micrographs: Sequence[Micrograph], settings: LearnerSettings, **kwargs: Any
+    ) -> ActiveLearner:
+        """A learner with :class:`LearnerSettings`; ``kwargs`` (validation, test,
+        session) go to the constructor."""
+        fields = settings.to_dict()
+        fields.pop("detector")
+        return cls(micrographs, settings.detector, **fields, **kwargs)
 
     @property
     def shapes(self) -> dict[str, tuple[int, int]]:
         """``{micrograph name: (height, width)}`` of the pool, in pixels."""
         return {m.name: tuple(m.data.shape) for m in self.micrographs}
-
-    # ------------------------------------------------------------------ labels
-    def add_labels(self, picks: pd.DataFrame, source: str = "import") -> None:
-        """Add initial / imported labels (a pick table) with new pick ids.
-
-        Statuses are kept except ``predicted``, which becomes ``imported``; every
-        pick must lie inside a pool micrograph (:class:`CoordinateError`
-        otherwise). ``source`` is ``"import"`` or ``"initial"`` (benchmarks).
-        Undoable as one step.
-        """
-        picks = validate_picks(picks, f"{source} labels")
-        picks = check_bounds(picks, self.shapes, source=f"{source} labels")
-        if len(picks) == 0:
-            return
-        status = picks["status"].where(picks["status"] != STATUS_PREDICTED, STATUS_IMPORTED)
-        new = picks.assign(
-            status=status,
-            round=self.round,
-            pick_id=self._new_ids(len(picks)),
-            strategy="",
-            source=source,
-            pred_x=np.nan,
-            pred_y=np.nan,
-        )
-        self._replace_labels(new)
-        self._save_labels()
-
-    def add_particle(self, micrograph: str, x: float, y: float) -> int:
-        """Add a particle the detector missed at centre (x, y); returns its new pick id.
-
-        Status ``added``, source ``human``, diameter ``config.diameter``. Raises
-        :class:`CoordinateError` if the micrograph is not in the pool or the
-        centre lies outside it. Undoable.
-        """
-        if micrograph not in self._by_name:
-            raise CoordinateError(f"micrograph {micrograph!r} is not in the pool")
-        row = validate_picks(
-            pd.DataFrame(
-                {
-                    "micrograph": [micrograph],
-                    "x": [x],
-                    "y": [y],
-                    "diameter": [float(self.config.diameter)],
-                    "status": [STATUS_ADDED],
-                    "round": [self.round],
-                    "time": [now_utc()],
-                }
-            ),
-            "added particle",
-        )
-        check_bounds(row, self.shapes, source="added particle")
-        pick_id = int(self._new_ids(1)[0])
-        new = row.assign(pick_id=pick_id, strategy="", source="human", pred_x=np.nan, pred_y=np.nan)
-        self._replace_labels(new)
-        self._save_labels()
-        return pick_id
-
-    def remove_label(self, pick_id: int) -> None:
-        """Remove the label (or rejection) ``pick_id``; undoable. :class:`ReviewError` if unknown."""
-        pick_id = int(pick_id)
-        if pick_id not in set(self.labels["pick_id"].tolist()):
-            raise ReviewError(f"no label with pick id {pick_id}")
-        self._push_undo([pick_id])
-        self.labels = self.labels[self.labels["pick_id"] != pick_id].reset_index(drop=True)
-        self._save_labels()
-
-    def decide(
-        self,
-        pick_id: int,
-        action: str,
-        x: float | None = None,
-        y: float | None = None,
-        *,
-        source: str = "human",
-    ) -> None:
-        """Record a decision on a predicted pick (normally the queued one under review).
-
-        ``action``: ``"accept"`` (label at the predicted centre), ``"move"``
-        (label at the new centre ``x``, ``y``; the predicted centre is kept in
-        ``pred_x`` / ``pred_y``) or ``"reject"`` (a reviewed negative at the
-        predicted centre). A second decision on the same pick replaces the first.
-        When the pick is the one under review, :attr:`position` advances to the
-        next undecided pick of the queue. Undoable.
-        """
-        decision = pd.DataFrame(
-            {
-                "pick_id": [int(pick_id)],
-                "action": [action],
-                "x": [np.nan if x is None else float(x)],
-                "y": [np.nan if y is None else float(y)],
-            }
-        )
-        self._apply_decisions(decision, source=source)
-        self._save_labels()
-        self._save_queue()
-
-    def undo(self) -> bool:
-        """Undo the last decide / add_particle / remove_label / add_labels; False if none left."""
-        if not self._undo:
-            return False
-        entry = self._undo.pop()
-        keep = self.labels[~self.labels["pick_id"].isin(entry.pick_ids)]
-        self.labels = validate_labels(pd.concat([keep, entry.old_rows], ignore_index=True))
-        self.position = entry.position
-        self._reviewed = set(entry.reviewed)
-        self._save_labels()
-        self._save_queue()
-        return True
 
     def mark_complete(self, micrograph: str, complete: bool = True) -> None:
         """Mark a micrograph as fully picked (or not): with ``partial`` its unlabelled
@@ -365,25 +185,6 @@ class ActiveLearner:
         else:
             self.complete.discard(micrograph)
         self._save_complete()
-
-    def counts(self, round: int | None = None) -> dict[str, int]:  # noqa: A002 - contract name
-        """Label counts by status: accepted, moved, added, rejected, imported, and
-        ``positive`` (all particle labels). ``round`` restricts to decisions made in
-        that round (after training round ``round``); None counts everything."""
-        df = self.labels if round is None else self.labels[self.labels["round"] == round]
-        out = {k: int((df["status"] == k).sum()) for k in COUNT_KEYS}
-        out["positive"] = int(df["status"].isin(POSITIVE_STATUSES).sum())
-        return out
-
-    def positive_labels(self) -> pd.DataFrame:
-        """The particle labels as a pick table (statuses in ``POSITIVE_STATUSES``)."""
-        pos = self.labels[self.labels["status"].isin(POSITIVE_STATUSES)]
-        return pos[list(PICK_COLUMNS)].reset_index(drop=True)
-
-    def negative_labels(self) -> pd.DataFrame:
-        """The reviewed negatives (status ``rejected``) as a pick table."""
-        neg = self.labels[self.labels["status"] == STATUS_REJECTED]
-        return neg[list(PICK_COLUMNS)].reset_index(drop=True)
 
     # ------------------------------------------------------------------ training
     def training_micrographs(self) -> list[Micrograph]:
@@ -576,7 +377,7 @@ class ActiveLearner:
     def select(self, k: int | None = None) -> pd.DataFrame:
         """Rank the candidates with the strategy and make the top ``k`` the queue.
 
-        ``k`` defaults to ``batch_size``. Sets :attr:`queue` (candidate rows in
+        ``k`` defaults to ``review_k``. Sets :attr:`queue` (candidate rows in
         review order plus ``uncertainty`` and ``rank``) and ``position = 0``, and
         saves them. When no validation set is given, T_opt is first re-estimated
         from the decisions. Returns the queue (possibly empty).
@@ -688,37 +489,19 @@ class ActiveLearner:
         predictions, T_opt, history and complete micrographs.
 
         ``micrographs`` defaults to reading ``session.micrograph_paths``.
-        ``overrides`` (e.g. ``validation=...``) go to the constructor.
+        ``overrides`` (e.g. ``validation=...``) go to the constructor. Sessions
+        written before ``review_k`` (with ``batch_size``) open unchanged.
         """
-        from ..detector import DetectorConfig
-
         settings = dict(session.settings)
-        if "detector" not in settings:
-            raise ActivePickError(
-                f"session {getattr(session, 'folder', '')}: settings hold no detector configuration"
-            )
+        learner_settings = LearnerSettings.from_dict(settings, source=f"session {session.folder}")
         if micrographs is None:
             from ..io.micrograph import read_micrograph
 
             micrographs = [read_micrograph(p) for p in session.micrograph_paths]
-        kwargs = {
-            k: settings[k]
-            for k in (
-                "strategy",
-                "batch_size",
-                "seed",
-                "min_confidence",
-                "partial",
-                "warm_start",
-                "mc_passes",
-            )
-            if k in settings
-        }
-        kwargs.update(overrides)
-        learner = cls(micrographs, DetectorConfig.from_dict(settings["detector"]), **kwargs)
+        learner = cls.from_settings(micrographs, learner_settings, **overrides)
         labels = session.load_labels()
         if labels is not None and len(labels):
-            learner.labels = validate_labels(labels)
+            learner.labels = labels
         learner.history = [dict(h) for h in session.history()]
         learner.round = max([int(h.get("round", 0)) for h in learner.history] + [0])
         if learner.history:
@@ -732,27 +515,16 @@ class ActiveLearner:
         if queue is not None and len(queue):
             learner.queue, learner.position = queue.reset_index(drop=True), int(position)
         learner.complete = {str(c) for c in settings.get("complete", [])}
-        ids = [learner.labels["pick_id"]]
-        ids += [df["pick_id"] for df in (learner.predictions, learner.queue) if df is not None]
-        all_ids = pd.concat(ids, ignore_index=True)
-        learner._next_id = int(all_ids.max()) + 1 if len(all_ids) else 0
+        learner._new_ids(0)  # the next id lies above every id of the session
         learner.session = session
         return learner
-
-    def _save_labels(self) -> None:
-        if self.session is not None:
-            self.session.save_labels(self.labels)
-
-    def _save_queue(self) -> None:
-        if self.session is not None:
-            self.session.save_queue(self.queue, self.position)
 
     def _save_round(self, **kwargs: Any) -> None:
         if self.session is not None:
             self.session.save_round(self.round, **kwargs)
 
     def _save_complete(self) -> None:
-        if self.session is not None and hasattr(self.session, "save_settings"):
+        if self.session is not None:
             settings = dict(self.session.settings)
             settings["complete"] = sorted(self.complete)
             self.session.save_settings(settings)
@@ -773,122 +545,17 @@ class ActiveLearner:
         q["rank"] = pd.Series(dtype=np.int64)
         return q
 
-    def _new_ids(self, n: int) -> np.ndarray:
-        """``n`` fresh pick ids, above every id in the labels, predictions and queue."""
-        for df in (self.labels, self.predictions, self.queue):
-            if df is not None and len(df):
-                self._next_id = max(self._next_id, int(df["pick_id"].max()) + 1)
-        ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-        self._next_id += n
-        return ids
-
-    def _push_undo(self, pick_ids: Iterable[int]) -> None:
-        ids = [int(i) for i in pick_ids]
-        old = self.labels[self.labels["pick_id"].isin(ids)].copy()
-        self._undo.append(_UndoEntry(ids, old, self.position, frozenset(self._reviewed)))
-        del self._undo[:-UNDO_DEPTH]
-
-    def _replace_labels(self, new: pd.DataFrame) -> None:
-        """Undoably put ``new`` label rows in place of any rows with the same pick ids."""
-        self._push_undo(new["pick_id"].tolist())
-        keep = self.labels[~self.labels["pick_id"].isin(new["pick_id"])]
-        self.labels = validate_labels(
-            pd.concat([keep, new[list(LABEL_COLUMNS)]], ignore_index=True)
-        )
-
-    def _apply_decisions(self, decisions: pd.DataFrame, *, source: str) -> None:
-        """Turn accept / move / reject decisions on predicted picks into label rows (one undo step)."""
-        if self.predictions is None and len(self.queue) == 0:
-            raise ReviewError("no predictions to decide on: run a round first")
-        pool = pd.concat(
-            [df for df in (self.queue, self.predictions) if df is not None and len(df)],
-            ignore_index=True,
-        ).drop_duplicates("pick_id")
-        pool = pool.set_index("pick_id")
-        unknown = set(decisions["pick_id"].astype(int)) - set(pool.index)
-        if unknown:
-            raise ReviewError(f"no predicted pick with id(s) {sorted(unknown)[:5]}")
-        bad = set(decisions["action"]) - set(ACTION_STATUS)
-        if bad:
-            raise ReviewError(f"unknown action(s) {sorted(bad)}; use accept, move or reject")
-        pred = pool.loc[decisions["pick_id"].astype(int).to_numpy()]
-        is_move = (decisions["action"] == "move").to_numpy()
-        dx, dy = decisions["x"].to_numpy(float), decisions["y"].to_numpy(float)
-        if np.any(is_move & ~(np.isfinite(dx) & np.isfinite(dy))):
-            raise ReviewError("a 'move' decision needs the new x and y")
-        x = np.where(is_move, dx, pred["x"].to_numpy(float))
-        y = np.where(is_move, dy, pred["y"].to_numpy(float))
-        new = pd.DataFrame(
-            {
-                "micrograph": pred["micrograph"].to_numpy(),
-                "x": x,
-                "y": y,
-                "diameter": pred["diameter"].to_numpy(float),
-                "confidence": pred["confidence"].to_numpy(float),
-                "status": decisions["action"].map(ACTION_STATUS).to_numpy(),
-                "round": self.round,
-                "time": now_utc(),
-                "pick_id": decisions["pick_id"].to_numpy(np.int64),
-                "strategy": self.strategy,
-                "source": source,
-                "pred_x": pred["x"].to_numpy(float),
-                "pred_y": pred["y"].to_numpy(float),
-            }
-        )
-        check_bounds(new, self.shapes, source="decision")
-        self._replace_labels(new)
-        self._advance()
-
-    def _advance(self) -> None:
-        """Move :attr:`position` past decided / reviewed picks of the queue."""
-        done = set(self.labels["pick_id"].tolist()) | self._reviewed
-        ids = self.queue["pick_id"].tolist()
-        while self.position < len(ids) and int(ids[self.position]) in done:
-            self.position += 1
-
-    @staticmethod
-    def _near_labels(picks: pd.DataFrame, labels: pd.DataFrame, radius: np.ndarray) -> np.ndarray:
-        """Boolean mask: pick centre within ``radius`` (px, per pick) of any label on its micrograph."""
-        near = np.zeros(len(picks), dtype=bool)
-        if len(picks) == 0 or len(labels) == 0:
-            return near
-        by_mic = {str(k): g for k, g in labels.groupby("micrograph")}
-        for name, idx in picks.groupby("micrograph").indices.items():
-            lab = by_mic.get(str(name))
-            if lab is None:
-                continue
-            tree = cKDTree(lab[["x", "y"]].to_numpy(float))
-            d, _ = tree.query(picks[["x", "y"]].to_numpy(float)[idx], k=1)
-            near[idx] = d < radius[idx]
-        return near
-
-    @staticmethod
-    def _overlaps_labels(picks: pd.DataFrame, labels: pd.DataFrame, min_iou: float) -> np.ndarray:
-        """Boolean mask: pick overlaps a label on its micrograph with circle IoU > ``min_iou``."""
-        from ..matching import pairwise_iou
-
-        out = np.zeros(len(picks), dtype=bool)
-        if len(picks) == 0 or len(labels) == 0:
-            return out
-        by_mic = {str(k): g for k, g in labels.groupby("micrograph")}
-        for name, idx in picks.groupby("micrograph").indices.items():
-            lab = by_mic.get(str(name))
-            if lab is None:
-                continue
-            p = picks.iloc[idx]
-            iou = pairwise_iou(
-                p[["x", "y"]].to_numpy(float),
-                p["diameter"].to_numpy(float) / 2,
-                lab[["x", "y"]].to_numpy(float),
-                lab["diameter"].to_numpy(float) / 2,
-            )
-            out[idx] = np.asarray(iou.max(axis=1).todense()).ravel() > min_iou
-        return out
+    _near_labels = staticmethod(near_labels)
+    _overlaps_labels = staticmethod(overlaps_labels)
 
 
 __all__ = [
+    "ACTION_STATUS",
+    "COUNT_KEYS",
+    "DEFAULT_MC_PASSES",
+    "DEFAULT_T_OPT",
+    "UNDO_DEPTH",
     "ActiveLearner",
     "ReviewError",
     "empty_labels",
-    "learner_settings",
 ]

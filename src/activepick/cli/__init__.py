@@ -14,7 +14,16 @@ import sys
 from ..errors import ActivePickError
 
 #: Subcommand modules, in the order ``activepick --help`` lists them.
-SUBCOMMANDS = ("simulate", "train", "predict", "evaluate", "benchmark", "convert", "gui")
+SUBCOMMANDS = (
+    "simulate",
+    "train",
+    "predict",
+    "evaluate",
+    "benchmark",
+    "convert",
+    "round",
+    "gui",
+)
 
 
 class _VersionAction(argparse.Action):
@@ -40,13 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action=_VersionAction)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
-            continue  # subcommand not built yet
-        module.register(sub)
+        importlib.import_module(f"{__name__}.{name}").register(sub)
     return parser
 
 

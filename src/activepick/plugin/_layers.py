@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from ..constants import (
+    DEFAULT_DIAMETER,
     PICK_COLUMNS,
     STATUS_ACCEPTED,
     STATUS_ADDED,
@@ -49,6 +50,10 @@ STATUS_COLORS: dict[str, str] = {
     STATUS_ADDED: "magenta",
     STATUS_IMPORTED: "dodgerblue",
 }
+#: The review queue's own colour for undecided picks (predictions are yellow).
+QUEUE_COLORS: dict[str, str] = {**STATUS_COLORS, STATUS_PREDICTED: "darkorange"}
+#: Colour of ground-truth particles (distinct from every status and the current pick).
+GROUND_TRUTH_COLOR = "#b48cff"
 #: Contrast limits of micrographs: these percentiles of a pixel sample.
 CONTRAST_PERCENTILES = (0.5, 99.5)
 #: Pixels sampled for the contrast limits.
@@ -239,14 +244,17 @@ def points_to_picks(
     return validate_picks(table, "points layer")
 
 
-def points_style(diameter: float, *, text: bool = True) -> dict:
+def points_style(
+    diameter: float, *, text: bool = True, colors: dict[str, str] | None = None
+) -> dict:
     """Keyword arguments of ``viewer.add_points`` for picks: hollow circles of the
-    particle diameter, border coloured by ``status``, confidence as text."""
+    particle diameter, border coloured by ``status`` (``colors``, default
+    ``STATUS_COLORS``), confidence as text."""
     style = {
         "size": float(diameter),
         "face_color": "transparent",
         "border_color": "status",
-        "border_color_cycle": STATUS_COLORS,
+        "border_color_cycle": colors or STATUS_COLORS,
         "border_width": BORDER_WIDTH,
         "border_width_is_relative": True,
         "symbol": "disc",
@@ -269,7 +277,7 @@ def coordinate_layer_data(
     if names is None:
         names = list(dict.fromkeys(picks["micrograph"].astype(str)))
     coords, rows = picks_to_points(picks, names)
-    diameter = float(rows["diameter"].median()) if len(rows) else 64.0
+    diameter = float(rows["diameter"].median()) if len(rows) else DEFAULT_DIAMETER
     kwargs = points_style(diameter, text=bool(rows["confidence"].notna().any()))
     if len(rows) and rows["diameter"].nunique() > 1:
         kwargs["size"] = rows["diameter"].to_numpy(dtype=np.float64)
@@ -283,3 +291,12 @@ def coordinate_layer_data(
     if len(coords) == 0:
         coords = np.zeros((0, kwargs["ndim"]))
     return (coords, kwargs, "points")
+
+
+def ground_truth_layer_data(truth: pd.DataFrame, names: Sequence[str] | None = None) -> tuple:
+    """A hidden ``ground truth`` Points layer (its own colour, no text) for a pick table."""
+    data, kwargs, kind = coordinate_layer_data(truth, names, name="ground truth", ground_truth=True)
+    kwargs.pop("border_color_cycle", None)
+    kwargs.pop("text", None)
+    kwargs.update(border_color=GROUND_TRUTH_COLOR, opacity=0.7, visible=False)
+    return data, kwargs, kind

@@ -11,7 +11,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ._layers import coordinate_layer_data, micrograph_layer_data
+from ._layers import ground_truth_layer_data, micrograph_layer_data
 
 #: The repository's sample-data folder (exists in a source checkout only).
 REPO_SAMPLE_DATA = Path(__file__).resolve().parents[3] / "sample_data"
@@ -57,6 +57,17 @@ def sample_truth():
     return read_coordinates(sample_data_folder() / TRUTH_FILE, "csv")
 
 
+def sample_diameter() -> float:
+    """The sample particles' diameter in px (``simulation.json``; 48 px)."""
+    import json
+
+    path = sample_data_folder() / "simulation.json"
+    try:
+        return float(json.loads(path.read_text())["diameter"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return float(FALLBACK_SIMULATION["diameter"])
+
+
 def synthetic_micrographs() -> list[tuple]:
     """npe2 sample data: the synthetic micrographs as one Image stack."""
     return [micrograph_layer_data(sample_micrographs(), name="synthetic micrographs")]
@@ -68,9 +79,5 @@ def synthetic_micrographs_with_truth() -> list[tuple]:
     names = [m.name for m in mics]
     truth = sample_truth()
     truth = truth[truth["micrograph"].isin(names)]
-    points = coordinate_layer_data(truth, names, name="ground truth", ground_truth=True)
-    points[1]["border_color"] = "white"
-    points[1].pop("border_color_cycle", None)
-    points[1].pop("text", None)
-    points[1]["opacity"] = 0.6
+    points = ground_truth_layer_data(truth, names)
     return [micrograph_layer_data(mics, name="synthetic micrographs"), points]

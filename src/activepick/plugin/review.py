@@ -1,5 +1,7 @@
-"""The review layers: translate an ``ActiveLearner``'s state to napari Points layers
-and the user's edits / key presses back to learner calls.
+"""The review layers: draw a :class:`~activepick.active.workbench.Workbench`'s state as
+napari Points layers and forward the user's edits / key presses to it. Every review
+rule (minimum distance, nearest label, multi-pick decisions, navigation) is the
+workbench's; this module only translates layer coordinates and events.
 
 Layers (all in pixels of the original micrographs, ``(index, y, x)`` on a stack):
 
@@ -8,9 +10,10 @@ Layers (all in pixels of the original micrographs, ``(index, y, x)`` on a stack)
 - ``labels``: the particle labels (accepted, moved, added, imported). Adding a
   point here (add mode, ``2`` / ``P``) records an *added* particle; deleting one
   removes the label.
-- ``review queue``: the K most uncertain predictions in review order, coloured by
-  status; dragging a point (select mode, ``3``) records a *move*.
-- ``current pick``: a square around the pick under review.
+- ``review queue``: the K most uncertain predictions in review order, orange until
+  decided, then coloured by status; dragging a point (select mode, ``3``) records
+  a *move*.
+- ``current pick``: a thick white square around the pick under review.
 
 Key bindings (on the viewer and on each of these layers; each is also a button):
 
@@ -33,11 +36,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from ..constants import POSITIVE_STATUSES, STATUS_ADDED, STATUS_PREDICTED, STATUS_REJECTED
+from ..active.workbench import ReviewRefused
+from ..constants import DEFAULT_DIAMETER, POSITIVE_STATUSES, STATUS_ADDED
 from ..errors import ActivePickError
 from ._layers import (
     MICROGRAPHS_KEY,
     PIXEL_SIZE_KEY,
+    QUEUE_COLORS,
     SHAPES_KEY,
     STATUS_COLORS,
     picks_to_points,
@@ -49,7 +54,7 @@ LABELS = "labels"
 QUEUE = "review queue"
 CURRENT = "current pick"
 
-#: key -> (method name, description); the widget shows this table.
+#: key -> (method name, description); the widget's help shows this table.
 KEY_BINDINGS: dict[str, tuple[str, str]] = {
     "x": ("accept", "accept the current pick (positive)"),
     "z": ("reject", "reject the current pick (negative)"),
@@ -59,17 +64,17 @@ KEY_BINDINGS: dict[str, tuple[str, str]] = {
     "u": ("undo", "undo the last decision"),
     "Control-z": ("undo", "undo the last decision"),
 }
-#: Feature columns of the review layers.
-_FEATURES = ["pick_id", "micrograph", "confidence", "status", "diameter"]
+#: Size of the current-pick square relative to the diameter.
+CURRENT_SCALE = 1.5
 
 
 class ReviewLayers:
-    """Keeps the review layers of one viewer in step with an ``ActiveLearner``.
+    """Keeps the review layers of one viewer in step with a ``Workbench``.
 
     ``on_message(text)`` receives status lines (refusals, end of batch);
-    ``on_change()`` is called after every change of the learner's labels or
-    queue position (the widget updates its counts). While ``busy`` is true
-    (training runs in a worker thread) edits are refused.
+    ``on_change()`` is called after every change of the labels or queue position
+    (the widget updates its counts). While ``busy`` is true (a round runs in a
+    worker thread) edits are refused.
     """
 
     def __init__(
@@ -80,32 +85,37 @@ class ReviewLayers:
         on_change: Callable[[], None] | None = None,
     ) -> None:
         self.viewer = viewer
-        self.learner = None
+        self.workbench = None
         self.names: list[str] = []
         self.image_meta: dict = {}
         self.threshold = 0.5
-        self.min_distance = 0.0
         self.busy = False
         self.on_message = on_message or (lambda text: None)
         self.on_change = on_change or (lambda: None)
         self._syncing = False
         self._removing: dict[str, list[int]] = {}
+        self._drawn: list[int] = []
         self._zoomed = False
         self.layers: dict[str, object] = {}
 
     # ------------------------------------------------------------------ set-up
+    @property
+    def learner(self):
+        return self.workbench.learner if self.workbench is not None else None
+
     @property
     def stacked(self) -> bool:
         return len(self.names) > 1
 
     @property
     def diameter(self) -> float:
-        return float(self.learner.config.diameter) if self.learner is not None else 64.0
+        learner = self.learner
+        return float(learner.config.diameter) if learner is not None else DEFAULT_DIAMETER
 
-    def attach(self, learner, image_meta: dict | None = None) -> None:
-        """Show ``learner``'s state; creates the layers on first use."""
-        self.learner = learner
-        self.names = [m.name for m in learner.micrographs]
+    def attach(self, workbench, image_meta: dict | None = None) -> None:
+        """Show ``workbench``'s state; creates the layers on first use."""
+        self.workbench = workbench
+        self.names = [m.name for m in workbench.learner.micrographs]
         self.image_meta = dict(image_meta or {})
         self._zoomed = False
         self._ensure_layers()
@@ -123,19 +133,32 @@ class ReviewLayers:
 
     def _ensure_layers(self) -> None:
         """Create (or recreate when the dimensionality changed) the four layers."""
-        viewer = self.viewer
+        names = {ly.name for ly in self.viewer.layers}
         for name in (PREDICTIONS, LABELS, QUEUE, CURRENT):
             old = self.layers.get(name)
-            if old is not None and old in viewer.layers and old.ndim == self._ndim():
+            if old is not None and old.name in names and old.ndim == self._ndim():
                 continue
-            if old is not None and old in viewer.layers:
-                viewer.layers.remove(old)
+            if old is not None and old.name in names:
+                self.viewer.layers.remove(old.name)
             self.layers[name] = self._make_layer(name)
         self.bind_keys()
 
     def _make_layer(self, name: str):
         d = self.diameter
         empty = np.zeros((0, self._ndim()))
+        meta = self._layer_meta()
+        if name == CURRENT:
+            return self.viewer.add_points(
+                empty,
+                name=CURRENT,
+                size=CURRENT_SCALE * d,
+                symbol="square",
+                face_color="transparent",
+                border_color="white",
+                border_width=0.1,
+                border_width_is_relative=True,
+                metadata=meta,
+            )
         features = pd.DataFrame(
             {
                 "pick_id": pd.Series(dtype=np.int64),
@@ -145,23 +168,9 @@ class ReviewLayers:
                 "diameter": pd.Series(dtype=np.float64),
             }
         )
-        meta = self._layer_meta()
-        if name == CURRENT:
-            layer = self.viewer.add_points(
-                empty,
-                name=CURRENT,
-                size=1.5 * d,
-                symbol="square",
-                face_color="transparent",
-                border_color="white",
-                border_width=0.05,
-                border_width_is_relative=True,
-                metadata=meta,
-            )
-            return layer
-        style = points_style(d, text=name == QUEUE)
+        style = points_style(d, text=name == QUEUE, colors=QUEUE_COLORS if name == QUEUE else None)
         if name == PREDICTIONS:
-            style.update(opacity=0.6)
+            style.update(opacity=0.5)
         layer = self.viewer.add_points(empty, name=name, features=features, metadata=meta, **style)
         layer.feature_defaults = {
             "pick_id": -1,
@@ -190,17 +199,17 @@ class ReviewLayers:
     def set_diameter(self, diameter: float) -> None:
         """Resize every review point to ``diameter`` px (display only)."""
         for name, layer in self.layers.items():
-            scale = 1.5 if name == CURRENT else 1.0
+            scale = CURRENT_SCALE if name == CURRENT else 1.0
             if len(layer.data):
                 layer.size = np.full(len(layer.data), scale * float(diameter))
             layer.current_size = scale * float(diameter)
             if name != CURRENT:
                 layer.feature_defaults = {**_defaults(layer), "diameter": float(diameter)}
 
-    # ------------------------------------------------------------------ learner -> layers
-    def _set_points(self, layer, picks: pd.DataFrame) -> None:
-        coords, rows = picks_to_points(picks, self.names, stacked=self.stacked)
-        features = pd.DataFrame(
+    # ------------------------------------------------------------------ workbench -> layers
+    @staticmethod
+    def _features(rows: pd.DataFrame) -> pd.DataFrame:
+        return pd.DataFrame(
             {
                 "pick_id": rows["pick_id"].to_numpy(np.int64)
                 if "pick_id" in rows
@@ -213,34 +222,43 @@ class ReviewLayers:
                 "diameter": rows["diameter"].to_numpy(np.float64),
             }
         )
+
+    def _set_points(self, layer, picks: pd.DataFrame) -> None:
+        coords, rows = picks_to_points(picks, self.names, stacked=self.stacked)
+        self._draw(layer, coords, self._features(rows), rows["diameter"].to_numpy(np.float64))
+
+    def _draw(self, layer, coords: np.ndarray, features: pd.DataFrame, sizes: np.ndarray) -> None:
         self._syncing = True
         try:
             layer.selected_data = set()
             layer.data = coords if len(coords) else np.zeros((0, self._ndim()))
             layer.features = features
             if len(coords):
-                layer.size = rows["diameter"].to_numpy(np.float64)
+                layer.size = sizes
             layer.refresh_colors(update_color_mapping=False)
             if layer.text is not None and len(coords):
                 layer.text.refresh(layer.features)
             layer.metadata.update(self._layer_meta())
+            # napari copies a selected point's features into the defaults; a drawn one has no id
+            if "pick_id" in layer.features:
+                defaults = {**_defaults(layer), "pick_id": -1, "status": STATUS_ADDED}
+                layer.feature_defaults = defaults
         finally:
             self._syncing = False
 
     def refresh(self) -> None:
-        """Redraw every layer from the learner."""
-        if self.learner is None:
+        """Redraw every layer from the workbench."""
+        if self.workbench is None:
             return
         self.refresh_predictions()
-        self.refresh_labels()
+        self.refresh_labels(full=True)
         self.refresh_queue()
 
     def refresh_predictions(self) -> None:
         pred = self.learner.predictions
-        layer = self.layers[PREDICTIONS]
         if pred is None or len(pred) == 0:
             pred = _empty_table()
-        self._set_points(layer, pred)
+        self._set_points(self.layers[PREDICTIONS], pred)
         self.set_threshold(self.threshold)
 
     def set_threshold(self, threshold: float) -> None:
@@ -251,37 +269,44 @@ class ReviewLayers:
             conf = layer.features["confidence"].to_numpy(np.float64)
             layer.shown = np.nan_to_num(conf, nan=0.0) >= self.threshold
 
-    def refresh_labels(self) -> None:
-        labels = self.learner.labels
-        pos = labels[labels["status"].isin(POSITIVE_STATUSES)]
-        self._set_points(self.layers[LABELS], pos if len(pos) else _empty_table())
-
-    def queue_table(self) -> pd.DataFrame:
-        """The queue rows with the status of their decision (predicted when none)."""
-        queue = self.learner.queue
-        if queue is None or len(queue) == 0:
-            return _empty_table()
-        status = self.learner.labels.set_index("pick_id")["status"]
-        decided = queue["pick_id"].map(status)
-        out = queue.copy()
-        out["status"] = decided.fillna(STATUS_PREDICTED).astype(str).to_numpy()
-        labels = self.learner.labels.set_index("pick_id")
-        moved = out["pick_id"].isin(labels.index)
-        if moved.any():  # show decided picks where the label is (a move changes it)
-            out.loc[moved, "x"] = labels.loc[out.loc[moved, "pick_id"], "x"].to_numpy()
-            out.loc[moved, "y"] = labels.loc[out.loc[moved, "pick_id"], "y"].to_numpy()
-        return out
+    def refresh_labels(self, full: bool = False) -> None:
+        """Redraw the particle labels: only the picks changed since the last redraw
+        (a key press costs no table rebuild), or all of them."""
+        store = self.learner.label_store
+        changed = store.take_changes()
+        layer = self.layers[LABELS]
+        if full or changed is None:
+            labels = self.learner.labels
+            pos = labels[labels["status"].isin(POSITIVE_STATUSES)]
+            self._set_points(layer, pos if len(pos) else _empty_table())
+            return
+        ids = layer.features["pick_id"].to_numpy(np.int64)
+        keep = ~np.isin(ids, list(changed)) & (ids >= 0)
+        drawn = [i for i in self._drawn if i < len(keep)]  # points the user just drew
+        keep[drawn] = False
+        self._drawn = []
+        if keep.all() and not changed:
+            return
+        rows = [store.get(i) for i in sorted(changed)]
+        rows = [r for r in rows if r is not None and r["status"] in POSITIVE_STATUSES]
+        new_coords, new_rows = picks_to_points(
+            pd.DataFrame(rows) if rows else _empty_table(), self.names, stacked=self.stacked
+        )
+        coords = np.concatenate(
+            [np.asarray(layer.data)[keep], new_coords.reshape(-1, self._ndim())]
+        )
+        features = pd.concat([layer.features[keep], self._features(new_rows)], ignore_index=True)
+        sizes = np.concatenate([np.ravel(layer.size)[keep], new_rows["diameter"].to_numpy(float)])
+        self._draw(layer, coords, features, sizes)
 
     def refresh_queue(self) -> None:
-        self._set_points(self.layers[QUEUE], self.queue_table())
+        table = self.workbench.queue_table()
+        self._set_points(self.layers[QUEUE], table if len(table) else _empty_table())
         self.refresh_current(move_camera=True)
 
-    def current_pick(self) -> pd.Series | None:
+    def current_pick(self) -> dict | None:
         """The queue row under review, or None when the queue is done or empty."""
-        queue = self.learner.queue if self.learner is not None else None
-        if queue is None or not 0 <= self.learner.position < len(queue):
-            return None
-        return queue.iloc[self.learner.position]
+        return self.workbench.current_pick() if self.workbench is not None else None
 
     def refresh_current(self, move_camera: bool = True) -> None:
         layer = self.layers[CURRENT]
@@ -291,17 +316,15 @@ class ReviewLayers:
             if row is None:
                 layer.data = np.zeros((0, self._ndim()))
             else:
-                coords, _ = picks_to_points(
-                    pd.DataFrame([row]).reset_index(drop=True), self.names, stacked=self.stacked
-                )
+                coords, _ = picks_to_points(pd.DataFrame([row]), self.names, stacked=self.stacked)
                 layer.data = coords
-                layer.size = np.full(len(coords), 1.5 * float(row["diameter"]))
+                layer.size = np.full(len(coords), CURRENT_SCALE * float(row["diameter"]))
         finally:
             self._syncing = False
         if row is not None and move_camera:
             self.centre_on(row)
 
-    def centre_on(self, row: pd.Series) -> None:
+    def centre_on(self, row) -> None:
         """Move the slider to the pick's micrograph and centre the camera on it."""
         viewer = self.viewer
         if self.stacked:
@@ -310,87 +333,60 @@ class ReviewLayers:
         cam.center = (float(row["y"]), float(row["x"]))
         if not self._zoomed:
             self._zoomed = True
-            canvas = min(getattr(viewer, "_canvas_size", (600, 600)) or (600, 600))
-            cam.zoom = max(canvas / (10.0 * self.diameter), 0.05)
+            cam.zoom = max(min(viewer.canvas.size) / (10.0 * self.diameter), 0.05)
 
     # ------------------------------------------------------------------ actions
-    def _guard(self) -> bool:
-        if self.learner is None:
+    def _run(self, action: Callable[[], object]) -> None:
+        """Run a workbench action; refusals and errors go to the status line."""
+        if self.workbench is None:
             self.on_message("open micrographs first")
-            return False
+            return
         if self.busy:
             self.on_message("busy: wait for training / prediction to finish (or cancel it)")
-            return False
-        return True
+            return
+        try:
+            action()
+        except (ActivePickError, OSError) as exc:
+            self.on_message(str(exc))
+            if not isinstance(exc, ReviewRefused):
+                _show_error(exc)
+        self._after_change()
 
     def _selected_queue_ids(self) -> list[int]:
+        """Pick ids of the selected queue points when the queue layer is the active one.
+
+        Compared by name: napari hands plugins a ``PublicOnlyProxy`` viewer whose
+        layers are proxies, so an identity check never matches."""
         layer = self.layers.get(QUEUE)
-        if (
-            layer is None
-            or not layer.selected_data
-            or layer is not self.viewer.layers.selection.active
-        ):
+        active = self.viewer.layers.selection.active
+        if layer is None or not layer.selected_data or active is None or active.name != QUEUE:
             return []
         ids = layer.features["pick_id"].to_numpy()
         return [int(ids[i]) for i in sorted(layer.selected_data) if i < len(ids)]
 
-    def _decide(self, action: str) -> None:
-        if not self._guard():
-            return
-        ids = self._selected_queue_ids()
-        if not ids:
-            row = self.current_pick()
-            if row is None:
-                self.on_message("no pick under review: the batch is done - press Next round")
-                return
-            ids = [int(row["pick_id"])]
-        try:
-            for pick_id in ids:
-                self.learner.decide(pick_id, action)
-        except ActivePickError as exc:
-            self.on_message(str(exc))
-            _show_error(exc)
-        self._after_change()
-
     def accept(self) -> None:
-        """Accept the current pick (or the selected queue points) as particles."""
-        self._decide("accept")
+        """Accept the current pick (or every selected queue point) as particles."""
+        self._run(lambda: self.workbench.accept(self._selected_queue_ids()))
 
     def reject(self) -> None:
-        """Reject the current pick (or the selected queue points): reviewed negatives."""
-        self._decide("reject")
+        """Reject the current pick (or every selected queue point): reviewed negatives."""
+        self._run(lambda: self.workbench.reject(self._selected_queue_ids()))
 
     def goto(self, index: int) -> None:
         """Review the queue pick at ``index`` (clamped to the queue)."""
-        if self.learner is None or len(self.learner.queue) == 0:
-            return
-        self.learner.position = int(np.clip(index, 0, len(self.learner.queue) - 1))
-        session = getattr(self.learner, "session", None)
-        if session is not None:  # the queue position survives a restart
-            try:
-                session.save_queue(self.learner.queue, self.learner.position)
-            except ActivePickError as exc:
-                self.on_message(str(exc))
-        self.refresh_current(move_camera=True)
-        self.on_change()
+        self._run(lambda: self.workbench.goto(index))
 
     def next(self) -> None:
         """Go to the next proposal."""
-        if self.learner is not None:
-            self.goto(self.learner.position + 1)
+        self._run(lambda: self.workbench.next())
 
     def previous(self) -> None:
         """Go to the previous proposal."""
-        if self.learner is not None:
-            self.goto(self.learner.position - 1)
+        self._run(lambda: self.workbench.previous())
 
     def undo(self) -> None:
-        """Undo the learner's last change."""
-        if not self._guard():
-            return
-        if not self.learner.undo():
-            self.on_message("nothing to undo")
-        self._after_change()
+        """Undo the last change."""
+        self._run(lambda: self.workbench.undo())
 
     def cursor_position(self) -> tuple[str, float, float] | None:
         """``(micrograph, x, y)`` under the mouse cursor (original pixels)."""
@@ -407,48 +403,26 @@ class ReviewLayers:
     def remove_nearest(self, position: tuple[str, float, float] | None = None) -> None:
         """Remove the label nearest ``position`` (default: the mouse cursor) if it lies
         within one diameter; an accepted / moved pick becomes undecided again."""
-        if not self._guard():
-            return
         position = position or self.cursor_position()
         if position is None:
             self.on_message("move the mouse over a micrograph first")
             return
-        pick_id, dist = nearest_label(self.learner.labels, *position)
-        if pick_id is None or dist > self.diameter:
-            self.on_message("no label within one diameter of the cursor")
-            return
-        self.learner.remove_label(pick_id)
-        self._after_change()
+        self._run(lambda: self.workbench.remove_nearest(*position))
 
-    def add_particle(self, micrograph: str, x: float, y: float) -> int | None:
-        """Add a particle at (x, y) unless a label lies within the minimum distance."""
-        if not self._guard():
-            return None
-        pick_id, dist = nearest_label(self.learner.labels, micrograph, x, y)
-        limit = max(self.min_distance, 1e-9)
-        if pick_id is not None and dist < limit:
-            self.on_message(
-                f"refused: a label lies {dist:.0f} px away (minimum distance {self.min_distance:.0f} px)"
-            )
-            self.refresh_labels()
-            return None
-        try:
-            new_id = self.learner.add_particle(micrograph, x, y)
-        except ActivePickError as exc:
-            self.on_message(str(exc))
-            _show_error(exc)
-            new_id = None
-        self._after_change()
-        return new_id
+    def add_particle(self, micrograph: str, x: float, y: float) -> None:
+        """Add a particle at (x, y) (refused within the minimum distance of a label)."""
+        self._run(lambda: self.workbench.add(micrograph, x, y))
 
     def _after_change(self) -> None:
+        if self.workbench is None:
+            return
         self.refresh_labels()
         self.refresh_queue()
         self.on_change()
-        if len(self.learner.queue) and self.learner.position >= len(self.learner.queue):
+        if self.workbench.batch_done():
             self.on_message("batch reviewed: press Next round to retrain with the new labels")
 
-    # ------------------------------------------------------------------ layers -> learner
+    # ------------------------------------------------------------------ layers -> workbench
     def _point_location(self, layer, index: int) -> tuple[str, float, float]:
         p = np.asarray(layer.data[index], dtype=np.float64)
         mic_index = int(round(p[-3])) if self.stacked and len(p) >= 3 else 0
@@ -456,15 +430,14 @@ class ReviewLayers:
         return self.names[mic_index], float(p[-1]), float(p[-2])
 
     def _on_data_event(self, event) -> None:
-        if self._syncing or self.learner is None:
+        if self._syncing or self.workbench is None:
             return
         layer = event.source
         action = str(getattr(event, "action", ""))
         indices = [int(i) for i in (getattr(event, "data_indices", ()) or ())]
-        key = layer.name
         if action == "removing":
             ids = layer.features["pick_id"].to_numpy()
-            self._removing[key] = [int(ids[i]) for i in indices if i < len(ids)]
+            self._removing[layer.name] = [int(ids[i]) for i in indices if i < len(ids)]
             return
         if action not in ("added", "removed", "changed"):
             return
@@ -472,68 +445,27 @@ class ReviewLayers:
             self.on_message("busy: the edit was undone; wait for training to finish")
             self.refresh()
             return
-        try:
-            if action == "added":
-                for i in indices:
-                    self.add_particle(*self._point_location(layer, i))
-            elif action == "removed":
-                for pick_id in self._removing.pop(key, []):
-                    if pick_id < 0:
-                        continue
-                    if layer.name == QUEUE:
-                        if pick_id not in set(self.learner.labels["pick_id"]):
-                            self.learner.decide(pick_id, "reject")
-                        elif self._label_status(pick_id) == STATUS_REJECTED:
-                            continue
-                        else:
-                            self.learner.decide(pick_id, "reject")
-                    else:
-                        self.learner.remove_label(pick_id)
-            elif action == "changed":
-                ids = layer.features["pick_id"].to_numpy()
-                for i in indices:
-                    name, x, y = self._point_location(layer, i)
-                    pick_id = int(ids[i])
-                    self._move(pick_id, name, x, y)
-        except ActivePickError as exc:
-            self.on_message(str(exc))
-            _show_error(exc)
-        self._after_change()
-
-    def _label_status(self, pick_id: int) -> str | None:
-        rows = self.learner.labels[self.learner.labels["pick_id"] == pick_id]
-        return None if len(rows) == 0 else str(rows["status"].iloc[0])
-
-    def _move(self, pick_id: int, name: str, x: float, y: float) -> None:
-        """A point was dragged to (x, y): a move decision for predictions, else re-add."""
-        known = set()
-        for df in (self.learner.queue, self.learner.predictions):
-            if df is not None and len(df):
-                known |= set(df["pick_id"].astype(int))
-        if pick_id in known:
-            self.learner.decide(pick_id, "move", x, y)
-        elif pick_id >= 0:
-            self.learner.remove_label(pick_id)
-            self.learner.add_particle(name, x, y)
+        wb = self.workbench
+        if action == "added":
+            points = [self._point_location(layer, i) for i in indices]
+            self._drawn = indices if layer.name == LABELS else []
+            self._run(lambda: [wb.add(*p) for p in points])
+        elif action == "removed":
+            ids = [i for i in self._removing.pop(layer.name, []) if i >= 0]
+            if layer.name == QUEUE:
+                self._run(lambda: wb.reject_removed(ids))
+            else:
+                self._run(lambda: [wb.remove(i) for i in ids])
+        else:
+            pick_ids = layer.features["pick_id"].to_numpy()
+            moves = [(int(pick_ids[i]), *self._point_location(layer, i)) for i in indices]
+            self._run(lambda: [wb.move(*m) for m in moves if m[0] >= 0])
 
 
 def camera(viewer):
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, else ``viewer.camera``)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
-
-
-def nearest_label(
-    labels: pd.DataFrame, micrograph: str, x: float, y: float
-) -> tuple[int | None, float]:
-    """``(pick_id, distance in px)`` of the particle label nearest (x, y) on a micrograph
-    (``(None, inf)`` when it has none)."""
-    rows = labels[(labels["micrograph"] == micrograph) & labels["status"].isin(POSITIVE_STATUSES)]
-    if len(rows) == 0:
-        return None, float("inf")
-    d = np.hypot(rows["x"].to_numpy(float) - x, rows["y"].to_numpy(float) - y)
-    i = int(np.argmin(d))
-    return int(rows["pick_id"].iloc[i]), float(d[i])
 
 
 def _defaults(layer) -> dict:
@@ -550,9 +482,6 @@ def _empty_table() -> pd.DataFrame:
 
 
 def _show_error(exc: Exception) -> None:
-    try:
-        from napari.utils.notifications import show_error
+    from napari.utils.notifications import show_error
 
-        show_error(str(exc))
-    except Exception:  # pragma: no cover - notification manager unavailable
-        pass
+    show_error(str(exc))

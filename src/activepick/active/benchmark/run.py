@@ -25,7 +25,8 @@ import numpy as np
 
 from ...io.atomic import atomic_write_text
 from ...session import Session
-from ..engine import ActiveLearner, learner_settings
+from ..engine import ActiveLearner
+from ..settings import LearnerSettings
 from .data import BenchmarkData, prepare_data
 from .presets import (
     BASELINE,
@@ -111,16 +112,17 @@ def stored_settings(settings: dict, strategy: str, seed: int, partial: bool, k: 
     from ...constants import DEFAULT_MIN_CONFIDENCE
 
     min_conf = settings.get("min_confidence")
-    return learner_settings(
-        detector_config(settings, seed),
+    return LearnerSettings(
+        detector=detector_config(settings, seed),
         strategy=strategy,
-        batch_size=max(1, k),
+        review_k=max(1, k),
         seed=seed,
         min_confidence=DEFAULT_MIN_CONFIDENCE if min_conf is None else float(min_conf),
         partial=partial,
         warm_start=bool(settings["warm_start"]),
         mc_passes=int(settings["mc_passes"]),
-    )
+        **learner_kwargs(settings),
+    ).to_dict()
 
 
 def _open_run(
@@ -138,7 +140,6 @@ def _open_run(
         data.train,
         validation=(data.val, data.val_truth),
         test=(data.test, data.test_truth),
-        **learner_kwargs(settings),
     )
     return learner, session
 

@@ -1,0 +1,190 @@
+"""Review-key speed of the workbench with a large label table (issue 10 target: the
+accept key end to end < 20 ms with 100,000 labels).
+
+    .venv/bin/python perf/bench_review.py [--labels 100000] [--micrographs 100] [--repeat 20]
+    xvfb-run -a .venv/bin/python perf/bench_review.py --layers   # + the napari layers' redraw
+
+Builds a workbench on ``--micrographs`` 4096 x 4096 micrographs (zero-size image
+data) holding ``--labels`` labels and twice as many predictions, queues ``--repeat``
+picks, then times each review action (median and worst of ``--repeat`` calls):
+in memory, and with a session attached (the label journal when the session has
+one, else the whole-table rewrite of ``labels.csv``). Also times the whole-table
+rewrite itself (what every key press cost before). With ``--layers`` (needs a
+display), also the accept key through the napari review layers (decision plus the
+redraw of a labels layer of that many points). Prints a table and writes
+``perf/results/review.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+RESULTS = Path(__file__).resolve().parent / "results" / "review.json"
+SIZE = 4096
+
+
+def build(n_labels: int, n_mics: int, repeat: int, rng):
+    from activepick.active.settings import LearnerSettings
+    from activepick.active.workbench import Workbench
+    from activepick.detector import DetectorConfig
+    from activepick.io.micrograph import Micrograph
+    from activepick.io.picks import make_picks
+
+    image = np.broadcast_to(np.float32(0), (SIZE, SIZE))  # the shape without the memory
+    mics = [Micrograph(f"mic_{i:04d}", image) for i in range(n_mics)]
+    names = np.array([m.name for m in mics])
+    settings = LearnerSettings(detector=DetectorConfig(diameter=64.0), review_k=repeat)
+    wb = Workbench.for_micrographs(mics, settings)
+    labels = make_picks(
+        names[rng.integers(0, n_mics, n_labels)],
+        rng.uniform(100, SIZE - 100, n_labels),
+        rng.uniform(100, SIZE - 100, n_labels),
+        64.0,
+        status="accepted",
+    )
+    wb.learner.add_labels(labels, source="import")
+    n_pred = 2 * n_labels
+    pred = make_picks(
+        names[rng.integers(0, n_mics, n_pred)],
+        rng.uniform(100, SIZE - 100, n_pred),
+        rng.uniform(100, SIZE - 100, n_pred),
+        64.0,
+        confidence=rng.uniform(0.01, 1, n_pred),
+        status="predicted",
+    )
+    pred["pick_id"] = np.arange(n_labels, n_labels + n_pred)
+    wb.learner.predictions = pred
+    queue = pred.sample(4 * repeat, random_state=0).reset_index(drop=True)
+    queue["uncertainty"], queue["rank"] = 0.0, np.arange(len(queue))
+    wb.learner.queue = queue
+    wb.learner.position = 0
+    return wb, names
+
+
+def time_actions(wb, names, repeat: int, rng) -> dict[str, list[float]]:
+    """Seconds per call of each review action."""
+    out: dict[str, list[float]] = {k: [] for k in ("accept", "reject", "next", "add", "undo")}
+    wb.learner._predicted()  # the per-round pick-id index (built once after predict)
+    for _ in range(repeat):
+        for key, fn in (("accept", wb.accept), ("reject", wb.reject), ("next", wb.next)):
+            t0 = time.perf_counter()
+            fn()
+            out[key].append(time.perf_counter() - t0)
+        name = str(names[rng.integers(0, len(names))])
+        x, y = rng.uniform(100, SIZE - 100, 2)
+        t0 = time.perf_counter()
+        try:
+            wb.add(name, float(x), float(y))
+        except Exception as exc:  # a refusal is a review action too
+            if type(exc).__name__ != "ReviewRefused":
+                raise
+        out["add"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        wb.undo()
+        out["undo"].append(time.perf_counter() - t0)
+        wb.previous()
+    return out
+
+
+def time_layers(wb, repeat: int) -> list[float]:
+    """Seconds per accept key through ``plugin.review.ReviewLayers`` on a napari viewer."""
+    import napari
+
+    from activepick.plugin.review import ReviewLayers
+
+    viewer = napari.Viewer(show=False)
+    try:
+        layers = ReviewLayers(viewer)
+        layers.attach(wb)
+        out = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            layers.accept()
+            out.append(time.perf_counter() - t0)
+            wb.undo()
+            layers.refresh_labels()
+            wb.previous()
+        return out
+    finally:
+        viewer.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from activepick.session import Session
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--labels", type=int, default=100_000)
+    ap.add_argument("--micrographs", type=int, default=100)
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--layers", action="store_true", help="also time the napari layers")
+    args = ap.parse_args(argv)
+    rng = np.random.default_rng(0)
+    rows = []
+    results: dict = {}
+    t0 = time.perf_counter()
+    wb, names = build(args.labels, args.micrographs, args.repeat, rng)
+    build_s = time.perf_counter() - t0
+    for mode in ("memory", "session"):
+        with tempfile.TemporaryDirectory() as tmp:
+            if mode == "session":
+                folder = Path(tmp)
+                files = []
+                for n in names:  # Session.create checks that the files exist
+                    (folder / f"{n}.mrc").write_bytes(b"x")
+                    files.append(folder / f"{n}.mrc")
+                session = Session.create(folder / "s", files, wb.settings_dict())
+                wb.session = wb.learner.session = session
+                t0 = time.perf_counter()
+                session.save_labels(wb.learner.labels)
+                full = time.perf_counter() - t0
+                rows.append(("whole-table rewrite (labels.csv)", "session", full, full))
+                results["full_rewrite_s"] = full
+                journal = hasattr(type(session), "append_labels")
+                mode = "session+journal" if journal else "session (no journal: rewrite)"
+            timings = time_actions(wb, names, args.repeat, rng)
+            for key, ts in timings.items():
+                rows.append((key, mode, float(np.median(ts)), float(np.max(ts))))
+                results[f"{mode}/{key}"] = {"median_s": float(np.median(ts)), "max_s": max(ts)}
+            wb.session = wb.learner.session = None
+    if args.layers:
+        ts = time_layers(wb, args.repeat)
+        rows.append(("accept + napari layers redraw", "memory", float(np.median(ts)), max(ts)))
+        results["memory/accept+layers"] = {"median_s": float(np.median(ts)), "max_s": max(ts)}
+    labels_n = len(wb.learner.labels)
+    print(f"review actions with {labels_n} labels on {args.micrographs} micrographs ", end="")
+    print(f"(build {build_s:.1f} s; load avg {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
+    print(f"{'action':<34}{'mode':<32}{'median ms':>10}{'max ms':>10}")
+    for action, mode, med, worst in rows:
+        print(f"{action:<34}{mode:<32}{1e3 * med:>10.2f}{1e3 * worst:>10.2f}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "labels": labels_n,
+                "micrographs": args.micrographs,
+                "repeat": args.repeat,
+                "load_avg_1min": os.getloadavg()[0],
+                "cpus": os.cpu_count(),
+                "python": sys.version.split()[0],
+                "machine": platform.machine(),
+                "results": results,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""The dock widget's layout: collapsible sections of Qt controls, and small helpers.
+
+:func:`build_ui` creates the controls as attributes of the widget (``diameter``,
+``epochs``, ``threshold``, ...; scripts and tests drive them) and connects them to
+the widget's methods. Settings are plain Qt controls rather than a magicgui form:
+eight fields read as well either way, and one toolkit keeps the widget small.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from superqt import QCollapsible
+
+from ..constants import DEFAULT_DIAMETER
+from .review import KEY_BINDINGS
+
+#: Export formats (``io.formats`` names) and their file-dialog filters.
+EXPORT_FORMATS: dict[str, str] = {
+    "star": "RELION STAR, one file (*.star)",
+    "relion": "RELION pick files + index (folder)",
+    "cbox": "crYOLO CBOX (*.cbox or folder)",
+    "box": "EMAN BOX (*.box or folder)",
+    "cs": "cryoSPARC (*.cs)",
+    "topaz": "Topaz (*.txt)",
+    "csv": "pick table CSV (*.csv)",
+    "cryoppp": "CryoPPP CSVs (folder)",
+}
+FOLDER_FORMATS = ("relion", "cryoppp")
+#: Widget defaults: 30 epochs (the light net needs ~20-30 on a few micrographs,
+#: docs/benchmarks/detector.md); partial labels (a few clicks are not a full labelling).
+DEFAULTS = {"diameter": int(DEFAULT_DIAMETER), "review_k": 20, "epochs": 30, "partial": True}
+PREVIEW = "diameter preview"
+GROUND_TRUTH = "ground truth"
+
+
+def _button(text: str, slot, tip: str = "") -> QPushButton:
+    b = QPushButton(text)
+    b.setToolTip(tip)
+    b.clicked.connect(lambda *_: slot())
+    return b
+
+
+def _spin(low: int, high: int, value: int, suffix: str = "", tip: str = "") -> QSpinBox:
+    box = QSpinBox()
+    box.setRange(low, high)
+    box.setValue(value)
+    box.setSuffix(suffix)
+    box.setToolTip(tip)
+    return box
+
+
+def _row(*widgets) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for w in widgets:
+        row.addWidget(QLabel(w) if isinstance(w, str) else w)
+    return row
+
+
+def _section(root: QVBoxLayout, title: str, expanded: bool = True) -> QFormLayout:
+    box = QCollapsible(title)
+    inner = QWidget()
+    form = QFormLayout(inner)
+    form.setContentsMargins(0, 0, 0, 0)
+    box.addWidget(inner)
+    if expanded:
+        box.expand(animate=False)
+    root.addWidget(box)
+    return form
+
+
+def _box_for(diameter: float) -> int:
+    from ..active.workbench import default_box_size
+
+    return default_box_size(diameter)
+
+
+def _key_help() -> str:
+    keys = [(k, d) for k, (_, d) in KEY_BINDINGS.items() if k != "Control-z"]
+    text = "; ".join(f"{k}: {d}" for k, d in keys) + " (also Ctrl+Z)."
+    return text + (
+        " Drag a queue point (select mode, 3) to move it; add missed particles in the "
+        "'labels' layer (add mode, 2). Select several queue points, then x / z decides all."
+    )
+
+
+def _strategies() -> list[str]:
+    from ..active.strategies import STRATEGIES
+
+    return list(STRATEGIES)
+
+
+def _device_text() -> str:
+    from ..detector import resolve_device
+
+    device = resolve_device("auto")
+    if device.type == "cuda":
+        import torch
+
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return device.type
+
+
+def build_ui(w) -> None:
+    """Lay out the widget's sections (collapsible) and connect their controls."""
+    root = QVBoxLayout(w)
+    root.setContentsMargins(4, 4, 4, 4)
+    form = _section(root, "Data")
+    w.layer_combo = QComboBox()
+    w.layer_combo.setToolTip("Image layer holding the micrographs (a stack: one per slice)")
+    w.layer_combo.activated.connect(w._on_layer_chosen)
+    form.addRow("Micrographs", _row(w.layer_combo, _button("Folder…", w._ask_folder)))
+    w.session_label = QLabel("none (decisions are not saved)")
+    w.session_label.setWordWrap(True)
+    form.addRow("Session", w.session_label)
+    form.addRow(
+        _row(
+            _button("New session…", w._ask_new_session),
+            _button("Open…", w._ask_open_session),
+            _button("Import labels…", w._ask_import),
+        )
+    )
+
+    w._build_model_section(root)
+
+    run = QVBoxLayout()
+    w.train_btn = _button("Train", w.train, "Train the detector on the labels")
+    w.predict_btn = _button("Predict", w.predict, "Predict and queue K picks")
+    w.round_btn = _button("Next round", w.next_round, "Train, predict, queue")
+    w.cancel_btn = _button("Cancel", w.cancel)
+    w.cancel_btn.setEnabled(False)
+    run.addLayout(_row(w.train_btn, w.predict_btn, w.round_btn, w.cancel_btn))
+    w.progress = QProgressBar()
+    w.progress.setRange(0, 1000)
+    w.progress.setTextVisible(False)
+    run.addWidget(w.progress)
+    w.status = QLabel("Open micrographs, set the diameter, add a few particles, Next round.")
+    w.status.setWordWrap(True)
+    run.addWidget(w.status)
+    root.addLayout(run)
+
+    form = _section(root, "Review")
+    grid = QGridLayout()
+    w.review_buttons: dict[str, QPushButton] = {}
+    for i, (text, func) in enumerate(
+        [
+            ("◀ Prev (s)", w.review.previous),
+            ("Accept (x)", w.review.accept),
+            ("Reject (z)", w.review.reject),
+            ("Next (d) ▶", w.review.next),
+            ("Remove (c)", w.review.remove_nearest),
+            ("Undo (u)", w.review.undo),
+        ]
+    ):
+        b = _button(text, lambda _=False, f=func: f())
+        grid.addWidget(b, i // 3, i % 3)
+        w.review_buttons[text] = b
+    form.addRow(grid)
+    w.complete_btn = QPushButton("Micrograph fully picked")
+    w.complete_btn.setCheckable(True)
+    w.complete_btn.setToolTip(
+        "The micrograph on screen is completely picked: its unlabelled area is background "
+        "for training and its predictions are not queued"
+    )
+    w.complete_btn.clicked.connect(w.toggle_complete)
+    help_btn = QToolButton()
+    help_btn.setText("?")
+    help_btn.setToolTip(_key_help())
+    help_btn.clicked.connect(lambda: w.set_status(_key_help()))
+    form.addRow(_row(w.complete_btn, help_btn))
+    w.position_label = QLabel("no review queue yet")
+    w.position_label.setWordWrap(True)
+    w.counts_label = QLabel("")
+    w.counts_label.setWordWrap(True)
+    form.addRow(w.position_label)
+    form.addRow(w.counts_label)
+
+    from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+    from matplotlib.figure import Figure
+
+    form = _section(root, "Progress plot", expanded=False)
+    w.figure = Figure(figsize=(3.0, 1.8), facecolor="#262930", layout="constrained")
+    w.canvas = FigureCanvasQTAgg(w.figure)
+    w.canvas.setMinimumHeight(140)
+    w.axes = w.figure.add_subplot(111)
+    form.addRow(w.canvas)
+    w._update_plot()
+
+    w._build_export_section(root)
+    root.addStretch(1)
