@@ -13,6 +13,7 @@ from activepick.detector.data import prepare_image
 from activepick.detector.input_cache import (
     CACHE_FOLDER,
     InputCache,
+    iter_fill_cache,
     prepared_input,
     session_input_cache,
 )
@@ -142,3 +143,28 @@ def test_missing_micrograph_names_the_file(tmp_path):
         prepared_input(tmp_path / "gone.mrc", DetectorConfig(input_size=None), cache)
     with pytest.raises(MicrographError, match="gone.mrc"):
         prepared_input(tmp_path / "gone.mrc", 256, cache)
+
+
+def test_fill_cache_ahead_of_use(tmp_path):
+    paths = []
+    for i in range(3):
+        p = tmp_path / f"m{i}.mrc"
+        write_micrograph(p, _image(96, 64, seed=i))
+        paths.append(p)
+    cache = session_input_cache(tmp_path / "s")
+    prepared_input(paths[1], 64, cache)
+    gen = iter_fill_cache(paths, 64, cache)
+    steps = []
+    while True:
+        try:
+            steps.append(next(gen))
+        except StopIteration as stop:
+            prepared = stop.value
+            break
+    assert [s["micrograph"] for s in steps] == ["m0", "m1", "m2"]
+    assert steps[-1] == {"stage": "cache", "step": 3, "total": 3, "micrograph": "m2"}
+    assert prepared == 2 and cache.writes == 3
+    # a stopped fill ends quietly before the next micrograph
+    fresh = InputCache(tmp_path / "other")
+    assert list(iter_fill_cache(paths, 64, fresh, should_stop=lambda: True)) == []
+    assert fresh.misses == 0

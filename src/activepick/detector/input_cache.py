@@ -30,6 +30,7 @@ import hashlib
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ import torch.nn.functional as F
 
 from ..io.atomic import atomic_open
 from ..io.micrograph import micrograph_name, read_micrograph, read_shape
+from ..progress import StopFn
 from .config import DetectorConfig, auto_input_size
 from .data import padded_shape, prepare_image
 
@@ -212,3 +214,28 @@ def prepared_input(
         if key is not None:
             cache.put(key, image, (h, w))
     return _padded_tensor(image), scale
+
+
+def iter_fill_cache(
+    micrographs: Sequence[Any],
+    config: DetectorConfig | int,
+    cache: InputCache,
+    *,
+    should_stop: StopFn | None = None,
+) -> Generator[dict, None, int]:
+    """Prepare the inputs of ``micrographs`` (paths or micrographs with a ``path``)
+    into ``cache`` ahead of use, e.g. the next round's prediction window while the
+    user reviews. Yields ``{"stage": "cache", "step", "total", "micrograph"}`` after
+    each micrograph; returns how many were prepared (the rest were cached already).
+    ``should_stop`` ends it early at the next micrograph (no exception: a partly
+    filled cache is still valid).
+    """
+    micrographs = list(micrographs)
+    before = cache.misses
+    for i, m in enumerate(micrographs):
+        if should_stop is not None and should_stop():
+            break
+        prepared_input(m, config, cache)
+        _, name = _source_of(m)
+        yield {"stage": "cache", "step": i + 1, "total": len(micrographs), "micrograph": name}
+    return cache.misses - before
