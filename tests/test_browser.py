@@ -67,3 +67,66 @@ def test_threshold_none_counts_every_prediction_and_empty_tables():
 def test_duplicate_names_refused():
     with pytest.raises(ValueError, match="unique"):
         micrograph_table(["a", "a"])
+
+
+def _click(qtbot, browser, row: int) -> None:
+    from qtpy.QtCore import Qt
+
+    rect = browser.visualItemRect(browser.item(row, 1))
+    qtbot.mouseClick(browser.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+
+
+@pytest.mark.gui
+def test_browser_sorts_and_a_click_jumps_to_the_micrograph(make_napari_viewer, qtbot):
+    from qtpy.QtCore import Qt
+
+    from activepick.plugin._browser import (
+        MicrographBrowser,
+        follow_viewer,
+        show_micrograph_names,
+    )
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((4, 16, 16), np.float32), name="micrographs")
+    browser = MicrographBrowser()
+    qtbot.addWidget(browser)
+    browser.resize(600, 300)
+    browser.show()
+    table = micrograph_table(
+        NAMES, predictions=_predictions(), labels=_labels(), t_opt=0.45, complete={"mic_d"}
+    )
+    browser.set_table(table)
+    assert browser.rowCount() == 4
+    assert [browser.item(r, 1).text() for r in range(4)] == NAMES
+
+    # sort by rejections, most first: mic_a and mic_c (1 each) lead, numerically
+    browser.sortItems(4, Qt.SortOrder.DescendingOrder)
+    assert [browser.item(r, 4).data(Qt.ItemDataRole.DisplayRole) for r in range(4)] == [1, 1, 0, 0]
+    assert {browser.index_at(0), browser.index_at(1)} == {0, 2}
+    # by picks, ascending: 0, 0, 1, 2 -> the last row is mic_a
+    browser.sortItems(2, Qt.SortOrder.AscendingOrder)
+    assert [browser.item(r, 2).data(Qt.ItemDataRole.DisplayRole) for r in range(4)] == [0, 0, 1, 2]
+    assert browser.item(3, 1).text() == "mic_a" and browser.index_at(3) == 0
+    assert browser.item(3, 5).text() == "yes"  # reviewed (it has labels)
+
+    follow_viewer(browser, viewer)
+    viewer.dims.set_current_step(0, 0)
+    show_micrograph_names(viewer, NAMES)
+    overlay = viewer.canvas.overlays.text
+    assert overlay.visible and overlay.text == "mic_a (1 / 4)"
+    assert viewer.dims.axis_labels[0] == "micrograph"
+
+    row_b = browser.row_of(1)  # mic_b: 1 pick -> row 2 in this order
+    assert row_b == 2
+    with qtbot.waitSignal(browser.micrograph_chosen, timeout=2000) as blocker:
+        _click(qtbot, browser, row_b)
+    assert blocker.args == [1]
+    assert viewer.dims.current_step[0] == 1
+    assert overlay.text == "mic_b (2 / 4)"
+
+    # refilling keeps the sort; moving the slider highlights the micrograph's row
+    browser.set_table(table)
+    assert browser.item(3, 1).text() == "mic_a"
+    viewer.dims.set_current_step(0, 3)
+    assert browser.selectionModel().selectedRows()[0].row() == browser.row_of(3)
+    assert overlay.text == "mic_d (4 / 4)"
