@@ -11,10 +11,12 @@ window ``r mod ceil(N / max_size)``. Any ``ceil(N / max_size)`` consecutive roun
 micrographs; the same names, seed and round give the same subset.
 
 :data:`DEFAULT_MAX_SIZE` comes from ``perf/bench_pool.py`` (docs/architecture.md,
-"Engine at scale"): on 2 shared CPU cores the light network predicts a 4096 px
-micrograph at the default 1024 px input in about 0.4 s once its input is cached
-and about 1.4 s when it must be read and resized; 12 uncached micrographs cost
-about 17 s, which with the round's fine-tuning keeps a GUI round under 30 s.
+"Engine at scale"): the light network predicts a 4096 px micrograph at the
+largest input (1024 px) in 0.45 CPU-seconds once its input is cached (0.72 when it
+must be read and resized each round), i.e. 1.3 s of wall time on 2 CPU cores
+shared at load 9. 12 rotating micrographs plus a few labelled ones (15) then take
+7 CPU-seconds (18-21 s at load 9), the same with a pool of 20 or 2,000, which leaves
+most of a 30 s GUI round to fine-tuning on an idle 2-core machine.
 Nothing here imports Qt or napari.
 """
 
