@@ -168,3 +168,15 @@ def test_fill_cache_ahead_of_use(tmp_path):
     fresh = InputCache(tmp_path / "other")
     assert list(iter_fill_cache(paths, 64, fresh, should_stop=lambda: True)) == []
     assert fresh.misses == 0
+
+
+def test_unwritable_cache_folder_does_not_stop_the_round(tmp_path, mrc):
+    blocker = tmp_path / "s"
+    blocker.write_text("a file where the cache folder should be")
+    cache = InputCache(blocker / CACHE_FOLDER)
+    t, _ = prepared_input(mrc, 128, cache)
+    _fp16_close(t, prepare_image(read_micrograph(mrc).data, 128)[0])
+    assert (cache.writes, cache.write_errors) == (0, 1)
+    assert str(blocker / CACHE_FOLDER) in cache.last_error
+    t2, _ = prepared_input(mrc, 128, cache)  # still served from memory
+    assert torch.equal(t2, t) and cache.memory_hits == 1

@@ -7,8 +7,9 @@ predictions feed the threshold estimate and the review of what was picked) plus 
 window of at most ``max_size`` other micrographs that ROTATES over rounds, so every
 micrograph gets its turn: a seeded permutation of the whole pool is cut into
 consecutive windows of ``max_size`` (the last one shorter) and round ``r`` takes
-window ``r mod ceil(N / max_size)``. Any ``ceil(N / max_size)`` consecutive rounds therefore cover all ``N``
-micrographs; the same names, seed and round give the same subset.
+window ``r mod ceil(N / max_size)``. Any ``ceil(N / max_size)`` consecutive rounds
+therefore cover all ``N`` micrographs; the same names, seed and round give the same
+subset.
 
 :data:`DEFAULT_MAX_SIZE` comes from ``perf/bench_pool.py`` (docs/architecture.md,
 "Engine at scale"): the light network predicts a 4096 px micrograph at the
@@ -17,6 +18,7 @@ must be read and resized each round), i.e. 1.3 s of wall time on 2 CPU cores
 shared at load 9. 12 rotating micrographs plus a few labelled ones (15) then take
 7 CPU-seconds (18-21 s at load 9), the same with a pool of 20 or 2,000, which leaves
 most of a 30 s GUI round to fine-tuning on an idle 2-core machine.
+
 Nothing here imports Qt or napari.
 """
 

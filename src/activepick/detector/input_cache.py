@@ -19,7 +19,8 @@ modification time (ns) and size, the input size and :data:`CACHE_VERSION`. A
 changed file therefore misses and is prepared again; the stale entry stays on disk
 until the cache folder is removed (it is derived data, safe to delete at any time).
 A cache entry that cannot be read (truncated by a crash elsewhere) is prepared and
-written again. Micrographs without a file (bare arrays) are prepared, not cached.
+written again; an entry that cannot be written (full disk) is counted in
+``write_errors`` and the round goes on from memory. Micrographs without a file (bare arrays) are prepared, not cached.
 
 Nothing here imports Qt or napari.
 """
@@ -57,7 +58,9 @@ class InputCache:
     a memory LRU of at most ``memory_bytes``.
 
     Counters (for tests and benchmarks): ``memory_hits``, ``disk_hits``,
-    ``misses`` (prepared from the micrograph), ``writes`` (files written).
+    ``misses`` (prepared from the micrograph), ``writes`` (files written),
+    ``write_errors`` (files that could not be written, e.g. a full disk: the input
+    is still returned and kept in memory; ``last_error`` names the file).
     """
 
     def __init__(
@@ -69,6 +72,8 @@ class InputCache:
         self.disk_hits = 0
         self.misses = 0
         self.writes = 0
+        self.write_errors = 0
+        self.last_error: str | None = None
         self._memory: OrderedDict[str, tuple[np.ndarray, tuple[int, int]]] = OrderedDict()
         self._used = 0
         self._lock = threading.RLock()
@@ -108,10 +113,16 @@ class InputCache:
         entry = (np.ascontiguousarray(image, dtype=np.float16), (int(shape[0]), int(shape[1])))
         path = self.path_of(key)
         if path is not None:
-            with atomic_open(path, "wb") as fh:
-                np.savez(fh, image=entry[0], shape=np.asarray(entry[1], dtype=np.int64))
-            with self._lock:
-                self.writes += 1
+            try:
+                with atomic_open(path, "wb") as fh:
+                    np.savez(fh, image=entry[0], shape=np.asarray(entry[1], dtype=np.int64))
+            except OSError as exc:  # full disk, read-only session: the round goes on
+                with self._lock:
+                    self.write_errors += 1
+                    self.last_error = f"{path}: {exc.strerror or exc}"
+            else:
+                with self._lock:
+                    self.writes += 1
         self._remember(key, entry)
 
     def _remember(self, key: str, entry: tuple[np.ndarray, tuple[int, int]]) -> None:
