@@ -1,0 +1,212 @@
+"""GUI round prediction with a large pool: rotating subset + input cache, 20 vs 2,000 micrographs.
+
+    .venv/bin/python perf/bench_pool.py [--pools 20 2000] [--real 3] [--size 4096]
+                                        [--rounds 3] [--max-size 12] [--input-size 1024]
+
+``--real`` float32 noise MRCs of ``--size`` px are written to a temporary folder;
+each pool is a folder of symlinks to them in turn, opened as a
+:class:`~activepick.io.lazy.LazyStack` (headers only). For each pool and round
+``r`` the micrographs of :func:`activepick.active.pool.prediction_subset` (the
+rotating window of ``--max-size`` plus 3 "labelled" micrographs) are predicted by
+an untrained light detector at ``--input-size``, through a fresh session
+:class:`~activepick.detector.input_cache.InputCache`:
+
+- ``prefetch``: :func:`~activepick.detector.input_cache.iter_fill_cache` on the
+  round's subset (what the engine runs while the user reviews the previous round:
+  read + resize + normalise of the micrographs not cached yet);
+- ``predict``: the round's prediction from cached inputs (forward pass, decoding,
+  NMS), i.e. the round time the user waits for once prefetching has run;
+- ``cold round`` = prefetch + predict: the round time without prefetching.
+
+The baseline is today's engine: every micrograph of the pool read, prepared and
+predicted with :func:`~activepick.detector.predict.iter_predict_picks` each round
+(measured on the first pool, extrapolated linearly to the others). Wall and CPU
+seconds are reported with the load average, since the machine may be shared.
+Prints a table and writes ``perf/results/pool.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+RESULTS = Path(__file__).resolve().parent / "results" / "pool.json"
+LABELLED = 3
+
+
+class _Clock:
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def predict_cached(detector, paths, cache, threshold: float = 0.01) -> int:
+    """Predict ``paths`` from the input cache, as ``iter_predict_picks`` does with
+    its ``prepare`` hook (docs/architecture.md, "Engine at scale"); returns the
+    number of picks."""
+    from activepick.detector.input_cache import prepared_input
+    from activepick.detector.predict import _picks_of_image
+    from activepick.io.micrograph import read_shape
+
+    cfg = detector.config
+    network = detector.network.eval().to(memory_format=torch.channels_last)
+    picks = 0
+    for start in range(0, len(paths), 4):
+        batch = paths[start : start + 4]
+        prepared = [prepared_input(p, cfg, cache) for p in batch]
+        x = torch.stack([t for t, _ in prepared]).to(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            out = network(x)
+        for k, p in enumerate(batch):
+            r = _picks_of_image(
+                out[k], None, prepared[k][1], read_shape(p), cfg.diameter, threshold, cfg.nms_iou
+            )
+            picks += len(r["x"])
+    return picks
+
+
+def run_pool(n: int, real: list[Path], tmp: Path, detector, args) -> dict:
+    from activepick.active.pool import prediction_subset
+    from activepick.detector.input_cache import iter_fill_cache, session_input_cache
+    from activepick.io.lazy import LazyStack
+    from activepick.progress import drive
+
+    folder = tmp / f"pool_{n}"
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"mic_{i:05d}.mrc").symlink_to(real[i % len(real)])
+    with _Clock() as c_open:
+        stack = LazyStack(sorted(folder.iterdir()))
+    index = {name: i for i, name in enumerate(stack.names)}
+    labelled = set(stack.names[:LABELLED])
+    cache = session_input_cache(tmp / f"session_{n}")
+    rounds = []
+    for r in range(args.rounds):
+        subset = prediction_subset(
+            stack.names, labelled=labelled, round=r, max_size=args.max_size, seed=0
+        )
+        paths = [stack.paths[index[name]] for name in subset]
+        with _Clock() as c_fill:
+            prepared = drive(iter_fill_cache(paths, detector.config, cache))
+        with _Clock() as c_pred:
+            picks = predict_cached(detector, paths, cache)
+        rounds.append(
+            {
+                "round": r,
+                "predicted": len(subset),
+                "prepared": prepared,
+                "prefetch_s": c_fill.wall,
+                "prefetch_cpu_s": c_fill.cpu,
+                "predict_s": c_pred.wall,
+                "predict_cpu_s": c_pred.cpu,
+                "cold_round_s": c_fill.wall + c_pred.wall,
+                "picks": picks,
+            }
+        )
+        print(
+            f"  pool {n}, round {r}: {len(subset)} predicted ({prepared} prepared), "
+            f"prefetch {c_fill.wall:.1f} s, predict {c_pred.wall:.1f} s",
+            flush=True,
+        )
+    return {"pool": n, "open_s": c_open.wall, "rounds": rounds}
+
+
+def run_baseline(n: int, real: list[Path], tmp: Path, detector) -> dict:
+    """Today's round: all ``n`` micrographs read and predicted without a cache."""
+    from activepick.detector.predict import iter_predict_picks
+    from activepick.io.lazy import LazyStack
+    from activepick.progress import drive
+
+    folder = tmp / f"pool_{n}"
+    stack = LazyStack(sorted(folder.iterdir()), cache_size=1)
+    mics = (stack.micrograph(i) for i in range(len(stack)))
+    with _Clock() as c:
+        for start in range(0, n, 4):  # 4 at a time, so memory stays bounded
+            batch = [next(mics) for _ in range(min(4, n - start))]
+            drive(iter_predict_picks(detector, batch, threshold=0.01))
+    return {"pool": n, "round_s": c.wall, "round_cpu_s": c.cpu, "per_micrograph_s": c.wall / n}
+
+
+def main(argv: list[str] | None = None) -> int:
+    from activepick.detector import Detector, DetectorConfig, build_network
+    from activepick.io.micrograph import write_micrograph
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pools", type=int, nargs="+", default=[20, 2000])
+    ap.add_argument("--real", type=int, default=3)
+    ap.add_argument("--size", type=int, default=4096)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--max-size", type=int, default=12)
+    ap.add_argument("--input-size", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    cfg = DetectorConfig(arch="light", diameter=200.0, input_size=args.input_size, device="cpu")
+    detector = Detector(build_network("light", dropout=cfg.dropout), cfg)
+    rng = np.random.default_rng(0)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        real = [tmp / "real" / f"real_{i}.mrc" for i in range(args.real)]
+        for p in real:
+            write_micrograph(p, rng.standard_normal((args.size, args.size), np.float32), 1.0)
+        pools = [run_pool(n, real, tmp, detector, args) for n in args.pools]
+        baseline = run_baseline(args.pools[0], real, tmp, detector)
+    load = (load_before + os.getloadavg()[0]) / 2
+    print(
+        f"\n{args.size} px micrographs (symlinks to {args.real} files), light network, "
+        f"input {args.input_size} px, max_size {args.max_size} + {LABELLED} labelled, "
+        f"{args.threads} torch threads; load average {load:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"{'pool':>6s} {'predicted':>9s} {'prefetch s':>11s} {'predict s':>10s} "
+        f"{'cold round s':>13s} {'today s':>10s}"
+    )
+    for p in pools:
+        rs = p["rounds"]
+        today = baseline["per_micrograph_s"] * p["pool"]
+        p["today_round_s"] = today
+        p["today_measured"] = p["pool"] == baseline["pool"]
+        mark = "" if p["today_measured"] else " (extrap.)"
+        print(
+            f"{p['pool']:6d} {np.mean([r['predicted'] for r in rs]):9.1f} "
+            f"{np.mean([r['prefetch_s'] for r in rs]):11.2f} "
+            f"{np.mean([r['predict_s'] for r in rs]):10.2f} "
+            f"{np.mean([r['cold_round_s'] for r in rs]):13.2f} {today:10.1f}{mark}"
+        )
+    print("(means over rounds; today = every micrograph read and predicted each round)")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "cpus": os.cpu_count(),
+                "load_average": load,
+                "python": sys.version.split()[0],
+                "torch": torch.__version__,
+                "args": vars(args),
+                "pools": pools,
+                "baseline": baseline,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
