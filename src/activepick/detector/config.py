@@ -50,6 +50,18 @@ class DetectorConfig:
       ``coord_weight`` (weight of the offset / log-size MSE).
     - ``augment``: random flips and 90-degree rotations during training.
     - ``dropout``: dropout before the detection conv (0.2 as the thesis).
+    - ``steps``: optimiser steps per training run; when set it replaces ``epochs``
+      (the budget then does not grow with the number of labelled micrographs).
+    - ``jitter``: contrast and noise jitter of the normalised input: gain drawn
+      from [1 - jitter, 1 + jitter], added Gaussian noise of SD [0, jitter]
+      (0 = off).
+    - ``scale_jitter``: each batch is zoomed by a factor in [1 - s, 1 + s]
+      (0 = off); particle sizes scale with it.
+    - ``holdout``: fraction of the trained micrographs held out for model
+      selection (early stopping): their loss is checked ``eval_points`` times
+      and the weights of the best check are kept (0 = off; needs >= 2 micrographs).
+    - ``freeze_norm``: when fine-tuning (``init`` given), keep the BatchNorm
+      statistics of the initial model (few labels give poor batch statistics).
     """
 
     arch: str = "light"
@@ -70,6 +82,12 @@ class DetectorConfig:
     coord_weight: float = 1.0
     augment: bool = True
     dropout: float = 0.2
+    steps: int | None = None
+    jitter: float = 0.0
+    scale_jitter: float = 0.0
+    holdout: float = 0.0
+    eval_points: int = 10
+    freeze_norm: bool = True
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -87,6 +105,16 @@ class DetectorConfig:
             )
         if self.epochs < 0 or self.batch_size < 1:
             raise ValueError("epochs must be >= 0 and batch_size >= 1")
+        if self.steps is not None and self.steps < 0:
+            raise ValueError(f"steps must be >= 0 or None, not {self.steps!r}")
+        if not 0.0 <= self.jitter < 1.0:
+            raise ValueError(f"jitter must lie in [0, 1), not {self.jitter!r}")
+        if not 0.0 <= self.scale_jitter < 0.5:
+            raise ValueError(f"scale_jitter must lie in [0, 0.5), not {self.scale_jitter!r}")
+        if not 0.0 <= self.holdout < 1.0:
+            raise ValueError(f"holdout must lie in [0, 1), not {self.holdout!r}")
+        if self.eval_points < 1:
+            raise ValueError(f"eval_points must be >= 1, not {self.eval_points!r}")
 
     @property
     def channel_width(self) -> float:
