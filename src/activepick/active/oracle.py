@@ -234,6 +234,7 @@ class HumanOracle(SimulatedOracle):
     and the model missed: every unlabelled, unmatched truth particle whose centre
     lies within ``region`` diameters (default 2) of a reviewed pick becomes an
     ``"add"`` row (``pick_id`` -1, the particle's centre), after the batch's rows.
+    Its decision tables carry one extra column, ``micrograph``.
     """
 
     def __init__(
@@ -267,6 +268,7 @@ class HumanOracle(SimulatedOracle):
             truth_index[pos], iou[pos] = ti, io
             labelled.update(int(t) for t in ti)
         out = self._decisions(batch, truth_index, labelled)
+        out["micrograph"] = batch["micrograph"].astype(str).to_numpy()
         good = (truth_index >= 0) & (iou > self.accept_iou)
         out.loc[good, "action"] = "accept"
         out.loc[good, "x"] = batch["x"].to_numpy(float)[good]
@@ -290,7 +292,7 @@ class HumanOracle(SimulatedOracle):
             near = np.any(d <= reach[None, :], axis=1)
             found.extend(np.asarray(idx)[near].tolist())
         if not found:
-            return empty_decisions()
+            return empty_decisions().assign(micrograph=pd.Series(dtype=object))
         rows = self.truth.iloc[found]
         return pd.DataFrame(
             {
@@ -299,6 +301,7 @@ class HumanOracle(SimulatedOracle):
                 "x": rows["x"].to_numpy(float),
                 "y": rows["y"].to_numpy(float),
                 "truth_index": np.asarray(found, dtype=np.int64),
+                "micrograph": rows["micrograph"].astype(str).to_numpy(),
             },
-            columns=list(DECISION_COLUMNS),
+            columns=[*DECISION_COLUMNS, "micrograph"],
         )

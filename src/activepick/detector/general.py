@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..errors import CheckpointError
+from .config import DEFAULT_LIGHT_WIDTH
 from .networks import Detector
 
 #: Shipped weights per architecture (file names inside ``activepick/detector/models``).
@@ -55,10 +56,13 @@ def load_general_detector(
     detector = load_checkpoint(path, device=device)
     if not detector.meta.get("general"):
         raise CheckpointError(f"{path}: not a general model (its sidecar lacks 'general': true)")
-    if detector.config.arch != arch:
+    if detector.config.arch != arch or (
+        arch == "light" and detector.config.channel_width != DEFAULT_LIGHT_WIDTH
+    ):
         raise CheckpointError(
             f"{path}: the general model is arch {detector.config.arch!r} "
             f"(width {detector.config.channel_width}), not the requested {arch!r}"
+            + (f" (width {DEFAULT_LIGHT_WIDTH})" if arch == "light" else "")
         )
     detector.config = dataclasses.replace(
         detector.config, diameter=float(diameter), input_size=None, device=device

@@ -21,6 +21,7 @@ from ..errors import Cancelled
 from ..io.picks import empty_picks, make_picks, now_utc
 from ..matching import nms
 from ..progress import drive
+from .config import auto_input_size
 from .data import (
     SHAPE_KEEPING_VIEWS,
     VIEWS,
@@ -30,7 +31,6 @@ from .data import (
     prepare_image,
     transform_image,
 )
-from .config import auto_input_size
 from .networks import Detector
 from .targets import decode_grid
 

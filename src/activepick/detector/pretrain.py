@@ -244,7 +244,8 @@ def main(argv: list[str] | None = None) -> None:
             p = next(gen)
             if p["step"] % 25 == 0:
                 print(
-                    f"step {p['step']:6d}  {p['elapsed_s']:7.0f} s  loss {p['loss']:.4f}", flush=True
+                    f"step {p['step']:6d}  {p['elapsed_s']:7.0f} s  loss {p['loss']:.4f}",
+                    flush=True,
                 )
     except StopIteration as stop:
         det = stop.value

@@ -130,7 +130,8 @@ def _encode_sample(
     grid = grid_shape(tuple(image.shape[-2:]))
     supervised = None
     if partial and not sample.complete:
-        supervised = supervised_cells(np.concatenate([pos, neg]), sample.anchor * zoom, grid)
+        # reviewed neighbourhoods: around labels; a rejection supervises its own cell only
+        supervised = supervised_cells(pos, sample.anchor * zoom, grid)
     enc = encode_targets(
         pos,
         sizes,
@@ -257,8 +258,9 @@ def iter_train_detector(
     - ``config.steps`` (when set) is the number of optimiser steps, whatever the
       number of micrographs; else ``config.epochs`` passes over them.
     - ``partial``: False (thesis) = every unlabelled cell is background; True = the
-      objectness loss only covers cells within one diameter of a label or negative
-      plus every cell of the micrographs named in ``complete`` (fully picked).
+      objectness loss only covers cells within one diameter of a label, the cell
+      of each rejection (at ``config.neg_weight``), and every cell of the
+      micrographs named in ``complete`` (fully picked).
     - ``should_stop``: checked before every step; when true raises
       :class:`activepick.errors.Cancelled`.
 
