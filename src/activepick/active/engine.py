@@ -60,6 +60,13 @@ DEFAULT_T_OPT = 0.5
 UNDO_DEPTH = 1000
 #: Decision action -> label status.
 ACTION_STATUS = {"accept": STATUS_ACCEPTED, "move": STATUS_MOVED, "reject": STATUS_REJECTED}
+#: Where a round's training starts (product protocol): the shipped general model,
+#: the previous round's detector (the general model in round 1), or random weights.
+INIT_CHOICES = ("general", "previous", "scratch")
+#: Optimiser steps per round when fine-tuning (product default; docs/benchmarks/detector.md).
+DEFAULT_TRAIN_STEPS = 60
+#: Learning rate when fine-tuning (product default).
+FINETUNE_LR = 1e-3
 #: Keys of :meth:`ActiveLearner.counts`.
 COUNT_KEYS = (STATUS_ACCEPTED, STATUS_MOVED, STATUS_ADDED, STATUS_REJECTED, STATUS_IMPORTED)
 
@@ -211,8 +218,18 @@ class ActiveLearner:
         session: Session | None = None,
         test: tuple[Sequence[Micrograph], pd.DataFrame] | None = None,
         mc_passes: int = DEFAULT_MC_PASSES,
+        protocol: str = "product",
+        init: str | Detector | None = "general",
+        train_steps: int | None = DEFAULT_TRAIN_STEPS,
     ) -> None:
-        from .strategies import STRATEGIES
+        from .strategies import PROTOCOLS, STRATEGIES
+
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+        if not (init is None or init in INIT_CHOICES or hasattr(init, "network")):
+            raise ValueError(
+                f"init must be one of {INIT_CHOICES}, a Detector or None, not {init!r}"
+            )
 
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
@@ -230,6 +247,9 @@ class ActiveLearner:
         self.partial = bool(partial)
         self.warm_start = bool(warm_start)
         self.mc_passes = int(mc_passes)
+        self.protocol = protocol
+        self.init = init
+        self.train_steps = None if train_steps is None else int(train_steps)
         self.validation = self._checked_split(validation, "validation")
         self.test = self._checked_split(test, "test")
         self.session = session
@@ -438,21 +458,26 @@ class ActiveLearner:
         if len(positives) == 0:
             raise ReviewError("no particle labels to train on: add or accept some picks first")
         mics = self.training_micrographs()
-        init = self.detector if self.warm_start else None
+        init = self._round_init()
+        config = self.config
+        if init is not None and self.protocol == "product":
+            config = dataclasses.replace(config, lr=min(config.lr, FINETUNE_LR))
+        if self.train_steps is not None:
+            config = dataclasses.replace(config, steps=self.train_steps)
         yield {
             "stage": "train",
             "step": 0,
-            "total": int(self.config.epochs),
+            "total": int(config.steps if config.steps is not None else config.epochs),
             "round": self.round + 1,
         }
         t0 = time.perf_counter()
         detector = yield from iter_train_detector(
             mics,
             positives,
-            self.config,
+            config,
             negatives=self.negative_labels(),
             init=init,
-            partial=self.partial,
+            partial=self.partial or self.protocol == "product",
             complete=set(self.complete),
             should_stop=should_stop,
         )
@@ -481,6 +506,24 @@ class ActiveLearner:
         self.history.append(_jsonable(entry))
         self._save_round(detector=detector, metrics=self.history[-1])
         return detector
+
+    def _round_init(self) -> Detector | None:
+        """The detector this round fine-tunes (None = from scratch); see ``init``."""
+        if self.warm_start and self.detector is not None:
+            return self.detector
+        if self.init is None or self.init == "scratch":
+            return None
+        if not isinstance(self.init, str):
+            return self.init
+        if self.init == "previous" and self.detector is not None:
+            return self.detector
+        if getattr(self, "_general", None) is None:
+            from ..detector.general import load_general_detector
+
+            self._general = load_general_detector(
+                self.config.diameter, arch=self.config.arch, device=self.config.device
+            )
+        return self._general
 
     def _iter_evaluate(
         self, should_stop: Callable[[], bool] | None
@@ -594,6 +637,10 @@ class ActiveLearner:
         c = c[~c["pick_id"].isin(done)]
         c = c.drop_duplicates(subset=["micrograph", "x", "y"])
         c = c[~self._near_labels(c, self.labels, c["diameter"].to_numpy(float) / 2)]
+        if self.protocol == "product":
+            from .strategies import plausible_candidates
+
+            c = plausible_candidates(c, self.t_opt)
         return c.reset_index(drop=True)
 
     def select(self, k: int | None = None) -> pd.DataFrame:
@@ -618,7 +665,9 @@ class ActiveLearner:
                     [self.seed, self.round, self._selects_this_round]
                 ).generate_state(1)[0]
             )
-            queue = rank_candidates(cands, self.strategy, k, seed=seed, t_opt=self.t_opt)
+            queue = rank_candidates(
+                cands, self.strategy, k, seed=seed, t_opt=self.t_opt, protocol=self.protocol
+            )
             queue = queue.reset_index(drop=True)
         self._selects_this_round += 1
         self.queue = queue
@@ -664,16 +713,19 @@ class ActiveLearner:
         batch = batch[~batch["pick_id"].isin(done)]
         decisions = oracle.review(batch, labels=self.labels).reset_index(drop=True)
         if max_positives is not None:
-            positive = decisions["action"].isin(("accept", "move")).to_numpy()
+            positive = decisions["action"].isin(("accept", "move", "add")).to_numpy()
             reached = np.flatnonzero(np.cumsum(positive) >= max_positives)
             if len(reached):
                 decisions = decisions.iloc[: reached[0] + 1]
         skip = (decisions["action"] == "skip").to_numpy()
+        add = (decisions["action"] == "add").to_numpy()
         self._reviewed |= set(decisions.loc[skip, "pick_id"].astype(int).tolist())
-        if (~skip).any():
-            self._apply_decisions(decisions[~skip], source="oracle")
+        if (~skip & ~add).any():
+            self._apply_decisions(decisions[~skip & ~add], source="oracle")
         else:
             self._advance()
+        if add.any():
+            self._add_missed(decisions[add])
         self._save_labels()
         self._save_queue()
         return decisions
@@ -816,6 +868,33 @@ class ActiveLearner:
         self._push_undo(new["pick_id"].tolist())
         keep = self.labels[~self.labels["pick_id"].isin(new["pick_id"])]
         self.labels = _as_labels(pd.concat([keep, new[list(LABEL_COLUMNS)]], ignore_index=True))
+
+    def _add_missed(self, adds: pd.DataFrame) -> None:
+        """Oracle ``add`` rows (``micrograph``, ``x``, ``y``) -> labels of status ``added``,
+        source ``oracle``, confidence NaN (one undo step)."""
+        new = validate_picks(
+            pd.DataFrame(
+                {
+                    "micrograph": adds["micrograph"].astype(str).to_numpy(),
+                    "x": adds["x"].to_numpy(float),
+                    "y": adds["y"].to_numpy(float),
+                    "diameter": float(self.config.diameter),
+                    "status": STATUS_ADDED,
+                    "round": self.round,
+                    "time": now_utc(),
+                }
+            ),
+            "added particles",
+        )
+        check_bounds(new, self.shapes, source="added particles")
+        new = new.assign(
+            pick_id=self._new_ids(len(new)),
+            strategy="",
+            source="oracle",
+            pred_x=np.nan,
+            pred_y=np.nan,
+        )
+        self._replace_labels(new)
 
     def _apply_decisions(self, decisions: pd.DataFrame, *, source: str) -> None:
         """Turn accept / move / reject decisions on predicted picks into label rows (one undo step)."""
