@@ -22,6 +22,10 @@ def pool(n=2, size=128):
 def learner(**kw):
     cfg = DetectorConfig(diameter=D, input_size=128, epochs=1, batch_size=2, device="cpu")
     kw.setdefault("strategy", "low_confidence")
+    # these tests check the thesis rules (SPEC 3-4); the product protocol has its own below
+    kw.setdefault("protocol", "thesis")
+    kw.setdefault("init", "scratch")
+    kw.setdefault("train_steps", None)
     return ActiveLearner(pool(), cfg, **kw)
 
 
@@ -219,6 +223,9 @@ def test_two_round_loop_on_simulated_data(tmp_path):
         batch_size=4,
         seed=1,
         partial=True,  # the benchmark's tiny run covers partial=False
+        protocol="thesis",
+        init="scratch",
+        train_steps=None,
         validation=([val], val_truth),
         test=([val], val_truth),
     )

@@ -458,7 +458,14 @@ class ActiveLearner:
         if len(positives) == 0:
             raise ReviewError("no particle labels to train on: add or accept some picks first")
         mics = self.training_micrographs()
+        self.init_used = None
         init = self._round_init()
+        if self.init_used is None:
+            self.init_used = (
+                "scratch"
+                if init is None
+                else ("general" if init.meta.get("general") else "previous")
+            )
         config = self.config
         if init is not None and self.protocol == "product":
             config = dataclasses.replace(config, lr=min(config.lr, FINETUNE_LR))
@@ -494,6 +501,9 @@ class ActiveLearner:
             "labels": int(len(positives)),
             "negatives": int((self.labels["status"] == STATUS_REJECTED).sum()),
             "micrographs_trained": len(mics),
+            "protocol": self.protocol,
+            "init": self.init_used,
+            "train_steps": detector.meta.get("steps"),
             "counts": self.counts(),
             "t_opt": float(self.t_opt),
             "t_opt_source": self.t_opt_source,
@@ -518,8 +528,16 @@ class ActiveLearner:
         if self.init == "previous" and self.detector is not None:
             return self.detector
         if getattr(self, "_general", None) is None:
+            from ..detector.config import DEFAULT_LIGHT_WIDTH
             from ..detector.general import load_general_detector
 
+            if self.config.arch != "light" or self.config.channel_width != DEFAULT_LIGHT_WIDTH:
+                # no general model of this size: train from scratch, and say so in the history
+                self.init_used = (
+                    f"scratch (no general model for {self.config.arch} width "
+                    f"{self.config.channel_width})"
+                )
+                return None
             self._general = load_general_detector(
                 self.config.diameter, arch=self.config.arch, device=self.config.device
             )
