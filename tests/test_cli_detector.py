@@ -57,6 +57,8 @@ def _train(root, out, *extra):
             "cpu",
             "--out",
             str(out),
+            "--init",
+            "scratch",
             *extra,
         ]
     )

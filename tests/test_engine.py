@@ -23,6 +23,10 @@ def pool(n=2, size=128):
 def learner(**kw):
     cfg = DetectorConfig(diameter=D, input_size=128, epochs=1, batch_size=2, device="cpu")
     kw.setdefault("strategy", "low_confidence")
+    # these tests check the thesis rules (SPEC 3-4); the product protocol has its own below
+    kw.setdefault("protocol", "thesis")
+    kw.setdefault("init", "scratch")
+    kw.setdefault("train_steps", None)
     return ActiveLearner(pool(), cfg, **kw)
 
 
@@ -220,6 +224,9 @@ def test_two_round_loop_on_simulated_data(tmp_path):
         batch_size=4,
         seed=1,
         partial=True,  # the benchmark's tiny run covers partial=False
+        protocol="thesis",
+        init="scratch",
+        train_steps=None,
         validation=([val], val_truth),
         test=([val], val_truth),
     )
@@ -296,3 +303,31 @@ def test_every_change_is_saved_and_resumes_from_the_session(tmp_path):
     assert 101 not in set(Session.open(tmp_path / "session").load_labels()["pick_id"])
     # new ids never collide with resumed ones
     assert again.add_particle("m1", 50.0, 50.0) > max(103, pid)
+
+
+# ---------------------------------------------------------------------- product protocol
+
+
+def test_product_protocol_keeps_plausible_candidates_and_applies_human_adds():
+    from activepick.active.oracle import HumanOracle
+
+    al = ActiveLearner(
+        pool(), DetectorConfig(diameter=D, input_size=128, device="cpu"), strategy="entropy"
+    )
+    assert (al.protocol, al.init, al.train_steps) == ("product", "general", 60)
+    set_predictions(al, PREDS)
+    al.t_opt = 0.2
+    # plausible at T_opt 0.2: re-centred >= 0.1, i.e. c >= 0.027 -> 104 (0.005) goes
+    assert sorted(al.candidates()["pick_id"]) == [100, 101, 102, 103]
+    queue = al.select(k=2)
+    # re-centred entropy: 101 sits at T_opt, 103 (0.4) is 0.98 logits away, 102 1.56
+    assert list(queue["pick_id"]) == [101, 103]
+    # truth: 101's particle 6 px off (IoU 0.45 for d = 20 -> move), and a missed one
+    # 15 px away from 101, inside the reviewed region (2 diameters = 40 px)
+    truth = make_picks(["m0", "m0"], [66.0, 60.0], [20.0, 35.0], D)
+    al.review_with(HumanOracle(truth))
+    got = al.labels.sort_values("pick_id")[["pick_id", "status", "x", "y", "source"]]
+    rows = [tuple(r) for r in got.itertuples(index=False)]
+    assert rows[0] == (101, "moved", 66.0, 20.0, "oracle")
+    assert rows[1] == (103, "rejected", 20.0, 60.0, "oracle")
+    assert rows[2][1:] == ("added", 60.0, 35.0, "oracle")

@@ -120,3 +120,48 @@ def test_bad_mode_and_tau():
         SimulatedOracle(truth("m", [1.0], [1.0]), mode="best")
     with pytest.raises(ValueError, match="tau"):
         SimulatedOracle(truth("m", [1.0], [1.0]), tau=1.0)
+
+
+# ---------------------------------------------------------------------- HumanOracle
+
+
+def _human_truth():
+    # r = 20: d = 10 -> IoU 0.521 (on the particle: move), d = 2 -> IoU 0.936 (accept)
+    return make_picks("m", [100.0, 300.0, 130.0, 900.0], [100.0, 100.0, 100.0, 900.0], 40.0)
+
+
+def _batch(xs, ys, ids):
+    b = make_picks("m", xs, ys, 40.0, confidence=0.5, status="predicted")
+    b["pick_id"] = ids
+    return b
+
+
+def test_human_oracle_moves_near_miss_and_rejects_only_background():
+    from activepick.active.oracle import HumanOracle
+
+    oracle = HumanOracle(_human_truth(), add_missed=False)
+    # pick 1: 2 px off truth 0 -> accept at the predicted centre; pick 2: 10 px off
+    # truth 1 (thesis oracle at tau 0.7 would reject it) -> move onto (300, 100);
+    # pick 3: on empty background -> reject
+    out = oracle.review(_batch([102.0, 310.0, 600.0], [100.0, 100.0, 600.0], [1, 2, 3]))
+    assert out["action"].tolist() == ["accept", "move", "reject"]
+    assert out[["x", "y"]].to_numpy().tolist() == [[102.0, 100.0], [300.0, 100.0], [600.0, 600.0]]
+    thesis = SimulatedOracle(_human_truth(), tau=0.7, mode="first")
+    assert thesis.review(_batch([310.0], [100.0], [2]))["action"].tolist() == ["reject"]
+
+
+def test_human_oracle_adds_missed_particles_of_the_reviewed_region_only():
+    from activepick.active.oracle import HumanOracle
+
+    oracle = HumanOracle(_human_truth())  # region: 2 diameters = 80 px around each pick
+    out = oracle.review(_batch([102.0], [100.0], [1]))
+    # truth 2 at (130, 100) is 28 px away and unlabelled -> added; truth 1 (198 px) and
+    # truth 3 (far) lie outside the reviewed region
+    assert out["action"].tolist() == ["accept", "add"]
+    add = out.iloc[1]
+    assert (add["pick_id"], add["x"], add["y"], add["micrograph"]) == (-1, 130.0, 100.0, "m")
+    # a particle already labelled is not added again
+    labels = make_picks("m", [130.0], [100.0], 40.0, status="accepted")
+    assert oracle.review(_batch([102.0], [100.0], [1]), labels=labels)["action"].tolist() == [
+        "accept"
+    ]

@@ -64,6 +64,10 @@ def test_wheel_ships_manifest_and_napari_finds_it(tmp_path):
     (wheel,) = dist.glob("napari_activepick-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         shipped = zf.read("activepick/napari.yaml").decode()
+        names = set(zf.namelist())
+        # the general model (issue 9) and its sidecar ship inside the package
+        assert "activepick/detector/models/general_light.pt" in names
+        assert "activepick/detector/models/general_light.pt.json" in names
         ep_files = [n for n in zf.namelist() if n.endswith("entry_points.txt")]
         eps = zf.read(ep_files[0]).decode()
     assert shipped == (ROOT / "napari.yaml").read_text()

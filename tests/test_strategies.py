@@ -142,7 +142,7 @@ def test_disagreement_strategies(name):
 def test_rank_candidates_columns_and_index():
     df = cands(MIXED)
     df.index = [10, 11, 12, 13, 14]
-    out = rank_candidates(df, "boundary_distance", 3, t_opt=0.4)
+    out = rank_candidates(df, "boundary_distance", 3, t_opt=0.4, protocol="thesis")
     assert out.index.tolist() == [13, 12, 11]
     assert out["rank"].tolist() == [0, 1, 2]
     np.testing.assert_allclose(out["uncertainty"], [0.95, 0.85, 0.8])
@@ -164,3 +164,37 @@ def test_register_strategy_adds_one_function():
             register_strategy("_test_highest_x")(highest_x)
     finally:
         STRATEGIES.pop("_test_highest_x")
+
+
+# ---------------------------------------------------------------------- product protocol
+
+
+def test_recentred_confidence_maps_t_opt_to_one_half():
+    from activepick.active.strategies import recentred_confidence
+
+    got = recentred_confidence([0.2, 0.5, 0.05], 0.2)
+    # sigmoid(logit(c) - logit(0.2)): 0.2 -> 0.5; 0.5 -> 0.8; 0.05 -> 0.1739...
+    np.testing.assert_allclose(got, [0.5, 0.8, 0.17391304], rtol=1e-6)
+    np.testing.assert_allclose(recentred_confidence([0.3, 0.7], 0.5), [0.3, 0.7])
+
+
+def test_recentred_entropy_ranks_picks_at_t_opt_first():
+    conf = [0.9, 0.45, 0.2, 0.05, 0.6]
+    product = rank_candidates(cands(conf), "entropy", 3, t_opt=0.2)
+    # order by |logit(c) - logit(0.2)|: 0.2 (0), 0.45 (1.19), 0.05 (1.56), 0.6 (1.79)
+    assert product["confidence"].tolist() == [0.2, 0.45, 0.05]
+    np.testing.assert_allclose(product["uncertainty"].iloc[0], 1.0)
+    thesis = rank_candidates(cands(conf), "entropy", 3, t_opt=0.2, protocol="thesis")
+    assert thesis["confidence"].tolist() == [0.45, 0.6, 0.2]
+    with pytest.raises(ActivePickError, match="protocol"):
+        rank_candidates(cands(conf), "entropy", 3, protocol="mine")
+
+
+def test_plausible_candidates_follow_t_opt():
+    from activepick.active.strategies import plausible_candidates
+
+    df = cands([0.9, 0.2, 0.02, 0.001])
+    # T_opt 0.2: keep recentred >= 0.1, i.e. c >= 1 / (1 + 9 * 4) = 0.027
+    assert plausible_candidates(df, 0.2)["confidence"].tolist() == [0.9, 0.2]
+    # T_opt 0.01: c >= 0.00112, so 0.001 still goes
+    assert plausible_candidates(df, 0.01)["confidence"].tolist() == [0.9, 0.2, 0.02]

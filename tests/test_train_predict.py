@@ -227,3 +227,47 @@ def test_prediction_progress_and_cancel():
     assert [p["step"] for p in seen] == [1, 2, 3, 4, 5] and seen[-1]["total"] == 5
     with pytest.raises(Cancelled):
         predict_picks(_bright_detector(), mics, batch_size=2, should_stop=lambda: True)
+
+
+# ---------------------------------------------------------------------- issue 9 rules
+
+
+def test_partial_supervision_leaves_unlabelled_cells_out_of_the_loss():
+    from activepick.detector.targets import detector_loss
+    from activepick.detector.train import _encode_sample, _Sample
+
+    # input 256 px, grid 16 x 16 of 16 px cells, anchor (diameter) 32 input px
+    sample = _Sample(
+        name="m",
+        image=torch.zeros(1, 256, 256),
+        positives=np.array([[40.0, 40.0]]),  # cell (2, 2)
+        sizes=np.array([32.0]),
+        negatives=np.array([[200.0, 200.0]]),  # cell (12, 12)
+        complete=False,
+        anchor=32.0,
+    )
+    cfg = DetectorConfig(pos_weight=10.0, neg_weight=5.0)
+    _, target, weight = _encode_sample(sample, (0, False), cfg, partial=True)
+    assert weight[2, 2] == 10.0 and weight[12, 12] == 5.0
+    # cells whose centre lies within 32 px of (40, 40): rows/cols 1-3 (centres 24, 40,
+    # 56) plus (0, 2), (2, 0), (2, 4), (4, 2) (centres 8 / 72 on one axis, 40 on the
+    # other: 32 px away, on the circle) -> 13 cells; the rejection opens no neighbourhood
+    assert int((weight > 0).sum()) == 13 + 1
+    assert weight[11, 12] == 0 and weight[8, 8] == 0
+    # a prediction in an unsupervised cell does not change the loss
+    out = torch.zeros(1, 6, 16, 16)
+    base, _ = detector_loss(out, torch.as_tensor(target[None]), torch.as_tensor(weight[None]))
+    out[0, 4, 8, 8] = 7.0
+    moved, _ = detector_loss(out, torch.as_tensor(target[None]), torch.as_tensor(weight[None]))
+    assert float(moved) == float(base)
+    _, _, full = _encode_sample(sample, (0, False), cfg, partial=False)
+    assert full[8, 8] == 1.0  # the thesis: unlabelled = background
+
+
+def test_steps_budget_replaces_epochs():
+    mics, labels = _tiny_data(5)
+    det = train_detector(mics, labels, _tiny_config(epochs=40, steps=3, batch_size=2))
+    assert det.meta["steps"] == 3
+    assert DetectorConfig.from_dict({"diameter": 20.0}).steps is None  # old sidecars load
+    with pytest.raises(ValueError, match="steps"):
+        DetectorConfig(steps=-1)

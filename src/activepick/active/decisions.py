@@ -41,6 +41,7 @@ from .label_store import LabelStore, Row, UndoEntry, UndoStack, restore, rows_to
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
+    from .oracle import Oracle
 
 #: Decision action -> label status.
 ACTION_STATUS = {"accept": STATUS_ACCEPTED, "move": STATUS_MOVED, "reject": STATUS_REJECTED}
@@ -221,6 +222,68 @@ class LabelEditing:
         self._reviewed = set(entry.reviewed)
         self._persist(back, gone, position_changed=moved)
         return True
+
+    # ------------------------------------------------------------------ simulated review
+    def review_with(self, oracle: Oracle, *, max_positives: int | None = None) -> pd.DataFrame:
+        """Let ``oracle`` decide the undecided picks of the queue (from :attr:`position`).
+
+        Accept / move / reject decisions become labels with source ``oracle``;
+        ``skip`` decisions are remembered as reviewed (not queued again). With
+        ``max_positives``, decisions are applied in queue order only up to and
+        including the one that brings the new particle labels to that number;
+        later picks stay undecided (the benchmark's "K new labels" rule). The
+        queue position moves past the applied decisions. Returns the applied
+        decisions (the oracle's table, truncated).
+        """
+        batch = self.queue.iloc[self.position :]
+        done = set(self.labels["pick_id"].tolist()) | self._reviewed
+        batch = batch[~batch["pick_id"].isin(done)]
+        decisions = oracle.review(batch, labels=self.labels).reset_index(drop=True)
+        if max_positives is not None:
+            positive = decisions["action"].isin(("accept", "move", "add")).to_numpy()
+            reached = np.flatnonzero(np.cumsum(positive) >= max_positives)
+            if len(reached):
+                decisions = decisions.iloc[: reached[0] + 1]
+        skip = (decisions["action"] == "skip").to_numpy()
+        add = (decisions["action"] == "add").to_numpy()
+        self._reviewed |= set(decisions.loc[skip, "pick_id"].astype(int).tolist())
+        if (~skip & ~add).any():
+            self._apply_decisions(decisions[~skip & ~add], source="oracle")
+        else:
+            self._advance()
+        if add.any():
+            self._add_missed(decisions[add])
+        self._save_labels()
+        self._save_queue()
+        return decisions
+
+    def _add_missed(self, adds: pd.DataFrame) -> None:
+        """Oracle ``add`` rows (``micrograph``, ``x``, ``y``) -> labels of status ``added``,
+        source ``oracle``, no confidence (one undo step)."""
+        ids = self._new_ids(len(adds))
+        rows = []
+        for pick_id, name, x, y in zip(
+            ids.tolist(), adds["micrograph"].astype(str), adds["x"], adds["y"], strict=True
+        ):
+            x, y = self._checked_centre(name, float(x), float(y), "added particle")
+            rows.append(
+                (
+                    name,
+                    x,
+                    y,
+                    float(self.config.diameter),
+                    np.nan,
+                    STATUS_ADDED,
+                    int(self.round),
+                    now_utc(),
+                    int(pick_id),
+                    "",
+                    "oracle",
+                    np.nan,
+                    np.nan,
+                )
+            )
+        self._change(rows)
 
     # ------------------------------------------------------------------ session
     def compact(self) -> None:

@@ -12,6 +12,7 @@ pixels of the ORIGINAL micrograph, x = column, y = row, origin top-left.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Generator, Sequence
@@ -31,12 +32,15 @@ from ..constants import (
 )
 from ..errors import CoordinateError
 from ..io.picks import empty_picks, now_utc, validate_picks
-from .decisions import ACTION_STATUS, COUNT_KEYS, LabelEditing, ReviewError, as_labels
+from .decisions import ACTION_STATUS, COUNT_KEYS, LabelEditing, ReviewError
 from .label_store import UNDO_DEPTH, empty_labels, near_labels, overlaps_labels
 from .settings import (
     DEFAULT_MC_PASSES,
     DEFAULT_REVIEW_K,
     DEFAULT_STRATEGY,
+    DEFAULT_TRAIN_STEPS,
+    INITS,
+    PROTOCOLS,
     LearnerSettings,
     SettingsAccess,
 )
@@ -45,13 +49,11 @@ if TYPE_CHECKING:  # pragma: no cover - imported for type hints only
     from ..detector import Detector, DetectorConfig
     from ..io.micrograph import Micrograph
     from ..session import Session
-    from .oracle import Oracle
 
 #: T_opt before any validation or decision is available.
 DEFAULT_T_OPT = 0.5
 
 Progress = dict[str, Any]
-
 
 
 def _jsonable(value: Any) -> Any:
@@ -117,11 +119,16 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         test: tuple[Sequence[Micrograph], pd.DataFrame] | None = None,
         mc_passes: int = DEFAULT_MC_PASSES,
         protocol: str = "product",
-        init: str = "general",
-        train_steps: int | None = None,
+        init: str | Detector | None = "general",
+        train_steps: int | None = DEFAULT_TRAIN_STEPS,
         batch_size: int | None = None,
     ) -> None:
         from .strategies import STRATEGIES
+
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"unknown protocol {protocol!r}; choose from {PROTOCOLS}")
+        if not (init is None or init in INITS or hasattr(init, "network")):
+            raise ValueError(f"init must be one of {INITS}, a Detector or None, not {init!r}")
 
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
@@ -140,8 +147,8 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         self.partial = bool(partial)
         self.warm_start = bool(warm_start)
         self.mc_passes = int(mc_passes)
-        self.protocol = str(protocol)
-        self.init = str(init)
+        self.protocol = protocol
+        self.init = init
         self.train_steps = None if train_steps is None else int(train_steps)
         self.validation = self._checked_split(validation, "validation")
         self.test = self._checked_split(test, "test")
@@ -216,21 +223,35 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         if len(positives) == 0:
             raise ReviewError("no particle labels to train on: add or accept some picks first")
         mics = self.training_micrographs()
-        init = self.detector if self.warm_start else None
+        self.init_used = None
+        init = self._round_init()
+        if self.init_used is None:
+            self.init_used = (
+                "scratch"
+                if init is None
+                else ("general" if init.meta.get("general") else "previous")
+            )
+        config = self.config
+        if init is not None and self.protocol == "product":
+            from ..detector.config import FINETUNE_LR
+
+            config = dataclasses.replace(config, lr=min(config.lr, FINETUNE_LR))
+        if self.train_steps is not None:
+            config = dataclasses.replace(config, steps=self.train_steps)
         yield {
             "stage": "train",
             "step": 0,
-            "total": int(self.config.epochs),
+            "total": int(config.steps if config.steps is not None else config.epochs),
             "round": self.round + 1,
         }
         t0 = time.perf_counter()
         detector = yield from iter_train_detector(
             mics,
             positives,
-            self.config,
+            config,
             negatives=self.negative_labels(),
             init=init,
-            partial=self.partial,
+            partial=self.partial or self.protocol == "product",
             complete=set(self.complete),
             should_stop=should_stop,
         )
@@ -247,6 +268,9 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             "labels": int(len(positives)),
             "negatives": int((self.labels["status"] == STATUS_REJECTED).sum()),
             "micrographs_trained": len(mics),
+            "protocol": self.protocol,
+            "init": self.init_used,
+            "train_steps": detector.meta.get("steps"),
             "counts": self.counts(),
             "t_opt": float(self.t_opt),
             "t_opt_source": self.t_opt_source,
@@ -259,6 +283,32 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         self.history.append(_jsonable(entry))
         self._save_round(detector=detector, metrics=self.history[-1])
         return detector
+
+    def _round_init(self) -> Detector | None:
+        """The detector this round fine-tunes (None = from scratch); see ``init``."""
+        if self.warm_start and self.detector is not None:
+            return self.detector
+        if self.init is None or self.init == "scratch":
+            return None
+        if not isinstance(self.init, str):
+            return self.init
+        if self.init == "previous" and self.detector is not None:
+            return self.detector
+        if getattr(self, "_general", None) is None:
+            from ..detector.config import DEFAULT_LIGHT_WIDTH
+            from ..detector.general import load_general_detector
+
+            if self.config.arch != "light" or self.config.channel_width != DEFAULT_LIGHT_WIDTH:
+                # no general model of this size: train from scratch, and say so in the history
+                self.init_used = (
+                    f"scratch (no general model for {self.config.arch} width "
+                    f"{self.config.channel_width})"
+                )
+                return None
+            self._general = load_general_detector(
+                self.config.diameter, arch=self.config.arch, device=self.config.device
+            )
+        return self._general
 
     def _iter_evaluate(
         self, should_stop: Callable[[], bool] | None
@@ -372,6 +422,10 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         c = c[~c["pick_id"].isin(done)]
         c = c.drop_duplicates(subset=["micrograph", "x", "y"])
         c = c[~self._near_labels(c, self.labels, c["diameter"].to_numpy(float) / 2)]
+        if self.protocol == "product":
+            from .strategies import plausible_candidates
+
+            c = plausible_candidates(c, self.t_opt)
         return c.reset_index(drop=True)
 
     def select(self, k: int | None = None) -> pd.DataFrame:
@@ -396,7 +450,9 @@ class ActiveLearner(LabelEditing, SettingsAccess):
                     [self.seed, self.round, self._selects_this_round]
                 ).generate_state(1)[0]
             )
-            queue = rank_candidates(cands, self.strategy, k, seed=seed, t_opt=self.t_opt)
+            queue = rank_candidates(
+                cands, self.strategy, k, seed=seed, t_opt=self.t_opt, protocol=self.protocol
+            )
             queue = queue.reset_index(drop=True)
         self._selects_this_round += 1
         self.queue = queue
@@ -424,37 +480,6 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             queue = self.select()
             yield {"stage": "select", "step": 1, "total": 1, "queued": int(len(queue))}
         return self.history[-1]
-
-    # ------------------------------------------------------------------ simulated review
-    def review_with(self, oracle: Oracle, *, max_positives: int | None = None) -> pd.DataFrame:
-        """Let ``oracle`` decide the undecided picks of the queue (from :attr:`position`).
-
-        Accept / move / reject decisions become labels with source ``oracle``;
-        ``skip`` decisions are remembered as reviewed (not queued again). With
-        ``max_positives``, decisions are applied in queue order only up to and
-        including the one that brings the new particle labels to that number;
-        later picks stay undecided (the benchmark's "K new labels" rule). The
-        queue position moves past the applied decisions. Returns the applied
-        decisions (the oracle's table, truncated).
-        """
-        batch = self.queue.iloc[self.position :]
-        done = set(self.labels["pick_id"].tolist()) | self._reviewed
-        batch = batch[~batch["pick_id"].isin(done)]
-        decisions = oracle.review(batch, labels=self.labels).reset_index(drop=True)
-        if max_positives is not None:
-            positive = decisions["action"].isin(("accept", "move")).to_numpy()
-            reached = np.flatnonzero(np.cumsum(positive) >= max_positives)
-            if len(reached):
-                decisions = decisions.iloc[: reached[0] + 1]
-        skip = (decisions["action"] == "skip").to_numpy()
-        self._reviewed |= set(decisions.loc[skip, "pick_id"].astype(int).tolist())
-        if (~skip).any():
-            self._apply_decisions(decisions[~skip], source="oracle")
-        else:
-            self._advance()
-        self._save_labels()
-        self._save_queue()
-        return decisions
 
     # ------------------------------------------------------------------ export
     def export_picks(

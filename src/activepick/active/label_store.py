@@ -26,7 +26,6 @@ import pandas as pd
 from scipy.spatial import cKDTree
 
 from ..constants import LABEL_COLUMNS, POSITIVE_STATUSES
-
 from ..io.labels import empty_labels, validate_labels
 
 #: Undo depth (decisions, additions, removals).

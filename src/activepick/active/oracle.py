@@ -16,7 +16,10 @@ Decision table columns (:data:`DECISION_COLUMNS`):
   micrograph (x = column, y = row, origin top-left); the predicted centre for
   ``reject`` / ``skip``.
 - ``truth_index`` (int): the row of the ground-truth table the prediction was
-  matched to, -1 when none (simulated oracle only).
+  matched to, -1 when none (simulated oracles only).
+
+:class:`HumanOracle` (product protocol) also returns ``"add"`` rows: a missed
+particle of the reviewed region, ``pick_id`` -1, ``x``, ``y`` its centre.
 """
 
 from __future__ import annotations
@@ -33,7 +36,12 @@ from ..io.picks import validate_picks
 #: Columns of a decision table, in order.
 DECISION_COLUMNS: tuple[str, ...] = ("pick_id", "action", "x", "y", "truth_index")
 #: Oracle actions. ``skip`` is only produced by oracles, never stored as a label.
-ACTIONS: tuple[str, ...] = ("accept", "move", "reject", "skip")
+ACTIONS: tuple[str, ...] = ("accept", "move", "reject", "skip", "add")
+#: HumanOracle: a pick whose centre lies on a particle (centre distance < radius,
+#: i.e. circle IoU > 0.2430 for equal radii, SPEC section 4's d = r value) is moved.
+HUMAN_MOVE_IOU = 0.2430
+#: HumanOracle: the reviewed region around each reviewed pick, in diameters.
+HUMAN_REGION_DIAMETERS = 2.0
 #: Matching modes of the simulated oracle.
 ORACLE_MODES: tuple[str, ...] = ("optimal", "first")
 
@@ -206,4 +214,94 @@ class SimulatedOracle:
                 "truth_index": truth_index,
             },
             columns=list(DECISION_COLUMNS),
+        )
+
+
+class HumanOracle(SimulatedOracle):
+    """A simulated person (product protocol, SPEC 3a): what a human does in the GUI.
+
+    Per micrograph, the batch is matched one-to-one to the unlabelled truth
+    (maximal total IoU, pairs with IoU > ``move_iou``):
+
+    - IoU > ``accept_iou`` (0.7): ``"accept"``, the label stays at the predicted
+      centre (a person does not nudge a good pick);
+    - ``move_iou`` < IoU <= ``accept_iou`` (the pick lies on the particle):
+      ``"move"`` onto the particle's centre - a near miss is never a negative;
+    - no match but on an already labelled particle: ``"skip"``;
+    - otherwise ``"reject"``.
+
+    With ``add_missed`` (default) the person also clicks the particles they see
+    and the model missed: every unlabelled, unmatched truth particle whose centre
+    lies within ``region`` diameters (default 2) of a reviewed pick becomes an
+    ``"add"`` row (``pick_id`` -1, the particle's centre), after the batch's rows.
+    Its decision tables carry one extra column, ``micrograph``.
+    """
+
+    def __init__(
+        self,
+        truth: pd.DataFrame,
+        *,
+        accept_iou: float = ORACLE_TAU_SYNTHETIC,
+        move_iou: float = HUMAN_MOVE_IOU,
+        add_missed: bool = True,
+        region: float = HUMAN_REGION_DIAMETERS,
+        labelled: Iterable[int] = (),
+    ) -> None:
+        if not 0.0 <= move_iou <= accept_iou < 1.0:
+            raise ValueError(f"need 0 <= move_iou <= accept_iou < 1, got {move_iou}, {accept_iou}")
+        super().__init__(truth, move_iou, "optimal", labelled=labelled)
+        self.accept_iou = float(accept_iou)
+        self.add_missed = bool(add_missed)
+        self.region = float(region)
+
+    def review(self, batch: pd.DataFrame, labels: pd.DataFrame | None = None) -> pd.DataFrame:
+        """Decide every row of ``batch``, then add the missed particles; see the class docs."""
+        if len(batch) == 0:
+            return empty_decisions()
+        labelled = set(self.labelled) | self.labelled_from(labels)
+        batch = batch.reset_index(drop=True)
+        truth_index = np.full(len(batch), -1, dtype=np.int64)
+        iou = np.zeros(len(batch))
+        for name, rows in batch.groupby("micrograph", sort=False):
+            ti, bi, io = self._match(rows, str(name), exclude=labelled, mode="optimal")
+            pos = rows.index.to_numpy()[bi]
+            truth_index[pos], iou[pos] = ti, io
+            labelled.update(int(t) for t in ti)
+        out = self._decisions(batch, truth_index, labelled)
+        out["micrograph"] = batch["micrograph"].astype(str).to_numpy()
+        good = (truth_index >= 0) & (iou > self.accept_iou)
+        out.loc[good, "action"] = "accept"
+        out.loc[good, "x"] = batch["x"].to_numpy(float)[good]
+        out.loc[good, "y"] = batch["y"].to_numpy(float)[good]
+        if self.add_missed:
+            out = pd.concat([out, self._added(batch, labelled)], ignore_index=True)
+        return out
+
+    def _added(self, batch: pd.DataFrame, labelled: set[int]) -> pd.DataFrame:
+        """``add`` rows: unlabelled truth within ``region`` diameters of a reviewed pick."""
+        found: list[int] = []
+        for name, rows in batch.groupby("micrograph", sort=False):
+            idx = [int(i) for i in self._by_micrograph.get(str(name), []) if int(i) not in labelled]
+            if not idx:
+                continue
+            truth = self.truth.iloc[idx]
+            txy = truth[["x", "y"]].to_numpy(float)
+            pxy = rows[["x", "y"]].to_numpy(float)
+            reach = self.region * rows["diameter"].to_numpy(float)
+            d = np.hypot(*(txy[:, None, :] - pxy[None, :, :]).transpose(2, 0, 1))
+            near = np.any(d <= reach[None, :], axis=1)
+            found.extend(np.asarray(idx)[near].tolist())
+        if not found:
+            return empty_decisions().assign(micrograph=pd.Series(dtype=object))
+        rows = self.truth.iloc[found]
+        return pd.DataFrame(
+            {
+                "pick_id": np.full(len(found), -1, dtype=np.int64),
+                "action": ["add"] * len(found),
+                "x": rows["x"].to_numpy(float),
+                "y": rows["y"].to_numpy(float),
+                "truth_index": np.asarray(found, dtype=np.int64),
+                "micrograph": rows["micrograph"].astype(str).to_numpy(),
+            },
+            columns=[*DECISION_COLUMNS, "micrograph"],
         )

@@ -25,6 +25,8 @@ from ..errors import ActivePickError
 PROTOCOLS: tuple[str, ...] = ("product", "thesis")
 #: Where a round's training starts: the shipped general model, the previous round, or scratch.
 INITS: tuple[str, ...] = ("general", "previous", "scratch")
+#: Optimiser steps per round when fine-tuning (product protocol; docs/benchmarks/detector.md).
+DEFAULT_TRAIN_STEPS = 60
 #: Default review batch size K.
 DEFAULT_REVIEW_K = 20
 #: Default number of stochastic passes for the MC-dropout strategy.
@@ -80,7 +82,7 @@ class LearnerSettings:
     mc_passes: int = DEFAULT_MC_PASSES
     protocol: str = "product"
     init: str = "general"
-    train_steps: int | None = None
+    train_steps: int | None = DEFAULT_TRAIN_STEPS
 
     def __post_init__(self) -> None:
         if isinstance(self.detector, dict):

@@ -30,6 +30,7 @@ import pandas as pd
 
 from ..constants import CONFIDENCE_EPS
 from ..errors import ActivePickError
+from .settings import PROTOCOLS  # product re-centres confidences on T_opt, thesis: raw
 
 __all__ = [
     "STRATEGIES",
@@ -38,6 +39,8 @@ __all__ = [
     "rank_candidates",
     "strategy_needs",
     "binary_entropy",
+    "plausible_candidates",
+    "recentred_confidence",
 ]
 
 #: Column with the per-candidate disagreement (MC dropout / TTA), written by the detector.
@@ -50,6 +53,11 @@ RANK_COLUMN = "rank"
 DIVERSE_MIN_DISTANCE = 2.0
 #: diverse_boundary: per-micrograph cap = ceil(k / n_micrographs) * this.
 DIVERSE_CAP_FACTOR = 2
+
+
+#: Plausible candidates (product protocol): re-centred confidence >= this, i.e.
+#: logit(c) >= logit(T_opt) - logit(1 - PLAUSIBLE_MIN) (0.1 -> 2.2 logits below T_opt).
+PLAUSIBLE_MIN = 0.1
 
 OrderFn = Callable[..., np.ndarray]
 ScoreFn = Callable[[pd.DataFrame, float], np.ndarray]
@@ -103,6 +111,29 @@ def binary_entropy(c) -> np.ndarray:
     c = np.clip(np.asarray(c, dtype=np.float64), CONFIDENCE_EPS, 1 - CONFIDENCE_EPS)
     p = np.minimum(c, 1 - c)
     return -(p * np.log2(p) + (1 - p) * np.log2(1 - p))
+
+
+def recentred_confidence(c, t_opt: float) -> np.ndarray:
+    """Confidences re-centred so that ``t_opt`` maps to 0.5 (product protocol):
+    ``sigmoid(logit(c) - logit(t_opt))``, both clipped to
+    ``[CONFIDENCE_EPS, 1 - CONFIDENCE_EPS]``. Monotonic in ``c``; ``t_opt = 0.5``
+    leaves ``c`` unchanged."""
+    c = np.clip(np.asarray(c, dtype=np.float64), CONFIDENCE_EPS, 1 - CONFIDENCE_EPS)
+    t = min(max(float(t_opt), CONFIDENCE_EPS), 1 - CONFIDENCE_EPS)
+    z = np.log(c / (1 - c)) - math.log(t / (1 - t))
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def plausible_candidates(
+    candidates: pd.DataFrame, t_opt: float, *, min_recentred: float = PLAUSIBLE_MIN
+) -> pd.DataFrame:
+    """The candidates where a particle is plausible (product protocol): re-centred
+    confidence ``>= min_recentred`` (default :data:`PLAUSIBLE_MIN`), so the pool
+    follows T_opt instead of a fixed floor such as 0.01. The index is kept."""
+    if len(candidates) == 0:
+        return candidates
+    keep = recentred_confidence(_confidence(candidates), t_opt) >= float(min_recentred)
+    return candidates[keep]
 
 
 def _confidence(candidates: pd.DataFrame) -> np.ndarray:
@@ -285,7 +316,13 @@ def strategy_needs(name: str) -> str | None:
 
 
 def rank_candidates(
-    candidates: pd.DataFrame, strategy: str, k: int, *, seed: int = 0, t_opt: float = 0.5
+    candidates: pd.DataFrame,
+    strategy: str,
+    k: int,
+    *,
+    seed: int = 0,
+    t_opt: float = 0.5,
+    protocol: str = "product",
 ) -> pd.DataFrame:
     """The review batch: the ``min(k, n)`` candidate rows the strategy chooses, in
     review order (most uncertain first), with two added columns:
@@ -293,17 +330,27 @@ def rank_candidates(
     ``random``) and ``rank`` (0, 1, ...). The original index is kept.
 
     ``seed`` seeds the random generator (the ``random`` strategy); ``t_opt`` is the
-    current confidence threshold (boundary strategies). Raises
-    :class:`StrategyError` (an :class:`ActivePickError`) for an unknown name or
-    when the candidates lack a column the strategy needs.
+    current confidence threshold (boundary strategies). ``protocol="product"``
+    (default) computes every measure on :func:`recentred_confidence` (T_opt maps to
+    0.5, so entropy peaks at the decision threshold); ``"thesis"`` uses the raw
+    confidences and formulas of SPEC section 3. The returned rows keep their raw
+    confidence. Raises :class:`StrategyError` (an :class:`ActivePickError`) for an
+    unknown name or protocol, or when the candidates lack a column the strategy needs.
     """
     entry = _strategy(strategy)
+    if protocol not in PROTOCOLS:
+        raise StrategyError(f"unknown protocol {protocol!r}; choose from {', '.join(PROTOCOLS)}")
+    view, t_eff = candidates, float(t_opt)
+    if protocol == "product" and len(candidates):
+        view = candidates.copy()
+        view["confidence"] = recentred_confidence(_confidence(candidates), t_opt)
+        t_eff = 0.5
     rng = np.random.default_rng(seed)
-    idx = np.asarray(entry(candidates, int(k), rng=rng, t_opt=float(t_opt)), dtype=np.int64)
+    idx = np.asarray(entry(view, int(k), rng=rng, t_opt=t_eff), dtype=np.int64)
     if entry.uncertainty is None:
         score = np.full(len(candidates), np.nan)
     else:
-        score = np.asarray(entry.uncertainty(candidates, float(t_opt)), dtype=np.float64)
+        score = np.asarray(entry.uncertainty(view, t_eff), dtype=np.float64)
     out = candidates.iloc[idx].copy()
     out[UNCERTAINTY_COLUMN] = score[idx]
     out[RANK_COLUMN] = np.arange(len(idx), dtype=np.int64)

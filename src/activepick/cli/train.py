@@ -11,11 +11,13 @@ from ..errors import CoordinateError, MicrographError
 
 #: How many unmatched names the report lists before "...".
 _MAX_LISTED = 10
+#: Fine-tuning defaults (from the general model or a checkpoint); see docs/model_card.md.
+FINETUNE_STEPS = 100
 
 
 def register(subparsers) -> None:
     """Add the ``train`` subcommand."""
-    from ..detector.config import ARCHITECTURES, DetectorConfig
+    from ..detector.config import ARCHITECTURES, FINETUNE_LR, DetectorConfig
 
     d = DetectorConfig()
     p = subparsers.add_parser(
@@ -45,10 +47,26 @@ def register(subparsers) -> None:
         default=None,
         help="channel scale of the light network (default 0.25)",
     )
-    p.add_argument("--epochs", type=int, default=d.epochs, help="default: %(default)s")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help=f"passes over the data when training from scratch without --steps "
+        f"(default: {d.epochs})",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=None,
+        help=f"optimiser steps (replaces --epochs; default with --init general or a "
+        f"checkpoint: {FINETUNE_STEPS})",
+    )
     p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
     p.add_argument(
-        "--lr", type=float, default=d.lr, help="Adam learning rate (default: %(default)s)"
+        "--lr",
+        type=float,
+        default=None,
+        help=f"Adam learning rate (default: {d.lr} from scratch, {FINETUNE_LR} fine-tuning)",
     )
     p.add_argument(
         "--input-size",
@@ -58,7 +76,19 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=d.seed, help="default: %(default)s")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--init", type=Path, default=None, help="checkpoint to warm-start from")
+    p.add_argument(
+        "--init",
+        default="general",
+        metavar="general|scratch|PATH",
+        help="start from the shipped general model (default), from scratch, or fine-tune a "
+        "checkpoint",
+    )
+    p.add_argument(
+        "--partial",
+        action="store_true",
+        help="the coordinate file is incomplete: supervise only around the picks (unpicked "
+        "particles are not taught as background)",
+    )
     p.add_argument("--out", required=True, type=Path, help="checkpoint to write (plus <out>.json)")
     p.add_argument(
         "--force", action="store_true", help="overwrite --out (and <out>.json) when it exists"
@@ -80,16 +110,31 @@ def match_micrographs(
     return matched, set(micrograph_names) - pick_names, pick_names - set(micrograph_names)
 
 
+def load_init(init: str, diameter: float, arch: str, device: str):
+    """The detector ``--init`` names: ``"general"`` (shipped), ``"scratch"`` (None) or a
+    checkpoint path; :class:`CheckpointError` (one line) when it is missing or does
+    not fit ``arch``."""
+    from ..detector import load_checkpoint
+    from ..detector.general import load_general_detector
+    from ..errors import CheckpointError
+
+    if init == "scratch":
+        return None
+    if init == "general":
+        return load_general_detector(diameter, arch=arch, device=device)
+    detector = load_checkpoint(Path(init), device=device)
+    if detector.config.arch != arch:
+        raise CheckpointError(
+            f"{init}: --init is a {detector.config.arch} model but --arch is {arch}"
+        )
+    return detector
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..detector import (
-        DetectorConfig,
-        load_checkpoint,
-        save_checkpoint,
-        sidecar_path,
-        train_detector,
-    )
+    from ..detector import DetectorConfig, save_checkpoint, sidecar_path, train_detector
+    from ..detector.config import FINETUNE_LR
     from ..io.atomic import refuse_existing
     from ..io.formats import read_coordinates
     from ..io.micrograph import (
@@ -134,19 +179,29 @@ def run(args: argparse.Namespace) -> int:
         )
     mics = [read_micrograph(by_name[n]) for n in matched]
     picks = picks[picks["micrograph"].isin(matched)]
-    init = load_checkpoint(args.init) if args.init is not None else None
+    init = load_init(args.init, args.diameter, args.arch, args.device)
+    defaults = DetectorConfig()
+    steps = args.steps
+    if steps is None and args.epochs is None and init is not None:
+        steps = FINETUNE_STEPS
     config = DetectorConfig(
         arch=args.arch,
         diameter=args.diameter,
         input_size=args.input_size,
-        epochs=args.epochs,
+        epochs=defaults.epochs if args.epochs is None else args.epochs,
+        steps=steps,
         batch_size=args.batch_size,
-        lr=args.lr,
+        lr=args.lr if args.lr is not None else (defaults.lr if init is None else FINETUNE_LR),
         seed=args.seed,
         device=args.device,
         width=args.width,
     )
-    print(f"training {config.arch} on {len(mics)} micrograph(s), {len(picks)} particle(s)")
+    budget = f"{config.steps} steps" if config.steps is not None else f"{config.epochs} epochs"
+    start = "scratch" if init is None else args.init
+    print(
+        f"training {config.arch} on {len(mics)} micrograph(s), {len(picks)} particle(s); "
+        f"init {start}, {budget}, lr {config.lr}, partial labels {'on' if args.partial else 'off'}"
+    )
     started = time.perf_counter()
     with tqdm(total=None, unit="step", desc="train", disable=None) as bar:
 
@@ -155,7 +210,9 @@ def run(args: argparse.Namespace) -> int:
             bar.set_postfix(epoch=f"{info['epoch']}/{info['epochs']}", loss=f"{info['loss']:.4f}")
             bar.update(1)
 
-        detector = train_detector(mics, picks, config, init=init, progress=progress)
+        detector = train_detector(
+            mics, picks, config, init=init, partial=args.partial, progress=progress
+        )
     save_checkpoint(detector, args.out)
     print(
         f"wrote {args.out} (input size {detector.config.input_size}, "

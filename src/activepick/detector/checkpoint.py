@@ -48,13 +48,17 @@ def checkpoint_info(detector: Detector) -> dict[str, Any]:
     }
 
 
-def save_checkpoint(detector: Detector, path: str | os.PathLike) -> Path:
+def save_checkpoint(detector: Detector, path: str | os.PathLike, *, half: bool = False) -> Path:
     """Write the state dict to ``path`` and the sidecar to ``<path>.json``, atomically.
 
-    Returns ``path``. The weights are stored on the CPU so any machine can load them.
+    Returns ``path``. The weights are stored on the CPU so any machine can load them;
+    ``half=True`` stores floating-point tensors as float16 (half the size; loading
+    casts them back to float32).
     """
     path = Path(path)
     state = {k: v.detach().cpu() for k, v in detector.network.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
     atomic_write_text(

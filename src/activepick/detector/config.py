@@ -27,6 +27,9 @@ INPUT_MULTIPLE = 32
 TARGET_DIAMETER_PX = 32.0
 MIN_INPUT_SIZE = 256
 MAX_INPUT_SIZE = 1024
+#: Adam learning rate when fine-tuning (from the general model or a checkpoint);
+#: docs/model_card.md.
+FINETUNE_LR = 1e-3
 #: Devices a config may name.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 
@@ -47,9 +50,14 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "neg_weight": (0.0, 1e6, "float"),
     "coord_weight": (0.0, 1e6, "float"),
     "dropout": (0.0, 1.0, "float"),
+    "steps": (0, 10_000_000, "int"),
+    "jitter": (0.0, 1.0, "float"),
+    "scale_jitter": (0.0, 0.5, "float"),
+    "holdout": (0.0, 1.0, "float"),
+    "eval_points": (1, 10_000, "int"),
 }
 _OPEN_LOW = ("diameter", "lr", "width")
-_OPEN_HIGH = ("dropout",)
+_OPEN_HIGH = ("dropout", "jitter", "scale_jitter", "holdout")
 
 
 class ConfigError(ActivePickError, ValueError):
@@ -93,6 +101,18 @@ class DetectorConfig:
       ``coord_weight`` (weight of the offset / log-size MSE).
     - ``augment``: random flips and 90-degree rotations during training.
     - ``dropout``: dropout before the detection conv (0.2 as the thesis).
+    - ``steps``: optimiser steps per training run; when set it replaces ``epochs``
+      (the budget then does not grow with the number of labelled micrographs).
+    - ``jitter``: contrast and noise jitter of the normalised input: gain drawn
+      from [1 - jitter, 1 + jitter], added Gaussian noise of SD [0, jitter]
+      (0 = off).
+    - ``scale_jitter``: each batch is zoomed by a factor in [1 - s, 1 + s]
+      (0 = off); particle sizes scale with it.
+    - ``holdout``: fraction of the trained micrographs held out for model
+      selection (early stopping): their loss is checked ``eval_points`` times
+      and the weights of the best check are kept (0 = off; needs >= 2 micrographs).
+    - ``freeze_norm``: when fine-tuning (``init`` given), keep the BatchNorm
+      statistics of the initial model (few labels give poor batch statistics).
     """
 
     arch: str = "light"
@@ -113,6 +133,12 @@ class DetectorConfig:
     coord_weight: float = 1.0
     augment: bool = True
     dropout: float = 0.2
+    steps: int | None = None
+    jitter: float = 0.0
+    scale_jitter: float = 0.0
+    holdout: float = 0.0
+    eval_points: int = 10
+    freeze_norm: bool = True
 
     def __post_init__(self) -> None:
         """Check every field's type and :data:`LIMITS`; raises :class:`ConfigError`."""
@@ -120,11 +146,12 @@ class DetectorConfig:
             raise ConfigError(f"arch must be one of {ARCHITECTURES}, not {self.arch!r}")
         if not isinstance(self.device, str) or self.device not in DEVICES:
             raise ConfigError(f"device must be one of {DEVICES}, not {self.device!r}")
-        if not isinstance(self.augment, bool):
-            raise ConfigError(f"augment must be true or false, not {self.augment!r}")
+        for flag in ("augment", "freeze_norm"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be true or false, not {getattr(self, flag)!r}")
         for name in LIMITS:
             value = getattr(self, name)
-            if value is None and name in ("input_size", "width"):
+            if value is None and name in ("input_size", "width", "steps"):
                 continue
             _check_number(name, value)
         if self.input_size is not None:
@@ -138,6 +165,9 @@ class DetectorConfig:
             int(self.batch_size),
             int(self.seed),
         )
+        if self.steps is not None:
+            self.steps = int(self.steps)
+        self.eval_points = int(self.eval_points)
 
     @property
     def channel_width(self) -> float:

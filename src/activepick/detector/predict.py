@@ -21,6 +21,7 @@ from ..errors import Cancelled
 from ..io.picks import empty_picks, make_picks, now_utc
 from ..matching import nms
 from ..progress import drive
+from .config import auto_input_size
 from .data import (
     SHAPE_KEEPING_VIEWS,
     VIEWS,
@@ -141,7 +142,10 @@ def iter_predict_picks(
             if should_stop is not None and should_stop():
                 raise Cancelled(f"prediction cancelled after {done} of {len(mics)} micrographs")
             prepared = [
-                prepare_image(np.asarray(mics[i].data, dtype=np.float32), cfg.input_size)
+                prepare_image(
+                    np.asarray(mics[i].data, dtype=np.float32),
+                    cfg.input_size or auto_input_size(max(np.shape(mics[i].data)), cfg.diameter),
+                )
                 for i in batch
             ]
             groups: dict[tuple[int, int], list[int]] = {}
@@ -213,7 +217,9 @@ def predict_picks(
 ) -> pd.DataFrame:
     """Pick particles on ``micrographs`` (Micrograph objects or 2-D arrays).
 
-    Each micrograph is resized / normalised / padded as in training, passed through
+    Each micrograph is resized / normalised / padded as in training (a detector
+    without an input size, the general model, uses the automatic size for its
+    diameter, :func:`activepick.detector.config.auto_input_size`), passed through
     the network in batches of ``batch_size`` (eval mode), decoded to centres in
     ORIGINAL px (x = column, y = row, origin top-left), filtered to
     ``confidence >= threshold`` and reduced by circle-IoU NMS at ``nms_iou``

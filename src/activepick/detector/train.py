@@ -18,6 +18,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 
 from ..errors import Cancelled, CheckpointError, CoordinateError, MicrographError
 from ..io.picks import empty_picks, positive_picks
@@ -25,6 +26,7 @@ from ..progress import ProgressFn, StopFn, drive
 from .config import DetectorConfig, auto_input_size
 from .data import (
     as_micrographs,
+    padded_shape,
     prepare_image,
     random_view,
     to_input_points,
@@ -87,23 +89,52 @@ def _prepare_samples(
     return samples
 
 
+def _zoom(image: torch.Tensor, zoom: float) -> torch.Tensor:
+    """Resize (1, H, W) by ``zoom`` (bilinear) and pad to a multiple of 32."""
+    h, w = image.shape[-2:]
+    nh, nw = max(32, int(round(h * zoom))), max(32, int(round(w * zoom)))
+    out = F.interpolate(image[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    ph, pw = padded_shape((nh, nw))
+    return F.pad(out, (0, pw - nw, 0, ph - nh))
+
+
+def _jittered(image: torch.Tensor, jitter: float, rng: np.random.Generator) -> torch.Tensor:
+    """Contrast gain in [1 - jitter, 1 + jitter] and added noise of SD [0, jitter]."""
+    gain = rng.uniform(1.0 - jitter, 1.0 + jitter)
+    noise = rng.standard_normal(tuple(image.shape), dtype=np.float32)
+    return image * float(gain) + torch.from_numpy(noise) * float(rng.uniform(0.0, jitter))
+
+
 def _encode_sample(
     sample: _Sample,
     view: tuple[int, bool],
     config: DetectorConfig,
     partial: bool,
+    zoom: float = 1.0,
+    rng: np.random.Generator | None = None,
 ) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Augmented image (1, H', W'), target (5, Gh, Gw), weight (Gh, Gw)."""
+    """Augmented image (1, H', W'), target (5, Gh, Gw), weight (Gh, Gw).
+
+    ``zoom`` != 1 rescales image, centres and sizes (edge coordinates scale
+    exactly); ``rng`` with ``config.jitter`` > 0 adds contrast / noise jitter.
+    """
     image = transform_image(sample.image, view)
     pos = transform_points(sample.positives, sample.shape, view)
     neg = transform_points(sample.negatives, sample.shape, view)
+    sizes = sample.sizes
+    if zoom != 1.0:
+        image = _zoom(image, zoom)
+        pos, neg, sizes = pos * zoom, neg * zoom, sizes * zoom
+    if rng is not None and config.jitter > 0:
+        image = _jittered(image, config.jitter, rng)
     grid = grid_shape(tuple(image.shape[-2:]))
     supervised = None
     if partial and not sample.complete:
-        supervised = supervised_cells(np.concatenate([pos, neg]), sample.anchor, grid)
+        # reviewed neighbourhoods: around labels; a rejection supervises its own cell only
+        supervised = supervised_cells(pos, sample.anchor * zoom, grid)
     enc = encode_targets(
         pos,
-        sample.sizes,
+        sizes,
         grid,
         sample.anchor,
         negatives=neg,
@@ -137,6 +168,52 @@ def _autocast(device: torch.device):
     if device.type != "cuda":
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _freeze_norm(network: torch.nn.Module) -> None:
+    """Put every BatchNorm layer in eval mode (running statistics stay fixed)."""
+    for module in network.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+
+
+def _holdout_split(
+    samples: list[_Sample], fraction: float, rng: np.random.Generator
+) -> tuple[list[_Sample], list[_Sample]]:
+    """(train, held out): ``max(1, round(fraction * n))`` samples held out when
+    ``fraction > 0`` and at least 2 samples have positives; else (samples, [])."""
+    with_pos = [i for i, s in enumerate(samples) if len(s.positives)]
+    if fraction <= 0 or len(with_pos) < 2:
+        return samples, []
+    n_out = min(max(1, int(round(fraction * len(samples)))), len(with_pos) - 1)
+    out = set(rng.choice(with_pos, n_out, replace=False).tolist())
+    return [s for i, s in enumerate(samples) if i not in out], [samples[i] for i in sorted(out)]
+
+
+def _holdout_loss(
+    network: torch.nn.Module,
+    held: list[_Sample],
+    config: DetectorConfig,
+    partial: bool,
+    device: torch.device,
+) -> float:
+    """Mean loss on the held-out samples (no augmentation, eval mode)."""
+    was = network.training
+    network.eval()
+    total = 0.0
+    with torch.inference_mode():
+        for s in held:
+            img, tgt, wgt = _encode_sample(s, (0, False), config, partial)
+            out = network(img[None].to(device, memory_format=torch.channels_last))
+            loss, _ = detector_loss(
+                out,
+                torch.as_tensor(tgt[None]).to(device),
+                torch.as_tensor(wgt[None]).to(device),
+                coord_weight=config.coord_weight,
+            )
+            total += float(loss)
+    network.train(was)
+    return total / max(len(held), 1)
 
 
 def _initial_network(config: DetectorConfig, init: Detector | None) -> torch.nn.Module:
@@ -173,11 +250,17 @@ def iter_train_detector(
       and rows of unknown micrographs are ignored.
     - ``negatives``: pick table of explicit rejections (any status): their cells
       get objectness 0 with weight ``config.neg_weight``.
-    - ``init``: a Detector to warm-start from (same arch and width); when
-      ``config.input_size`` is None its input size is reused.
+    - ``init``: a Detector to fine-tune from (same arch and width); when
+      ``config.input_size`` is None its input size is reused, unless it has none
+      (the general model, :func:`activepick.detector.general.load_general_detector`):
+      then the automatic size for ``config.diameter`` is used. With
+      ``config.freeze_norm`` its BatchNorm statistics stay fixed.
+    - ``config.steps`` (when set) is the number of optimiser steps, whatever the
+      number of micrographs; else ``config.epochs`` passes over them.
     - ``partial``: False (thesis) = every unlabelled cell is background; True = the
-      objectness loss only covers cells within one diameter of a label or negative
-      plus every cell of the micrographs named in ``complete`` (fully picked).
+      objectness loss only covers cells within one diameter of a label, the cell
+      of each rejection (at ``config.neg_weight``), and every cell of the
+      micrographs named in ``complete`` (fully picked).
     - ``should_stop``: checked before every step; when true raises
       :class:`activepick.errors.Cancelled`.
 
@@ -197,7 +280,7 @@ def iter_train_detector(
         long_side = max(max(np.shape(m.data)) for m in mics)
         input_size = (
             init.config.input_size
-            if init is not None
+            if init is not None and init.config.input_size is not None
             else auto_input_size(long_side, config.diameter)
         )
     config = replace(config, input_size=int(input_size))
@@ -207,32 +290,44 @@ def iter_train_detector(
         raise CoordinateError(
             "partial labels: no micrograph has a label, a rejection or is marked complete"
         )
+    rng = np.random.default_rng(config.seed)
+    samples, held = _holdout_split(samples, config.holdout, rng)
     device = resolve_device(config.device)
     network = _initial_network(config, init).to(device, memory_format=torch.channels_last)
     optimiser = torch.optim.Adam(network.parameters(), lr=config.lr)
     amp_dtype = _autocast(device)
     scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
 
-    rng = np.random.default_rng(config.seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)
         torch_state = torch.get_rng_state()
     steps_per_epoch = _steps_per_epoch(samples, config.batch_size)
-    total = steps_per_epoch * config.epochs
+    total = steps_per_epoch * config.epochs if config.steps is None else int(config.steps)
+    epochs = -(-total // steps_per_epoch) if total else 0
+    check_every = max(1, total // config.eval_points) if held else 0
+    best = (float("inf"), 0, None)
     step = 0
     loss_value = float("nan")
     started = time.perf_counter()
     network.train()
-    for epoch in range(1, config.epochs + 1):
+    frozen = init is not None and config.freeze_norm
+    if frozen:
+        _freeze_norm(network)
+    for epoch in range(1, epochs + 1):
         for batch in _epoch_batches(samples, config.batch_size, rng):
+            if step >= total:
+                break
             if should_stop is not None and should_stop():
                 raise Cancelled(f"training cancelled after {step} of {total} steps")
             images, targets, weights = [], [], []
+            zoom = 1.0
+            if config.scale_jitter > 0:
+                zoom = float(rng.uniform(1 - config.scale_jitter, 1 + config.scale_jitter))
             for i in batch:
                 s = samples[i]
                 square = s.shape[0] == s.shape[1]
                 view = random_view(rng, square) if config.augment else (0, False)
-                img, tgt, wgt = _encode_sample(s, view, config, partial)
+                img, tgt, wgt = _encode_sample(s, view, config, partial, zoom, rng)
                 images.append(img)
                 targets.append(tgt)
                 weights.append(wgt)
@@ -255,30 +350,43 @@ def iter_train_detector(
                 torch_state = torch.get_rng_state()
             step += 1
             loss_value = float(loss.detach())
+            if check_every and (step % check_every == 0 or step == total):
+                held_loss = _holdout_loss(network, held, config, partial, device)
+                if frozen:
+                    _freeze_norm(network)
+                if held_loss < best[0]:
+                    state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+                    best = (held_loss, step, state)
             yield {
                 "stage": "train",
                 "epoch": epoch,
-                "epochs": config.epochs,
+                "epochs": epochs,
                 "step": step,
                 "steps": total,
                 "total": total,
                 "loss": loss_value,
             }
+    if best[2] is not None:
+        network.load_state_dict(best[2])
     network.eval()
     meta = {
-        "epochs": config.epochs,
+        "epochs": epochs,
         "steps": step,
+        "best_step": best[1] if held else None,
+        "holdout_loss": best[0] if held else None,
+        "n_held_out": len(held),
         "final_loss": loss_value,
         "train_time_s": round(time.perf_counter() - started, 3),
         "device": str(device),
         "input_size": config.input_size,
-        "n_micrographs": len(samples),
+        "n_micrographs": len(samples) + len(held),
         "micrographs": [s.name for s in samples],
         "n_labels": int(sum(len(s.positives) for s in samples)),
         "n_negatives": int(sum(len(s.negatives) for s in samples)),
         "partial": bool(partial),
         "n_complete": int(sum(s.complete for s in samples)),
         "warm_start": init is not None,
+        "init": None if init is None else ("general" if init.meta.get("general") else "model"),
     }
     return Detector(network, config, meta)
 
