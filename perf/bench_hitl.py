@@ -41,7 +41,7 @@ def budget_seconds(settings: dict, train_pass_s: float, predict_s: float) -> dic
     ``epochs``: training from scratch for ``epochs`` on all ``n_train`` pool
     micrographs every round (an upper bound: early rounds hold fewer labelled
     micrographs). ``steps``: ``train_steps`` x ``batch_size`` image passes per round
-    (fine-tuning from the general model, with ``LEARN_API``).
+    (fine-tuning from the general model, the preset as shipped).
     """
     n_train, n_eval = int(settings["n_train"]), int(settings["n_val"]) + int(settings["n_test"])
     rounds, epochs = int(settings["iterations"]), int(settings["epochs"])

@@ -18,19 +18,9 @@ from typing import Any
 from ...constants import ORACLE_TAU_REAL, ORACLE_TAU_SYNTHETIC
 from ...errors import ActivePickError
 
-# ============================================================================ MERGE SWITCH
-#: ``True`` once the "learn" work is on this branch: ``activepick.detector.general.
-#: load_general_detector``, ``activepick.active.oracle.HumanOracle`` and the
-#: ActiveLearner kwargs ``protocol`` / ``init`` / ``train_steps``. With ``False`` the
-#: hitl preset runs with what exists today: the :class:`SimulatedOracle` (accept /
-#: move / reject / skip, no adds), training from scratch for ``epochs`` per round, and
-#: no 0-label general-model baseline. Flip it at merge; nothing else changes.
-LEARN_API = False
-# =========================================================================================
-
 #: Name of the all-labels ("label everything") baseline in the outputs.
 BASELINE = "all-labels"
-#: Name of the general model with no labels (hitl, needs ``LEARN_API``).
+#: Name of the general model with no labels (the hitl preset's baseline).
 GENERAL = "general-0"
 #: The strategy the others are compared with.
 REFERENCE = "random"
@@ -141,8 +131,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "add": 0.0,  # unused with budget "reviews"
         "review_k": 40,  # queries per round
         "iterations": 9,  # trained rounds: 8 review rounds, 320 queries (+ adds)
-        "epochs": 6,  # without LEARN_API: epochs from scratch per round
-        "train_steps": 100,  # with LEARN_API: fine-tuning steps (batch 2) from the general model
+        "epochs": 6,  # unused: rounds fine-tune for train_steps
+        "train_steps": 100,  # fine-tuning steps (batch 2) per round from the general model
         "arch": "light",
         "input_size": 256,
         "batch_size": 2,
@@ -284,9 +274,7 @@ def partial_modes(settings: dict[str, Any]) -> list[bool]:
 
 
 def learner_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
-    """The ActiveLearner keyword arguments that depend on :data:`LEARN_API` (empty without)."""
-    if not LEARN_API:
-        return {}
+    """The protocol, init and step budget of a preset's learners (SPEC section 3a)."""
     if settings["budget"] == "reviews":
         return {
             "protocol": "product",
@@ -299,10 +287,10 @@ def learner_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
 
 
 def make_oracle(settings: dict[str, Any], truth, labelled=()):
-    """The oracle of a run: the human-like oracle for a review budget with
-    :data:`LEARN_API`, else the :class:`~activepick.active.oracle.SimulatedOracle`."""
-    if LEARN_API and settings["budget"] == "reviews":
-        from ..oracle import HumanOracle  # type: ignore[attr-defined]
+    """The oracle of a run: the human-like :class:`~activepick.active.oracle.HumanOracle`
+    for a review budget (hitl), else the thesis :class:`~activepick.active.oracle.SimulatedOracle`."""
+    if settings["budget"] == "reviews":
+        from ..oracle import HumanOracle
 
         return HumanOracle(truth, labelled=labelled)
     from ..oracle import SimulatedOracle

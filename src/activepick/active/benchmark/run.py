@@ -31,7 +31,6 @@ from .data import BenchmarkData, prepare_data
 from .presets import (
     BASELINE,
     GENERAL,
-    LEARN_API,
     METRICS,
     PROTOCOL_KEYS,
     BenchmarkError,
@@ -263,8 +262,8 @@ def run_baseline(
 
 
 def run_general(settings: dict, data: BenchmarkData, seed: int, out_dir: Path) -> dict | None:
-    """The general model with 0 labels on the test set (needs ``LEARN_API``); cached as JSON."""
-    if not LEARN_API or settings["budget"] != "reviews":
+    """The general model with 0 labels on the test set (review-budget presets); cached as JSON."""
+    if settings["budget"] != "reviews":
         return None
     path = Path(out_dir) / RUNS_DIR / f"{GENERAL}__s{seed}.json"
     if path.exists():
