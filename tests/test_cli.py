@@ -37,6 +37,7 @@ def test_every_subcommand_is_registered():
         "evaluate",
         "benchmark",
         "convert",
+        "round",
         "gui",
     }
 

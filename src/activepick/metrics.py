@@ -22,6 +22,9 @@ Conventions (where SPEC section 5 is silent):
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import numpy as np
 import pandas as pd
 from scipy import sparse
@@ -39,6 +42,7 @@ __all__ = [
     "t_opt_from_decisions",
     "summary",
     "distinct_particle_matrix",
+    "jsonable",
 ]
 
 #: Columns of :func:`pr_curve`.
@@ -519,3 +523,19 @@ def distinct_particle_matrix(selected: dict[str, set]) -> pd.DataFrame:
     sets = {k: set(v) for k, v in selected.items()}
     data = [[len(sets[a] - sets[b]) for b in names] for a in names]
     return pd.DataFrame(data, index=names, columns=names, dtype=np.int64)
+
+
+def jsonable(value: Any) -> Any:
+    """Convert numpy scalars / NaN in nested dicts and lists to plain JSON values (NaN -> None)."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return None if math.isnan(v) or math.isinf(v) else v
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value

@@ -13,7 +13,6 @@ pixels of the ORIGINAL micrograph, x = column, y = row, origin top-left.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from collections.abc import Callable, Generator, Sequence
 from typing import TYPE_CHECKING, Any
@@ -32,8 +31,10 @@ from ..constants import (
 )
 from ..errors import CoordinateError
 from ..io.picks import empty_picks, now_utc, validate_picks
+from ..metrics import jsonable
 from .decisions import ACTION_STATUS, COUNT_KEYS, LabelEditing, ReviewError
 from .label_store import UNDO_DEPTH, empty_labels, near_labels, overlaps_labels
+from .pool import DEFAULT_MAX_SIZE, prediction_subset
 from .settings import (
     DEFAULT_MC_PASSES,
     DEFAULT_REVIEW_K,
@@ -54,22 +55,6 @@ if TYPE_CHECKING:  # pragma: no cover - imported for type hints only
 DEFAULT_T_OPT = 0.5
 
 Progress = dict[str, Any]
-
-
-def _jsonable(value: Any) -> Any:
-    """Convert numpy scalars / NaN in nested dicts and lists to plain JSON values (NaN -> None)."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return None if math.isnan(v) or math.isinf(v) else v
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
 
 
 class ActiveLearner(LabelEditing, SettingsAccess):
@@ -121,6 +106,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         protocol: str = "product",
         init: str | Detector | None = "general",
         train_steps: int | None = DEFAULT_TRAIN_STEPS,
+        predict_subset: int | None = DEFAULT_MAX_SIZE,
         batch_size: int | None = None,
     ) -> None:
         from .strategies import STRATEGIES
@@ -150,6 +136,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         self.protocol = protocol
         self.init = init
         self.train_steps = None if train_steps is None else int(train_steps)
+        self.predict_subset = None if predict_subset is None else int(predict_subset)
         self.validation = self._checked_split(validation, "validation")
         self.test = self._checked_split(test, "test")
         self.session = session
@@ -280,7 +267,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             "metrics": metrics,
             "time": now_utc(),
         }
-        self.history.append(_jsonable(entry))
+        self.history.append(jsonable(entry))
         self._save_round(detector=detector, metrics=self.history[-1])
         return detector
 
@@ -329,7 +316,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         mics, truth = self.test
         yield {"stage": "test", "step": 0, "total": len(mics)}
         pred = yield from self._iter_predict_on(mics, should_stop)
-        return _jsonable(metrics.summary(pred, truth, t_opt=self.t_opt))
+        return jsonable(metrics.summary(pred, truth, t_opt=self.t_opt))
 
     def _iter_predict_on(
         self, mics: Sequence[Micrograph], should_stop: Callable[[], bool] | None, **kwargs
@@ -370,10 +357,15 @@ class ActiveLearner(LabelEditing, SettingsAccess):
     def iter_predict(
         self, should_stop: Callable[[], bool] | None = None
     ) -> Generator[Progress, None, pd.DataFrame]:
-        """Predict on the whole pool with the current detector; yields progress, returns
-        :attr:`predictions` (pick table + ``pick_id``, status ``predicted``, confidence
-        >= ``min_confidence``, plus ``disagreement`` for the mc_dropout / tta
-        strategies). Saved to the session with the round."""
+        """Predict with the current detector; yields progress, returns :attr:`predictions`
+        (pick table + ``pick_id``, status ``predicted``, confidence >= ``min_confidence``,
+        plus ``disagreement`` for the mc_dropout / tta strategies). Saved to the
+        session with the round.
+
+        The round predicts on :meth:`prediction_micrographs` (the whole pool, or a
+        rotating subset of a large one); micrographs it skips keep their latest
+        predictions, with the round that made them (only this round's are candidates).
+        """
         from .strategies import strategy_needs
 
         if self.detector is None:
@@ -387,9 +379,10 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         from ..detector import iter_predict_picks
 
         t0 = time.perf_counter()
+        mics = self.prediction_micrographs()
         pred = yield from iter_predict_picks(
             self.detector,
-            self.micrographs,
+            mics,
             threshold=self.min_confidence,
             should_stop=should_stop,
             **kwargs,
@@ -397,6 +390,9 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         pred = pred.reset_index(drop=True)
         pred["round"] = self.round
         pred["pick_id"] = self._new_ids(len(pred))
+        if self.predictions is not None and len(mics) < len(self.micrographs):
+            older = self.predictions[~self.predictions["micrograph"].isin({m.name for m in mics})]
+            pred = pd.concat([older, pred], ignore_index=True)
         self.predictions = pred
         self._reviewed = set()
         if self.history:
@@ -404,6 +400,23 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             self.history[-1]["predictions"] = int(len(pred))
         self._save_round(predictions=pred, metrics=self.history[-1] if self.history else None)
         return pred
+
+    def prediction_micrographs(self) -> list[Micrograph]:
+        """This round's micrographs to predict: the pool, or with ``predict_subset`` a
+        rotating window of it plus the labelled / complete ones (``pool.prediction_subset``)."""
+        if self.predict_subset is None:
+            return list(self.micrographs)
+        keep = set(
+            prediction_subset(
+                list(self._by_name),
+                labelled=set(self.labels["micrograph"].astype(str)),
+                complete=self.complete,
+                round=self.round,
+                max_size=self.predict_subset,
+                seed=self.seed,
+            )
+        )
+        return [m for m in self.micrographs if m.name in keep]
 
     # ------------------------------------------------------------------ selection
     def candidates(self) -> pd.DataFrame:
@@ -416,7 +429,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         if self.predictions is None or len(self.predictions) == 0:
             return self._empty_queue().drop(columns=["uncertainty", "rank"])
         c = self.predictions
-        c = c[c["confidence"] >= self.min_confidence]
+        c = c[(c["confidence"] >= self.min_confidence) & (c["round"] == c["round"].max())]
         c = c[~c["micrograph"].isin(self.complete)]
         done = set(self.labels["pick_id"].tolist()) | self._reviewed
         c = c[~c["pick_id"].isin(done)]

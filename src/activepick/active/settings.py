@@ -20,6 +20,7 @@ from typing import Any
 
 from ..constants import DEFAULT_MIN_CONFIDENCE
 from ..errors import ActivePickError
+from .pool import DEFAULT_MAX_SIZE
 
 #: Learning protocols (SPEC section 3a): ``product`` (GUI / CLI default) or ``thesis``.
 PROTOCOLS: tuple[str, ...] = ("product", "thesis")
@@ -67,6 +68,9 @@ class LearnerSettings:
     - ``init``: ``"general"``, ``"previous"`` or ``"scratch"``: where a round's
       training starts.
     - ``train_steps``: fixed optimiser-step budget per round; None = ``detector.epochs``.
+    - ``predict_subset``: with a larger pool, each round predicts on this many
+      rotating micrographs plus every labelled / fully picked one
+      (:func:`activepick.active.pool.prediction_subset`); None = the whole pool.
 
     ``protocol``, ``init`` and ``train_steps`` are carried to the learner; what they
     change in training and selection is the detector's and the strategies' business.
@@ -83,6 +87,7 @@ class LearnerSettings:
     protocol: str = "product"
     init: str = "general"
     train_steps: int | None = DEFAULT_TRAIN_STEPS
+    predict_subset: int | None = DEFAULT_MAX_SIZE
 
     def __post_init__(self) -> None:
         if isinstance(self.detector, dict):
@@ -93,6 +98,8 @@ class LearnerSettings:
             raise SettingsError(f"protocol must be one of {PROTOCOLS}, not {self.protocol!r}")
         if self.init not in INITS:
             raise SettingsError(f"init must be one of {INITS}, not {self.init!r}")
+        if self.predict_subset is not None and int(self.predict_subset) < 1:
+            raise SettingsError(f"predict_subset must be >= 1 or None, not {self.predict_subset}")
         if self.train_steps is not None and int(self.train_steps) < 1:
             raise SettingsError(f"train_steps must be >= 1 or None, not {self.train_steps}")
         if not 0.0 <= float(self.min_confidence) <= 1.0:
@@ -104,6 +111,7 @@ class LearnerSettings:
         self.warm_start = bool(self.warm_start)
         self.mc_passes = int(self.mc_passes)
         self.train_steps = None if self.train_steps is None else int(self.train_steps)
+        self.predict_subset = None if self.predict_subset is None else int(self.predict_subset)
 
     @property
     def diameter(self) -> float:
@@ -153,21 +161,15 @@ class LearnerSettings:
             raise SettingsError(f"{source}: {exc}") from None
 
 
+#: The fields a learner holds as attributes of the same name (``detector`` is its ``config``).
+_LEARNER_FIELDS = tuple(f.name for f in dataclasses.fields(LearnerSettings) if f.name != "detector")
+
+
 class SettingsAccess:
     """Mixin of :class:`~activepick.active.engine.ActiveLearner`: its settings as one
     :class:`LearnerSettings` (read and applied), and the old ``batch_size`` name."""
 
     config: Any
-    strategy: str
-    review_k: int
-    seed: int
-    min_confidence: float
-    partial: bool
-    warm_start: bool
-    mc_passes: int
-    protocol: str
-    init: str
-    train_steps: int | None
 
     @property
     def batch_size(self) -> int:
@@ -182,32 +184,14 @@ class SettingsAccess:
     def learner_settings(self) -> LearnerSettings:
         """The learner's settings as one :class:`LearnerSettings`."""
         return LearnerSettings(
-            detector=self.config,
-            strategy=self.strategy,
-            review_k=self.review_k,
-            seed=self.seed,
-            min_confidence=self.min_confidence,
-            partial=self.partial,
-            warm_start=self.warm_start,
-            mc_passes=self.mc_passes,
-            protocol=self.protocol,
-            init=self.init,
-            train_steps=self.train_steps,
+            detector=self.config, **{name: getattr(self, name) for name in _LEARNER_FIELDS}
         )
 
     def apply_settings(self, settings: LearnerSettings) -> None:
         """Use ``settings`` from now on (the next round trains with them)."""
         self.config = settings.detector
-        self.strategy = settings.strategy
-        self.review_k = settings.review_k
-        self.seed = settings.seed
-        self.min_confidence = settings.min_confidence
-        self.partial = settings.partial
-        self.warm_start = settings.warm_start
-        self.mc_passes = settings.mc_passes
-        self.protocol = settings.protocol
-        self.init = settings.init
-        self.train_steps = settings.train_steps
+        for name in _LEARNER_FIELDS:
+            setattr(self, name, getattr(settings, name))
 
     @property
     def settings(self) -> dict[str, Any]:

@@ -240,10 +240,9 @@ class Workbench:
         metrics = None
         if self.truth is not None and len(self.truth) and learner.predictions is not None:
             yield {"stage": "evaluate", "step": 0, "total": 1}
-            from ..metrics import summary
-            from .engine import _jsonable
+            from ..metrics import jsonable, summary
 
-            metrics = _jsonable(summary(learner.predictions, self.truth, t_opt=learner.t_opt))
+            metrics = jsonable(summary(learner.predictions, self.truth, t_opt=learner.t_opt))
             if learner.history:
                 learner.history[-1]["truth_metrics"] = metrics
                 learner._save_round(metrics=learner.history[-1])
