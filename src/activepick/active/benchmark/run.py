@@ -120,6 +120,7 @@ def stored_settings(settings: dict, strategy: str, seed: int, partial: bool, k: 
         partial=partial,
         warm_start=bool(settings["warm_start"]),
         mc_passes=int(settings["mc_passes"]),
+        predict_subset=None,  # every round predicts the whole pool (the protocol as written)
         **learner_kwargs(settings),
     ).to_dict()
 
