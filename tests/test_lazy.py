@@ -130,3 +130,38 @@ def test_napari_viewer_reads_only_the_slice_shown(folder):
     np.testing.assert_array_equal(layer._slice.image.raw[:, :50], _image(40, 50, 4))
     viewer.dims.set_current_step(0, 2)
     assert stack.reads == 3  # still in the LRU cache
+
+
+def test_lazy_micrographs_decode_only_when_their_pixels_are_read(folder):
+    from activepick.io.lazy import lazy_micrographs
+
+    stack = LazyStack(sorted(folder.glob("*.mrc")), cache_size=2)
+    mics = lazy_micrographs(stack)
+    assert [m.name for m in mics] == ["m0", "m1", "m2", "m3", "m4", "odd"]
+    assert mics[5].shape == (30, 60) and mics[0].pixel_size == pytest.approx(1.25)
+    assert mics[5].path == folder / "odd.mrc"
+    assert stack.reads == 0  # names, shapes and pixel size come from the headers
+    np.testing.assert_array_equal(mics[5].data, _image(30, 60, 9))
+    assert stack.reads == 1
+
+
+def test_a_session_reopens_without_reading_any_micrograph(folder, tmp_path):
+    from activepick.active.engine import ActiveLearner
+    from activepick.active.settings import LearnerSettings
+    from activepick.io.lazy import LazyMicrograph
+    from activepick.session import Session
+
+    paths = sorted(folder.glob("*.mrc"))
+    settings = LearnerSettings(predict_subset=None).replace(diameter=8.0)
+    Session.create(tmp_path / "s", paths, settings.to_dict()).close()
+    session = Session.open(tmp_path / "s")
+    try:
+        learner = ActiveLearner.from_session(session)
+        assert all(isinstance(m, LazyMicrograph) for m in learner.micrographs)
+        assert learner.shapes["odd"] == (30, 60)
+        learner.add_particle("odd", 10.0, 20.0)  # bounds come from the header
+        with pytest.raises(Exception, match="outside"):
+            learner.add_particle("odd", 10.0, 35.0)
+        assert all(m._stack.reads == 0 for m in learner.micrographs)
+    finally:
+        session.close()

@@ -321,10 +321,10 @@ class LabelEditing:
         return ids
 
     def _checked_centre(self, micrograph: str, x: float, y: float, what: str):
-        shape = self._by_name.get(micrograph)
-        if shape is None:
+        mic = self._by_name.get(micrograph)
+        if mic is None:
             raise CoordinateError(f"{what}: micrograph {micrograph!r} is not in the pool")
-        h, w = shape.data.shape[:2]
+        h, w = mic.shape
         x, y = float(x), float(y)
         if not (math.isfinite(x) and math.isfinite(y)):
             raise CoordinateError(f"{what}: centre ({x}, {y}) on {micrograph!r} is not a number")

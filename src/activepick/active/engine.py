@@ -166,7 +166,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
     @property
     def shapes(self) -> dict[str, tuple[int, int]]:
         """``{micrograph name: (height, width)}`` of the pool, in pixels."""
-        return {m.name: tuple(m.data.shape) for m in self.micrographs}
+        return {m.name: tuple(m.shape) for m in self.micrographs}
 
     def mark_complete(self, micrograph: str, complete: bool = True) -> None:
         """Mark a micrograph as fully picked (or not): with ``partial`` its unlabelled
@@ -526,16 +526,17 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         """Resume from a session: settings, labels, queue + position, round, detector,
         predictions, T_opt, history and complete micrographs.
 
-        ``micrographs`` defaults to reading ``session.micrograph_paths``.
+        ``micrographs`` defaults to ``session.micrograph_paths`` opened lazily (headers
+        now, pixels when a round trains or predicts on them).
         ``overrides`` (e.g. ``validation=...``) go to the constructor. Sessions
         written before ``review_k`` (with ``batch_size``) open unchanged.
         """
         settings = dict(session.settings)
         learner_settings = LearnerSettings.from_dict(settings, source=f"session {session.folder}")
         if micrographs is None:
-            from ..io.micrograph import read_micrograph
+            from ..io.lazy import LazyStack, lazy_micrographs
 
-            micrographs = [read_micrograph(p) for p in session.micrograph_paths]
+            micrographs = lazy_micrographs(LazyStack(session.micrograph_paths))
         learner = cls.from_settings(micrographs, learner_settings, **overrides)
         labels = session.load_labels()
         if labels is not None and len(labels):

@@ -98,16 +98,15 @@ class Workbench:
     ) -> Workbench:
         """Resume the session in ``folder`` (settings, labels + journal, queue, model).
 
-        ``micrographs`` defaults to ``read(session.micrograph_paths)`` (``read``
-        defaults to ``io.micrograph.read_micrograph`` on each). A session open in
+        ``micrographs`` defaults to ``read(session.micrograph_paths)``, or without
+        ``read`` to the session's micrographs opened lazily (headers only). A session open in
         another process is refused by the session's lock (``break_lock`` breaks a
         stale one).
         """
         from ..session import Session
         from .engine import ActiveLearner
 
-        kwargs = {"break_lock": True} if break_lock else {}
-        session = Session.open(folder, check_files=check_files, **kwargs)
+        session = Session.open(folder, check_files=check_files, break_lock=break_lock)
         try:
             if micrographs is None and read is not None:
                 micrographs = read(list(session.micrograph_paths))

@@ -209,3 +209,36 @@ class LazyStack:
         """Forget every decoded micrograph."""
         with self._lock:
             self._cache.clear()
+
+
+class LazyMicrograph(Micrograph):
+    """Entry ``index`` of a :class:`LazyStack` as a :class:`Micrograph` whose pixels are
+    decoded only when ``data`` is read (through the stack's LRU cache); ``name``,
+    ``path``, ``shape`` and ``pixel_size`` come from the headers. The engine and the
+    widget hold these instead of arrays, so a pool of thousands of 4k micrographs
+    costs memory only for what a round trains or predicts on."""
+
+    def __init__(self, stack: LazyStack, index: int) -> None:  # not the dataclass __init__
+        self._stack, self._index = stack, int(index)
+        self.name = stack.names[self._index]
+        self.path = stack.paths[self._index]
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._stack.micrograph(self._index).data
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self._stack.shapes[self._index])
+
+    @property
+    def pixel_size(self) -> float | None:
+        return self._stack.pixel_size
+
+    def __repr__(self) -> str:
+        return f"LazyMicrograph({self.name!r}, {self.shape[1]} x {self.shape[0]} px, {self.path})"
+
+
+def lazy_micrographs(stack: LazyStack) -> list[LazyMicrograph]:
+    """Every entry of ``stack`` as a :class:`LazyMicrograph` (stack order)."""
+    return [LazyMicrograph(stack, i) for i in range(len(stack))]

@@ -1,5 +1,5 @@
-"""The widget's file actions: the *Export* section (export picks, extract particles)
-and the file dialogs. Writing is the workbench's; an existing output is written
+"""The widget's file actions: opening micrograph folders as lazy layers, the *Export*
+section (export picks, extract particles) and the file dialogs. Writing is the workbench's; an existing output is written
 only after the user agrees (``io.atomic.refuse_existing`` decides what exists).
 """
 
@@ -11,7 +11,7 @@ from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
 from superqt import QLabeledDoubleSlider
 
-from ..errors import ActivePickError
+from ..errors import ActivePickError, MicrographError
 from ._layers import PIXEL_SIZE_KEY
 from ._layout import (
     DEFAULTS,
@@ -23,10 +23,35 @@ from ._layout import (
     _section,
     _spin,
 )
+from ._reader import lazy_micrograph_layer_data
 
 
 class FilesPanel:
     """Mixin of :class:`~activepick.plugin._widget.ActivePickWidget`."""
+
+    def _add_micrograph_layer(self, paths, name: str):
+        """A lazy stack layer of the micrograph files ``paths`` (headers read now)."""
+        if not paths:
+            raise MicrographError(f"{name}: no micrographs (MRC, TIFF, PNG) found")
+        data, kwargs, _ = lazy_micrograph_layer_data(list(paths), name=name)
+        self._loading = True
+        try:
+            layer = self.viewer.add_image(data, **kwargs)
+        finally:
+            self._loading = False
+        self.viewer.layers.move(self.viewer.layers.index(layer), 0)
+        return layer
+
+    def open_folder(self, folder: str | Path) -> None:
+        """Open every micrograph in ``folder`` as one lazy stack layer and use it."""
+        from ..io.micrograph import list_micrographs
+
+        try:
+            layer = self._add_micrograph_layer(list_micrographs(folder), Path(folder).name)
+        except ActivePickError as exc:
+            self._error(exc)
+            return
+        self.use_layer(layer)
 
     def _build_export_section(self, root) -> None:
         form = _section(root, "Export", expanded=False)

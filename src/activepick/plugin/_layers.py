@@ -37,6 +37,8 @@ from ..io.picks import empty_picks, validate_picks
 
 #: Layer metadata keys.
 MICROGRAPHS_KEY = "micrographs"
+#: Metadata key of the :class:`activepick.io.lazy.LazyStack` behind a lazy layer.
+LAZY_STACK_KEY = "lazy_stack"
 PATHS_KEY = "paths"
 PIXEL_SIZE_KEY = "pixel_size"
 SHAPES_KEY = "shapes"
@@ -131,6 +133,9 @@ def micrograph_layer_data(micrographs: Sequence, name: str = "micrographs") -> t
 def micrographs_from_layer(layer) -> list:
     """``io.micrograph.Micrograph`` objects for the slices of an Image layer.
 
+    A layer opened lazily (:data:`LAZY_STACK_KEY` in its metadata) gives
+    :class:`~activepick.io.lazy.LazyMicrograph` objects that read no pixels yet.
+
     Names, paths, pixel size and the true (unpadded) shapes come from the layer's
     metadata when the plugin made it; otherwise the layer name (``name_0003`` for
     a stack) and the full slices are used.
@@ -139,6 +144,11 @@ def micrographs_from_layer(layer) -> list:
 
     from ..io.micrograph import Micrograph
 
+    stack = (layer.metadata or {}).get(LAZY_STACK_KEY)
+    if stack is not None:  # a lazy layer: micrographs decoded when a round needs them
+        from ..io.lazy import lazy_micrographs
+
+        return lazy_micrographs(stack)
     data = layer.data[0] if getattr(layer, "multiscale", False) else layer.data  # full size
     meta = layer.metadata or {}
     stacked = data.ndim == 3

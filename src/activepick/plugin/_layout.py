@@ -24,6 +24,7 @@ from qtpy.QtWidgets import (
 from superqt import QCollapsible
 
 from ..constants import DEFAULT_DIAMETER
+from ._browser import MicrographBrowser, follow_viewer, show_micrograph_names
 from .review import KEY_BINDINGS
 
 #: Export formats (``io.formats`` names) and their file-dialog filters.
@@ -197,5 +198,36 @@ def build_ui(w) -> None:
     form.addRow(w.canvas)
     w._update_plot()
 
+    form = _section(root, "Micrographs", expanded=False)
+    w.browser = MicrographBrowser()
+    w.browser.setMinimumHeight(160)
+    w.browser.setToolTip("Click a row to show that micrograph; click a header to sort.")
+    form.addRow(w.browser)
+    follow_viewer(w.browser, w.viewer)
+
     w._build_export_section(root)
     root.addStretch(1)
+
+
+def refresh_browser(w) -> None:
+    """Fill the micrograph table from the workbench and name the slider's micrographs
+    (the name follows the slider from the first call on)."""
+    from ..active.browser import micrograph_table
+
+    lr = w.learner
+    if lr is None:
+        return
+    names = [m.name for m in lr.micrographs]
+    w.browser.set_table(
+        micrograph_table(
+            names,
+            predictions=lr.predictions,
+            labels=lr.labels,
+            t_opt=lr.t_opt,
+            complete=lr.complete,
+        )
+    )
+    if getattr(w, "_names_shown", None) != names:
+        if getattr(w, "_stop_names", None) is not None:
+            w._stop_names()
+        w._stop_names, w._names_shown = show_micrograph_names(w.viewer, names), names

@@ -10,8 +10,10 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from ..constants import DEFAULT_DIAMETER  # picks from formats that store no diameter
 from ..errors import ActivePickError, CoordinateError
 from ._layers import (
+    LAZY_STACK_KEY,
     MICROGRAPHS_KEY,
     PATHS_KEY,
     PIXEL_SIZE_KEY,
@@ -24,13 +26,6 @@ from ._layers import (
 MICROGRAPH_SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff")
 #: Extensions the coordinate reader claims (lower case).
 COORDINATE_SUFFIXES = (".star", ".cbox", ".box", ".cs", ".csv", ".txt", ".tsv")
-#: Diameter (px) given to picks from formats that store none (STAR picks, Topaz,
-#: cryoSPARC) when the file is opened from napari's File menu; the widget's
-#: diameter box resizes them.
-DEFAULT_DIAMETER = 64.0
-#: Image-layer metadata key of the :class:`activepick.io.lazy.LazyStack` behind a
-#: lazily opened layer (paths + LRU cache of decoded micrographs).
-LAZY_STACK_KEY = "lazy_stack"
 
 PathLike = str | os.PathLike
 LayerData = tuple

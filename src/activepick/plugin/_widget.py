@@ -23,8 +23,8 @@ from qtpy.QtWidgets import QMessageBox, QWidget
 from ..constants import DEFAULT_DIAMETER
 from ..errors import ActivePickError, Cancelled
 from ._files import FilesPanel
-from ._layers import MICROGRAPHS_KEY, micrograph_layer_data, micrographs_from_layer
-from ._layout import GROUND_TRUTH, build_ui
+from ._layers import MICROGRAPHS_KEY, micrographs_from_layer
+from ._layout import GROUND_TRUTH, build_ui, refresh_browser
 from ._plot import draw_metrics
 from ._settings_form import SettingsForm
 from .review import ReviewLayers
@@ -93,7 +93,6 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         """The running thread worker, or None."""
         return self._worker
 
-    # ------------------------------------------------------------------ UI
     # ------------------------------------------------------------------ status
     def set_status(self, text: str) -> None:
         """Show ``text`` on the status line."""
@@ -191,34 +190,14 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
             "diameter, add particles in the 'labels' layer (add mode), then Next round."
         )
 
-    def _add_micrograph_layer(self, micrographs, name: str):
-        data, kwargs, _ = micrograph_layer_data(micrographs, name=name)
-        self._loading = True
-        try:
-            layer = self.viewer.add_image(data, **kwargs)
-        finally:
-            self._loading = False
-        self.viewer.layers.move(self.viewer.layers.index(layer), 0)
-        return layer
-
-    def open_folder(self, folder: str | Path) -> None:
-        """Read every micrograph in ``folder`` into a stack layer and use it."""
-        from ..io.micrograph import list_micrographs
-        from ._reader import read_micrographs
-
-        try:
-            mics = read_micrographs(list_micrographs(folder))
-        except ActivePickError as exc:
-            self._error(exc)
-            return
-        self.use_layer(self._add_micrograph_layer(mics, Path(folder).name or "micrographs"))
-
     def load_sample(self, *, truth: bool = True) -> None:
         """Open the sample micrographs at the sample's diameter (and its ground truth)."""
-        from ._sample_data import sample_diameter, sample_micrographs, sample_truth
+        from ..io.micrograph import list_micrographs
+        from ._sample_data import sample_data_folder, sample_diameter, sample_truth
 
         self.diameter.setValue(int(round(sample_diameter())))
-        self.use_layer(self._add_micrograph_layer(sample_micrographs(), "synthetic micrographs"))
+        paths = list_micrographs(sample_data_folder() / "micrographs")
+        self.use_layer(self._add_micrograph_layer(paths, "synthetic micrographs"))
         if truth:
             self.set_ground_truth(sample_truth())
 
@@ -292,16 +271,19 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
     def open_session(self, folder: str | Path) -> bool:
         """Open a session: its micrographs, labels, queue position, model and predictions."""
         from ..active.workbench import Workbench
-        from ._reader import read_micrographs
 
         if self._busy():
             return False
+        wb = None
         try:
-            wb = Workbench.open(folder, read=read_micrographs)
+            wb = Workbench.open(folder)  # micrographs opened lazily
+            paths = [m.path for m in wb.learner.micrographs]
+            layer = self._add_micrograph_layer(paths, Path(wb.session.folder).name)
         except (ActivePickError, OSError, ValueError) as exc:
+            if wb is not None:
+                wb.close()  # release the session's lock
             self._error(exc)
             return False
-        layer = self._add_micrograph_layer(wb.learner.micrographs, Path(wb.session.folder).name)
         self._attach(wb, layer, resumed=True)
         lr = wb.learner
         warnings = "; ".join(wb.open_warnings)
@@ -485,6 +467,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         history = self.learner.history if self.learner is not None else []
         draw_metrics(self.axes, self.round_metrics, history)
         self.canvas.draw_idle()
+        refresh_browser(self)
 
     def _on_threshold(self, value: float | None = None) -> None:
         value = float(self.threshold.value() if value is None else value)
