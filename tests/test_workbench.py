@@ -30,6 +30,9 @@ def pool(n=2, size=128):
 def settings(**kw):
     det = DetectorConfig(diameter=D, input_size=128, epochs=1, batch_size=2, device="cpu")
     kw.setdefault("strategy", "low_confidence")
+    # the review rules are tested on a hand-made queue in raw low-confidence order (the
+    # product protocol's plausibility filter and re-centring are tested in test_engine)
+    kw.setdefault("protocol", "thesis")
     return LearnerSettings(detector=det, **kw)
 
 
