@@ -73,7 +73,7 @@ def run(train: Path, test: Path, n: int | None, init: str, seed: int) -> dict:
         "train": train.name,
         "test": test.name,
         "init": init,
-        "labels": len(labels) if n is not None or init == "scratch" else 0,
+        "labels": 0 if n == 0 else len(labels),
         "steps": steps,
         "f1": round(s["f1_topt"], 3),
         "t_opt": s["t_opt"],
