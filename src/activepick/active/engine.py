@@ -66,7 +66,7 @@ INIT_CHOICES = ("general", "previous", "scratch")
 #: Optimiser steps per round when fine-tuning (product default; docs/benchmarks/detector.md).
 DEFAULT_TRAIN_STEPS = 60
 #: Learning rate when fine-tuning (product default).
-FINETUNE_LR = 1e-3
+FINETUNE_LR = 3e-4
 #: Keys of :meth:`ActiveLearner.counts`.
 COUNT_KEYS = (STATUS_ACCEPTED, STATUS_MOVED, STATUS_ADDED, STATUS_REJECTED, STATUS_IMPORTED)
 

@@ -13,7 +13,7 @@ from ..errors import CoordinateError, MicrographError
 _MAX_LISTED = 10
 #: Fine-tuning defaults (from the general model or a checkpoint); see docs/model_card.md.
 FINETUNE_STEPS = 100
-FINETUNE_LR = 1e-3
+FINETUNE_LR = 3e-4
 
 
 def register(subparsers) -> None:
