@@ -46,7 +46,15 @@ def pick_labels(truth, n: int | None, seed: int):
     return truth.iloc[np.sort(np.asarray(order[:n], dtype=int))]
 
 
-def run(train: Path, test: Path, n: int | None, init: str, seed: int) -> dict:
+def run(
+    train: Path,
+    test: Path,
+    n: int | None,
+    init: str,
+    seed: int,
+    lr: float | None = None,
+    steps: int | None = None,
+) -> dict:
     from activepick import metrics
     from activepick.cli.train import FINETUNE_STEPS
     from activepick.detector import DetectorConfig, train_detector
@@ -61,7 +69,12 @@ def run(train: Path, test: Path, n: int | None, init: str, seed: int) -> dict:
     if init == "general" and n == 0:
         det, steps = load_general_detector(diameter, device="cpu"), 0
     elif init == "general":
-        cfg = DetectorConfig(diameter=diameter, steps=FINETUNE_STEPS, lr=FINETUNE_LR, seed=seed)
+        cfg = DetectorConfig(
+            diameter=diameter,
+            steps=steps or FINETUNE_STEPS,
+            lr=lr or FINETUNE_LR,
+            seed=seed,
+        )
         start = load_general_detector(diameter, device="cpu")
         det = train_detector(mics, labels, cfg, init=start, partial=n is not None)
         steps = det.meta["steps"]
@@ -74,8 +87,9 @@ def run(train: Path, test: Path, n: int | None, init: str, seed: int) -> dict:
         "train": train.name,
         "test": test.name,
         "init": init,
-        "labels": len(labels) if n is not None or init == "scratch" else 0,
+        "labels": 0 if n == 0 else len(labels),
         "steps": steps,
+        "lr": None if init == "general" and n == 0 else det.config.lr,
         "f1": round(s["f1_topt"], 3),
         "t_opt": s["t_opt"],
         "pr_auc": round(s["pr_auc"], 3),
@@ -92,6 +106,8 @@ def main() -> None:
     parser.add_argument("--scratch", action="store_true")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr", type=float, default=None, help="fine-tuning lr (default: CLI's)")
+    parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (CLI's)")
     args = parser.parse_args()
     import torch
 
@@ -102,10 +118,10 @@ def main() -> None:
         cases.append(("scratch", None))
     rows = []
     for init, n in cases:
-        row = run(args.train, args.test, n, init, args.seed)
+        row = run(args.train, args.test, n, init, args.seed, args.lr, args.steps)
         rows.append(row)
         print(json.dumps(row), flush=True)
-    key = lambda r: (r["train"], r["test"], r["init"], r["labels"])  # noqa: E731
+    key = lambda r: (r["train"], r["test"], r["init"], r["labels"], r.get("lr"))  # noqa: E731
     fresh = {key(r) for r in rows}
     record = {"rows": [r for r in old if key(r) not in fresh] + rows}
     from activepick.io.atomic import atomic_write_text

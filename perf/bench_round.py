@@ -138,6 +138,8 @@ def main() -> None:
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     from activepick.io.atomic import atomic_write_text
 
+    old = json.loads(RESULTS.read_text()).get("rows", []) if RESULTS.is_file() else []
+    rows = [r for r in old if r["mode"] not in args.modes] + rows  # other modes' rows are kept
     record = {
         "what": "seconds per GUI round (train + predict) on sample_data, fine-tune vs scratch",
         "threads": args.threads,

@@ -334,7 +334,8 @@ class ActiveLearner(LabelEditing, SettingsAccess):
 
         Accepted / moved (particle) and rejected (not) predictions with their
         confidences, plus particles added by hand in that round at confidence 0
-        (missed by the detector), go to ``metrics.t_opt_from_decisions``. Without
+        (missed by the detector; thesis protocol only - the product protocol uses
+        the accepts / moves and rejects alone), go to ``metrics.t_opt_from_decisions``. Without
         a positive and a negative decision T_opt stays as it is (0.5 at first).
         """
         from .. import metrics
@@ -345,7 +346,10 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         if not reviewed.any():
             return
         latest = lab.loc[reviewed, "round"].max()
-        lab = lab[(lab["round"] == latest) & (reviewed | (lab["status"] == STATUS_ADDED))]
+        # product protocol: the user's accepts / moves vs rejects only (issue 9); a missed
+        # particle added by hand has no confidence, and counting it at 0 drags T_opt to 0
+        added = lab["status"] == STATUS_ADDED if self.protocol == "thesis" else False
+        lab = lab[(lab["round"] == latest) & (reviewed | added)]
         is_particle = (lab["status"] != STATUS_REJECTED).to_numpy()
         if is_particle.all() or not is_particle.any():
             return

@@ -29,7 +29,7 @@ MIN_INPUT_SIZE = 256
 MAX_INPUT_SIZE = 1024
 #: Adam learning rate when fine-tuning (from the general model or a checkpoint);
 #: docs/model_card.md.
-FINETUNE_LR = 1e-3
+FINETUNE_LR = 3e-4
 #: Devices a config may name.
 DEVICES: tuple[str, ...] = ("auto", "cpu", "cuda")
 

@@ -17,7 +17,7 @@ The distribution (one draw per image):
 - particle diameter in the input 22-46 px (scale jitter around 32); the original
   micrograph is 1-3.5x larger than the input (``D = 22-160 px``), so the resize
   averages the noise by a random factor, as it does on real data;
-- a fresh molecule per image from four shape families (:func:`activepick.simulate.random_molecule`):
+- a fresh molecule per image from four shape families (:func:`random_molecule`):
   blob chains of 3-20 blobs, rods, rings, globules;
 - SNR 0.02-1 (log-uniform, measured at the original scale), defocus 0.5-4 µm,
   pixel size 0.7-3 Å;
@@ -78,13 +78,64 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
+# --------------------------------------------------------------------------- molecules and clutter
+
+
+def random_molecule(rng: np.random.Generator, diameter: float):
+    """A molecule of a randomly drawn shape family, for a broad training distribution.
+
+    Families (equal odds): the default blob chain (:func:`make_molecule`) with 3-20
+    blobs; an elongated rod (blobs on a line, aspect ~2-4); a ring / hollow shell
+    (blobs on a circle); a compact globule (a few wide blobs). Every family is
+    scaled like :func:`make_molecule` to fit inside ``diameter`` px.
+    """
+    from ..simulate import Molecule, make_molecule
+
+    family = int(rng.integers(4))
+    if family == 0:
+        return make_molecule(rng, diameter, int(rng.integers(3, 21)))
+    n = int(rng.integers(4, 13))
+    if family == 1:  # rod
+        t = np.linspace(-1.0, 1.0, n)
+        centres = np.column_stack([t, rng.normal(0, 0.08, n), rng.normal(0, 0.08, n)])
+        sigmas = rng.uniform(0.08, 0.14, n) * 2.0 / rng.uniform(2.0, 4.0)
+    elif family == 2:  # ring
+        a = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
+        centres = np.column_stack([np.cos(a), np.sin(a), rng.normal(0, 0.1, n)])
+        sigmas = rng.uniform(0.15, 0.3, n)
+    else:  # globule
+        n = int(rng.integers(2, 5))
+        centres = rng.normal(0, 0.3, (n, 3))
+        sigmas = rng.uniform(0.25, 0.45, n)
+    weights = rng.uniform(0.5, 1.5, n) * sigmas**3
+    centres = centres - np.average(centres, axis=0, weights=weights)
+    extent = np.max(np.linalg.norm(centres, axis=1) + 1.5 * sigmas)
+    scale = 0.5 * diameter / extent
+    return Molecule(centres * scale, sigmas * scale, weights * scale**3)
+
+
+def carbon_edge(rng: np.random.Generator, shape: tuple[int, int], height: float) -> np.ndarray:
+    """A carbon-film edge: a smooth step of ``height`` noise SDs across a random
+    gently curved line (the film side is offset), float32 (H, W)."""
+    h, w = shape
+    theta = rng.uniform(0, 2 * np.pi)
+    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
+    u = np.cos(theta) * (x - w / 2) + np.sin(theta) * (y - h / 2)
+    v = -np.sin(theta) * (x - w / 2) + np.cos(theta) * (y - h / 2)
+    offset = rng.uniform(-0.4, 0.4) * min(h, w)
+    curve = rng.uniform(-1.0, 1.0) / max(h, w)
+    d = u - offset - curve * v**2
+    width = rng.uniform(1.0, 6.0)
+    return (height / (1.0 + np.exp(-d / width))).astype(np.float32)
+
+
 def training_sample(rng: np.random.Generator, crop: int = CROP):
     """One simulated training image at the network's scale.
 
     Returns ``(image (1, crop, crop) tensor, positives (N, 2) input edge coords,
     sizes (N,) input px)``.
     """
-    from ..simulate import SimulationError, carbon_edge, random_molecule, render_micrograph
+    from ..simulate import SimulationError, render_micrograph
     from .data import prepare_image, to_input_points
 
     f = _log_uniform(rng, *DOWNSAMPLE)
