@@ -32,8 +32,8 @@ from ..constants import (
 from ..errors import CoordinateError
 from ..io.picks import empty_picks, now_utc, validate_picks
 from ..metrics import jsonable
-from .decisions import ACTION_STATUS, COUNT_KEYS, LabelEditing, ReviewError
-from .label_store import UNDO_DEPTH, empty_labels, near_labels, overlaps_labels
+from .decisions import LabelEditing, ReviewError
+from .label_store import near_labels, overlaps_labels
 from .pool import DEFAULT_MAX_SIZE, prediction_subset
 from .settings import (
     DEFAULT_MC_PASSES,
@@ -592,13 +592,4 @@ class ActiveLearner(LabelEditing, SettingsAccess):
     _overlaps_labels = staticmethod(overlaps_labels)
 
 
-__all__ = [
-    "ACTION_STATUS",
-    "COUNT_KEYS",
-    "DEFAULT_MC_PASSES",
-    "DEFAULT_T_OPT",
-    "UNDO_DEPTH",
-    "ActiveLearner",
-    "ReviewError",
-    "empty_labels",
-]
+__all__ = ["DEFAULT_T_OPT", "ActiveLearner", "ReviewError"]
