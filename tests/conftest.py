@@ -59,3 +59,15 @@ def pytest_collection_modifyitems(config, items):
     mark = pytest.mark.skip(reason=reason)
     for item in gui:
         item.add_marker(mark)
+
+
+@pytest.fixture
+def mics(tmp_path):
+    """Three micrograph files a session lists but never reads (odd names included)."""
+    folder = tmp_path / "micrographs"
+    folder.mkdir()
+    paths = []
+    for name in ("0001.mrc", "mic,b.mrc", "a.tif"):
+        (folder / name).write_bytes(b"not read by the session")
+        paths.append(folder / name)
+    return paths

@@ -34,17 +34,6 @@ def _labels(n: int, seed: int = 0) -> pd.DataFrame:
 
 
 @pytest.fixture
-def mics(tmp_path) -> list[Path]:
-    folder = tmp_path / "micrographs"
-    folder.mkdir()
-    paths = []
-    for name in ("0001.mrc", "mic,b.mrc", "a.tif"):
-        (folder / name).write_bytes(b"not read by the session")
-        paths.append(folder / name)
-    return paths
-
-
-@pytest.fixture
 def session(tmp_path, mics):
     s = Session.create(tmp_path / "sess", mics, {"diameter": 64})
     yield s

@@ -232,16 +232,21 @@ def restore(store: LabelStore, entry: UndoEntry) -> tuple[list[Row], list[int]]:
     return back, gone
 
 
-def near_labels(picks: pd.DataFrame, labels: pd.DataFrame, radius: np.ndarray) -> np.ndarray:
-    """Boolean mask: pick centre within ``radius`` (px, per pick) of any label on its micrograph."""
-    near = np.zeros(len(picks), dtype=bool)
+def _same_micrograph(picks: pd.DataFrame, labels: pd.DataFrame):
+    """Yield ``(row indices of picks, label rows)`` per micrograph that has both."""
     if len(picks) == 0 or len(labels) == 0:
-        return near
+        return
     by_mic = {str(k): g for k, g in labels.groupby("micrograph")}
     for name, idx in picks.groupby("micrograph").indices.items():
         lab = by_mic.get(str(name))
-        if lab is None:
-            continue
+        if lab is not None:
+            yield idx, lab
+
+
+def near_labels(picks: pd.DataFrame, labels: pd.DataFrame, radius: np.ndarray) -> np.ndarray:
+    """Boolean mask: pick centre within ``radius`` (px, per pick) of any label on its micrograph."""
+    near = np.zeros(len(picks), dtype=bool)
+    for idx, lab in _same_micrograph(picks, labels):
         tree = cKDTree(lab[["x", "y"]].to_numpy(float))
         d, _ = tree.query(picks[["x", "y"]].to_numpy(float)[idx], k=1)
         near[idx] = d < radius[idx]
@@ -253,13 +258,7 @@ def overlaps_labels(picks: pd.DataFrame, labels: pd.DataFrame, min_iou: float) -
     from ..matching import pairwise_iou
 
     out = np.zeros(len(picks), dtype=bool)
-    if len(picks) == 0 or len(labels) == 0:
-        return out
-    by_mic = {str(k): g for k, g in labels.groupby("micrograph")}
-    for name, idx in picks.groupby("micrograph").indices.items():
-        lab = by_mic.get(str(name))
-        if lab is None:
-            continue
+    for idx, lab in _same_micrograph(picks, labels):
         p = picks.iloc[idx]
         iou = pairwise_iou(
             p[["x", "y"]].to_numpy(float),
