@@ -1,5 +1,6 @@
 """The npe2 manifest is one file, found from the editable install and from a built wheel."""
 
+import ast
 import subprocess
 import sys
 import zipfile
@@ -104,3 +105,150 @@ def test_wheel_ships_manifest_and_napari_finds_it(tmp_path):
     assert name == "napari-activepick"
     assert module_file.startswith(str(site))
     assert dist_path.startswith(str(site))
+
+
+# --------------------------------------------------------------------------- import circles
+
+
+def _module_names(root: Path, skip: str = "plugin") -> dict[str, Path]:
+    """Dotted name -> file of every module of the package in ``root``, outside ``skip``."""
+    names = {}
+    for path in sorted(root.rglob("*.py")):
+        parts = [root.name, *path.relative_to(root).with_suffix("").parts]
+        if parts[-1] == "__init__":
+            parts.pop()
+        if len(parts) > 1 and parts[1] == skip:
+            continue
+        names[".".join(parts)] = path
+    return names
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _runtime_imports(node: ast.AST):
+    """Every import statement at module level or in functions, except under ``if TYPE_CHECKING:``."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.Import | ast.ImportFrom):
+            yield child
+        elif isinstance(child, ast.If) and _is_type_checking(child.test):
+            for stmt in child.orelse:
+                yield from _runtime_imports(ast.Module(body=[stmt], type_ignores=[]))
+        else:
+            yield from _runtime_imports(child)
+
+
+def import_graph(root: Path, skip: str = "plugin") -> dict[str, set[str]]:
+    """Module -> the modules of the package in ``root`` (outside ``skip``) its imports run.
+
+    ``from P import n`` runs P, and P.n when n is a submodule; ``import a.b.c`` runs
+    a.b.c. Either also runs the packages above the target, except those above the
+    importer (they ran before it), unless a name is taken from one of them. So a package ``__init__`` that re-exports its own
+    submodules is no circle, but a submodule that takes a name from its package's
+    ``__init__`` (``from . import name``) while the ``__init__`` imports it is.
+    """
+    modules = _module_names(root, skip)
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        own_parents = {".".join(name.split(".")[:i]) for i in range(1, name.count(".") + 1)}
+        targets: set[str] = set()
+        explicit: set[str] = set()
+        for node in _runtime_imports(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Import):
+                targets.update(alias.name for alias in node.names)
+                continue
+            if node.level:
+                base = package.split(".")[: package.count(".") + 2 - node.level]
+                source = ".".join(base + ([node.module] if node.module else []))
+            else:
+                source = node.module or ""
+            targets.add(source)
+            targets.update(f"{source}.{alias.name}" for alias in node.names)
+            if any(f"{source}.{alias.name}" not in modules for alias in node.names):
+                explicit.add(source)  # a name defined in ``source`` itself
+        graph[name] = explicit & set(modules) - {name}
+        graph[name] |= {
+            module
+            for target in targets
+            for module in (".".join(target.split(".")[:i]) for i in range(1, target.count(".") + 2))
+            if module in modules and module != name and module not in own_parents
+        }
+    return graph
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The import circles: strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    components = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                components.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(components)
+
+
+def test_import_circle_check_finds_circles_and_only_circles(tmp_path):
+    files = {
+        "__init__.py": "from .a import f\n",  # a package re-exporting its own submodule
+        "a.py": "from .b import g\ndef f(): pass\n",
+        "b.py": "def g():\n    from .a import f\n",  # function level: still a circle
+        "c.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .d import X\n",
+        "d.py": "from .c import Y\n",  # c only needs d for type hints: no circle
+        "x.py": "import pkg.y\n",
+        "y.py": "from pkg import x\n",  # absolute imports
+        "sub/__init__.py": "from .e import h\nhelper = 1\n",
+        "sub/e.py": "from . import helper\ndef h(): pass\n",  # a name from its package
+        "sub/f.py": "from . import e\nfrom .. import c\n",  # submodules: no circle
+        "plugin/__init__.py": "",
+        "plugin/w.py": "from ..a import f\n",  # skipped
+        "plugin/v.py": "from .w import z\n",
+    }
+    root = tmp_path / "pkg"
+    for rel, text in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_text(text)
+    (root / "a.py").write_text("from .plugin.v import k\n" + files["a.py"])  # plugin not walked
+    graph = import_graph(root)
+    assert not {"pkg.plugin", "pkg.plugin.v", "pkg.plugin.w"} & set(graph)
+    assert graph["pkg.a"] == {"pkg.b"}
+    assert graph["pkg"] == {"pkg.a"} and graph["pkg.c"] == set() and graph["pkg.d"] == {"pkg.c"}
+    assert graph["pkg.sub.f"] == {"pkg.sub.e", "pkg.c"}
+    assert find_cycles(graph) == [["pkg.a", "pkg.b"], ["pkg.sub", "pkg.sub.e"], ["pkg.x", "pkg.y"]]
+
+
+def test_no_import_circles_outside_plugin():
+    graph = import_graph(ROOT / "src" / "activepick")
+    assert len(graph) > 50 and not any(name.startswith("activepick.plugin") for name in graph)
+    # the walk sees lazy (function-level) imports, and skips TYPE_CHECKING ones
+    assert "activepick.simulate.aspire" in graph["activepick.simulate.dataset"]
+    assert "activepick.detector.predict" in graph["activepick.detector.networks"]
+    assert "activepick.detector.networks" not in graph["activepick.detector.predict"]
+    assert find_cycles(graph) == []

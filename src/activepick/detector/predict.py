@@ -10,6 +10,7 @@ decoded box size is not used, so every pick of one model has the same size).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,8 +32,10 @@ from .data import (
     prepare_image,
     transform_image,
 )
-from .networks import Detector
 from .targets import decode_grid
+
+if TYPE_CHECKING:  # pragma: no cover - for type hints only: networks imports this module
+    from .networks import Detector
 
 #: Extra column of the pick table returned with ``mc_dropout`` or ``tta``.
 DISAGREEMENT_COLUMN = "disagreement"

@@ -28,9 +28,8 @@ from .report import (
     paired_tests,
     run_statistics,
     wilcoxon_p,
-    write_outputs,
 )
-from .run import initial_indices, run_benchmark, run_key
+from .run import initial_indices, run_benchmark, run_key, write_outputs
 
 __all__ = [
     "ALL_STRATEGIES",

@@ -369,22 +369,47 @@ def report_markdown(
     return "\n".join(lines)
 
 
+def plain_json(value: Any) -> Any:
+    """``value`` with numpy scalars as Python ones, NaN as None and dict keys as strings."""
+    if isinstance(value, dict):
+        return {str(k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_json(v) for v in value]
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        v = float(value)
+        return None if math.isnan(v) else v
+    if isinstance(value, np.bool_):
+        return bool(value)
+    return value
+
+
 def _write_csv(df: pd.DataFrame, path: Path, *, index: bool = False) -> None:
     with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
         df.to_csv(fh, index=index)
 
 
-def write_outputs(out_dir: Path, settings: dict[str, Any], data, *, plots: bool = True) -> dict:
+def write_report(
+    out_dir: Path,
+    settings: dict[str, Any],
+    data,
+    rows: list[dict],
+    selected: dict[bool, dict],
+    *,
+    plots: bool = True,
+) -> dict:
     """Write rounds.csv/json, runs.csv, paired_tests.csv, labels_to_95.csv, the
-    distinct-particle matrices, summary.json and report.md from the run sessions
-    (the PNGs only with ``plots``); returns the summary."""
+    distinct-particle matrices, summary.json and report.md (the PNGs only with
+    ``plots``); returns the summary. ``rows`` are the round rows of the run sessions
+    and ``selected`` {partial: {seed: {strategy: truth rows labelled}}} (both read by
+    :mod:`.run`, which calls this)."""
     from ..plots import plot_distinct, plot_learning_curves
-    from .run import _plain, run_rows, run_selected
 
     out_dir = Path(out_dir)
-    rounds = rounds_table(run_rows(settings, data, out_dir))
+    rounds = rounds_table(rows)
     _write_csv(rounds, out_dir / "rounds.csv")
-    records = _plain(rounds.to_dict("records"))
+    records = plain_json(rounds.to_dict("records"))
     atomic_write_text(out_dir / "rounds.json", json.dumps(records, indent=1))
     stats = run_statistics(rounds)
     tests = paired_tests(stats)
@@ -396,8 +421,7 @@ def write_outputs(out_dir: Path, settings: dict[str, Any], data, *, plots: bool 
     distinct_files, first_matrix = [], pd.DataFrame()
     for partial in partial_modes(settings):
         suffix = "_partial" if partial and settings["partial"] == "both" else ""
-        selected = run_selected(settings, data, out_dir, partial)
-        mat = distinct_particles(selected, settings["strategies"])
+        mat = distinct_particles(selected[partial], settings["strategies"])
         _write_csv(mat, out_dir / f"distinct_particles{suffix}.csv", index=True)
         if plots and len(mat):
             plot_distinct(mat, out_dir / f"distinct_particles{suffix}.png")
@@ -423,7 +447,7 @@ def write_outputs(out_dir: Path, settings: dict[str, Any], data, *, plots: bool 
         "plots": figures,
         "distinct": distinct_files,
     }
-    atomic_write_text(out_dir / "summary.json", json.dumps(_plain(summary), indent=1))
+    atomic_write_text(out_dir / "summary.json", json.dumps(plain_json(summary), indent=1))
     text = report_markdown(rounds, l95, first_matrix, settings["strategies"], stats, tests)
     atomic_write_text(out_dir / "report.md", text)
     return summary

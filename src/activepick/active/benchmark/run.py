@@ -38,6 +38,7 @@ from .presets import (
     make_oracle,
     partial_modes,
 )
+from .report import plain_json, write_report
 
 Progress = Callable[[dict], None] | None
 
@@ -282,7 +283,7 @@ def run_general(settings: dict, data: BenchmarkData, seed: int, out_dir: Path) -
     partial = partial_modes(settings)[0]  # listed with the runs of the first partial mode
     row = {"strategy": GENERAL, "seed": seed, "partial": partial, "round": 0, "labels": 0}
     row.update(negatives=0, reviews=0, **metrics.summary(test, data.test_truth, t_opt=t_opt))
-    atomic_write_text(path, json.dumps(_plain(row), indent=1))
+    atomic_write_text(path, json.dumps(plain_json(row), indent=1))
     return row
 
 
@@ -360,23 +361,6 @@ def run_selected(settings: dict, data: BenchmarkData, out_dir: Path, partial: bo
     return out
 
 
-def _plain(value: Any) -> Any:
-    import math
-
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        v = float(value)
-        return None if math.isnan(v) else v
-    if isinstance(value, np.bool_):
-        return bool(value)
-    return value
-
-
 # ---------------------------------------------------------------------------- entry point
 def check_protocol(out_dir: Path, settings: dict[str, Any], *, final: bool) -> None:
     """Refuse an output folder holding a benchmark with other protocol settings.
@@ -392,14 +376,22 @@ def check_protocol(out_dir: Path, settings: dict[str, Any], *, final: bool) -> N
         except (OSError, json.JSONDecodeError) as exc:
             raise BenchmarkError(f"{path}: cannot read the benchmark settings ({exc})") from None
         keys = [k for k in PROTOCOL_KEYS if final or settings.get(k) is not None]
-        diff = [k for k in keys if old.get(k) != _plain(settings.get(k))]
+        diff = [k for k in keys if old.get(k) != plain_json(settings.get(k))]
         if diff:
             raise BenchmarkError(
                 f"{path}: this folder holds a benchmark with other settings ({', '.join(diff)}); "
                 "use another --out or --no-resume"
             )
     if final:
-        atomic_write_text(path, json.dumps(_plain(settings), indent=1))
+        atomic_write_text(path, json.dumps(plain_json(settings), indent=1))
+
+
+def write_outputs(out_dir: Path, settings: dict[str, Any], data, *, plots: bool = True) -> dict:
+    """Write the tables, figures (with ``plots``), summary.json and report.md from the
+    run sessions under ``out_dir`` (:func:`.report.write_report`); returns the summary."""
+    rows = run_rows(settings, data, out_dir)
+    selected = {p: run_selected(settings, data, out_dir, p) for p in partial_modes(settings)}
+    return write_report(out_dir, settings, data, rows, selected, plots=plots)
 
 
 def run_benchmark(
@@ -419,8 +411,6 @@ def run_benchmark(
     the summary dict (plus ``wall_s``); the figures are drawn at the end.
     """
     import shutil
-
-    from .report import write_outputs
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -461,4 +451,5 @@ __all__ = [
     "run_key",
     "run_rows",
     "run_strategy",
+    "write_outputs",
 ]

@@ -23,14 +23,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from .simulate import (
+from .physics import (
     AMPLITUDE_CONTRAST,
     CS_MM,
     VOLTAGE_KV,
     SimulationError,
-    _gradient,
-    _render_distractors,
+    gradient_ramp,
     particle_mask,
+    render_distractors,
 )
 
 #: The ASPIRE release this backend was written and tested against.
@@ -103,11 +103,11 @@ def aspire_micrographs(
         noise_var = float(np.var(noise, dtype=np.float64))
         signal_var = float(np.var(clean[mask], dtype=np.float64))
         clean *= np.float32(math.sqrt(settings["snr"] * noise_var / signal_var))
-        background, kept = _render_distractors(
+        background, kept = render_distractors(
             rng, shape, int(settings["distractors"]), centres, settings["diameter"], 1.0
         )
         if settings["gradient"]:
-            background += _gradient(rng, shape, float(settings["gradient"]))
+            background += gradient_ramp(rng, shape, float(settings["gradient"]))
         image = noise
         image += clean
         image += background
