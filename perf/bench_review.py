@@ -142,6 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     (folder / f"{n}.mrc").write_bytes(b"x")
                     files.append(folder / f"{n}.mrc")
                 session = Session.create(folder / "s", files, wb.settings_dict())
+                session.save_queue(wb.learner.queue, wb.learner.position)  # as after a round
                 wb.session = wb.learner.session = session
                 t0 = time.perf_counter()
                 session.save_labels(wb.learner.labels)
