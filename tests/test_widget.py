@@ -78,6 +78,19 @@ def _press(viewer, key):
     return viewer.window._qt_viewer._key_map_handler.press_key(key)
 
 
+def _over_stack(viewer, layer) -> pd.DataFrame:
+    """The features of every point of a one-micrograph review layer (labels,
+    predictions: they hold the slider's micrograph only), walking the slider over
+    the stack and back."""
+    step = viewer.dims.current_step[0]
+    parts = []
+    for i in range(viewer.dims.nsteps[0]):
+        viewer.dims.set_current_step(0, i)
+        parts.append(layer.features.copy())
+    viewer.dims.set_current_step(0, step)
+    return pd.concat(parts, ignore_index=True)
+
+
 def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     folder, truth = data
     viewer, widget = _widget(make_napari_viewer)
@@ -98,7 +111,7 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     name, x, y = first.iloc[0][["micrograph", "x", "y"]]
     labels.add([[0, y + 2, x]])
     assert learner.counts()["added"] == 12
-    assert len(labels.data) == 12
+    assert len(_over_stack(viewer, labels)) == 12
     assert "refused" in widget.status.text()
 
     # round 1 in a thread worker: the event loop keeps running (measured)
@@ -243,7 +256,7 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     assert l2.detector is not None
     assert widget2.diameter.value() == DIAMETER
     assert len(widget2.review.layers["review queue"].data) == len(l2.queue)
-    assert len(widget2.review.layers["labels"].data) == l2.counts()["positive"]
+    assert len(_over_stack(viewer2, widget2.review.layers["labels"])) == l2.counts()["positive"]
     row = l2.queue.iloc[position]
     assert viewer2.dims.current_step[0] == int(row["micrograph"][-2:])
 
@@ -390,7 +403,7 @@ def test_selected_queue_points_are_all_decided(make_napari_viewer, qtbot, data):
     # shows exactly the particle labels
     queue_layer.selected_data = {0, 3}
     assert _press(viewer, "x")
-    shown = widget.review.layers["labels"].features["pick_id"].tolist()
+    shown = _over_stack(viewer, widget.review.layers["labels"])["pick_id"].tolist()
     positives = widget.learner.positive_labels()
     labels = widget.learner.labels
     expected = labels.loc[labels["status"] != "rejected", "pick_id"].tolist()
