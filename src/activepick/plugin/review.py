@@ -6,7 +6,7 @@ workbench's; this module only translates layer coordinates and events.
 Layers (all in pixels of the original micrographs, ``(index, y, x)`` on a stack):
 
 - ``predictions``: the predictions of the latest round on the micrograph the slider
-  shows; only those with confidence >= the threshold are shown.
+  shows; only those with confidence >= the threshold are drawn.
 - ``labels``: the particle labels (accepted, moved, added, imported) of the
   micrograph the slider shows. Adding a point here (add mode, ``2`` / ``P``)
   records an *added* particle; deleting one removes the label.
@@ -116,6 +116,7 @@ class ReviewLayers:
         self._label_ids: dict[str, set[int]] = {}
         self._label_mic: dict[int, str] = {}
         self._pred_rows: dict[str, np.ndarray] = {}
+        self._pred_table: pd.DataFrame | None = None
         self._shown_mic: dict[str, str | None] = {}
         self._follows_slider = False
 
@@ -239,7 +240,8 @@ class ReviewLayers:
         keeps the feature defaults of drawn points."""
         self._syncing = True
         try:
-            layer.selected_data = set()
+            if layer.selected_data:
+                layer.selected_data = set()
             with layer.events.data.blocker():
                 layer.data = coords if len(coords) else np.zeros((0, self._ndim()))
             table = layer.features
@@ -286,6 +288,7 @@ class ReviewLayers:
         """Index the latest round's predictions by micrograph (once per round) and draw
         those of the shown micrograph."""
         pred = self.learner.predictions
+        self._pred_table = pred  # the table indexed (a round in a worker may replace it)
         if pred is None or len(pred) == 0:
             self._pred_rows = {}
         else:
@@ -295,21 +298,21 @@ class ReviewLayers:
         self._draw_predictions()
 
     def _draw_predictions(self) -> None:
+        """Draw the shown micrograph's predictions with confidence >= the threshold
+        (napari's work grows with the points a layer holds, hidden ones too)."""
         name = self._current_name()
         rows = self._pred_rows.get(name) if name is not None else None
-        pred = self.learner.predictions if rows is not None else None
-        table = pred.iloc[rows] if pred is not None else empty_review_table()
-        self._set_points(self.layers[PREDICTIONS], table)
+        table = self._pred_table.iloc[rows] if rows is not None else empty_review_table()
+        conf = np.nan_to_num(table["confidence"].to_numpy(np.float64), nan=0.0)
+        self._set_points(self.layers[PREDICTIONS], table[conf >= self.threshold])
         self._shown_mic[PREDICTIONS] = name
-        self.set_threshold(self.threshold)
 
     def set_threshold(self, threshold: float) -> None:
         """Show only predictions with confidence >= ``threshold``."""
+        changed = float(threshold) != self.threshold
         self.threshold = float(threshold)
-        layer = self.layers.get(PREDICTIONS)
-        if layer is not None and len(layer.data):
-            conf = layer.features["confidence"].to_numpy(np.float64)
-            layer.shown = np.nan_to_num(conf, nan=0.0) >= self.threshold
+        if changed and self.workbench is not None and PREDICTIONS in self.layers:
+            self._draw_predictions()
 
     def refresh_labels(self, full: bool = False) -> None:
         """Bring the labels layer up to date: index the picks changed since the last
