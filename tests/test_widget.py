@@ -462,3 +462,26 @@ def test_open_sample_ground_truth_feeds_the_widget(make_napari_viewer):
     assert not truth_layer.visible
     assert widget.learner is not None and widget.truth is not None
     assert len(widget.truth) == len(truth_layer.data) > 0
+
+
+def test_review_layers_hold_the_shown_micrograph(make_napari_viewer, qtbot, data):
+    # issue 10: napari's per-key work grows with a layer's points, so labels and
+    # predictions hold only the slider's micrograph and follow the slider
+    viewer, widget = _widget(make_napari_viewer)
+    _setup(widget, data[0])
+    _round_with_queue(widget, qtbot, data[1])
+    learner, review = widget.learner, widget.review
+    pred = learner.predictions
+    for threshold in (0.0, 0.6):
+        widget.threshold.setValue(threshold)
+        for i, name in enumerate(["mic_00", "mic_01", "mic_02"]):
+            viewer.dims.set_current_step(0, i)
+            shown = review.layers["predictions"].features
+            want = pred[(pred["micrograph"] == name) & (pred["confidence"] >= threshold)]
+            assert sorted(shown["pick_id"]) == sorted(want["pick_id"])
+            assert set(shown["micrograph"]) <= {name}
+            labels = review.layers["labels"]
+            assert sorted(labels.features["pick_id"]) == sorted(
+                learner.labels.loc[learner.labels["micrograph"] == name, "pick_id"]
+            )
+            assert np.all(np.asarray(labels.data)[:, 0] == i)
