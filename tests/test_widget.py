@@ -78,6 +78,19 @@ def _press(viewer, key):
     return viewer.window._qt_viewer._key_map_handler.press_key(key)
 
 
+def _over_stack(viewer, layer) -> pd.DataFrame:
+    """The features of every point of a one-micrograph review layer (labels,
+    predictions: they hold the slider's micrograph only), walking the slider over
+    the stack and back."""
+    step = viewer.dims.current_step[0]
+    parts = []
+    for i in range(viewer.dims.nsteps[0]):
+        viewer.dims.set_current_step(0, i)
+        parts.append(layer.features.copy())
+    viewer.dims.set_current_step(0, step)
+    return pd.concat(parts, ignore_index=True)
+
+
 def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     folder, truth = data
     viewer, widget = _widget(make_napari_viewer)
@@ -98,7 +111,7 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     name, x, y = first.iloc[0][["micrograph", "x", "y"]]
     labels.add([[0, y + 2, x]])
     assert learner.counts()["added"] == 12
-    assert len(labels.data) == 12
+    assert len(_over_stack(viewer, labels)) == 12
     assert "refused" in widget.status.text()
 
     # round 1 in a thread worker: the event loop keeps running (measured)
@@ -243,7 +256,7 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     assert l2.detector is not None
     assert widget2.diameter.value() == DIAMETER
     assert len(widget2.review.layers["review queue"].data) == len(l2.queue)
-    assert len(widget2.review.layers["labels"].data) == l2.counts()["positive"]
+    assert len(_over_stack(viewer2, widget2.review.layers["labels"])) == l2.counts()["positive"]
     row = l2.queue.iloc[position]
     assert viewer2.dims.current_step[0] == int(row["micrograph"][-2:])
 
@@ -390,7 +403,7 @@ def test_selected_queue_points_are_all_decided(make_napari_viewer, qtbot, data):
     # shows exactly the particle labels
     queue_layer.selected_data = {0, 3}
     assert _press(viewer, "x")
-    shown = widget.review.layers["labels"].features["pick_id"].tolist()
+    shown = _over_stack(viewer, widget.review.layers["labels"])["pick_id"].tolist()
     positives = widget.learner.positive_labels()
     labels = widget.learner.labels
     expected = labels.loc[labels["status"] != "rejected", "pick_id"].tolist()
@@ -449,3 +462,26 @@ def test_open_sample_ground_truth_feeds_the_widget(make_napari_viewer):
     assert not truth_layer.visible
     assert widget.learner is not None and widget.truth is not None
     assert len(widget.truth) == len(truth_layer.data) > 0
+
+
+def test_review_layers_hold_the_shown_micrograph(make_napari_viewer, qtbot, data):
+    # issue 10: napari's per-key work grows with a layer's points, so labels and
+    # predictions hold only the slider's micrograph and follow the slider
+    viewer, widget = _widget(make_napari_viewer)
+    _setup(widget, data[0])
+    _round_with_queue(widget, qtbot, data[1])
+    learner, review = widget.learner, widget.review
+    pred = learner.predictions
+    for threshold in (0.0, 0.6):
+        widget.threshold.setValue(threshold)
+        for i, name in enumerate(["mic_00", "mic_01", "mic_02"]):
+            viewer.dims.set_current_step(0, i)
+            shown = review.layers["predictions"].features
+            want = pred[(pred["micrograph"] == name) & (pred["confidence"] >= threshold)]
+            assert sorted(shown["pick_id"]) == sorted(want["pick_id"])
+            assert set(shown["micrograph"]) <= {name}
+            labels = review.layers["labels"]
+            assert sorted(labels.features["pick_id"]) == sorted(
+                learner.labels.loc[learner.labels["micrograph"] == name, "pick_id"]
+            )
+            assert np.all(np.asarray(labels.data)[:, 0] == i)

@@ -254,6 +254,46 @@ def points_to_picks(
     return validate_picks(table, "points layer")
 
 
+def review_features(rows: pd.DataFrame) -> pd.DataFrame:
+    """The features of the review layers' points for pick-table rows: ``pick_id``
+    (-1 when absent), ``micrograph``, ``confidence``, ``status`` (categorical over
+    ``STATUS_COLORS``), ``diameter``."""
+    return pd.DataFrame(
+        {
+            "pick_id": rows["pick_id"].to_numpy(np.int64)
+            if "pick_id" in rows
+            else np.full(len(rows), -1, np.int64),
+            "micrograph": rows["micrograph"].astype(str).to_numpy(dtype=object),
+            "confidence": rows["confidence"].to_numpy(np.float64),
+            "status": pd.Categorical(rows["status"].astype(str), categories=list(STATUS_COLORS)),
+            "diameter": rows["diameter"].to_numpy(np.float64),
+        }
+    )
+
+
+def empty_review_table() -> pd.DataFrame:
+    """An empty pick table with a ``pick_id`` column."""
+    out = empty_picks()
+    out["pick_id"] = pd.Series(dtype=np.int64)
+    return out
+
+
+def feature_defaults_of(layer) -> dict:
+    """A Points layer's feature defaults as ``{column: value}``."""
+    fd = layer.feature_defaults
+    return {c: fd[c].iloc[0] for c in fd.columns} if len(fd) else {}
+
+
+def reset_drawn_defaults(layer) -> None:
+    """napari copies a selected point's features into the defaults; a point the user
+    draws has no pick id (-1) and is an added particle. Only set when they differ."""
+    if "pick_id" not in layer.features:
+        return
+    defaults = feature_defaults_of(layer)
+    if defaults.get("pick_id") != -1 or defaults.get("status") != STATUS_ADDED:
+        layer.feature_defaults = {**defaults, "pick_id": -1, "status": STATUS_ADDED}
+
+
 def points_style(
     diameter: float, *, text: bool = True, colors: dict[str, str] | None = None
 ) -> dict:

@@ -5,15 +5,24 @@ workbench's; this module only translates layer coordinates and events.
 
 Layers (all in pixels of the original micrographs, ``(index, y, x)`` on a stack):
 
-- ``predictions``: every prediction of the latest round; only those with
-  confidence >= the threshold are shown.
-- ``labels``: the particle labels (accepted, moved, added, imported). Adding a
-  point here (add mode, ``2`` / ``P``) records an *added* particle; deleting one
-  removes the label.
+- ``predictions``: the predictions of the latest round on the micrograph the slider
+  shows; only those with confidence >= the threshold are drawn.
+- ``labels``: the particle labels (accepted, moved, added, imported) of the
+  micrograph the slider shows. Adding a point here (add mode, ``2`` / ``P``)
+  records an *added* particle; deleting one removes the label.
 - ``review queue``: the K most uncertain predictions in review order, orange until
   decided, then coloured by status; dragging a point (select mode, ``3``) records
   a *move*.
 - ``current pick``: a thick white square around the pick under review.
+
+Speed: napari's work on a Points layer grows with the points it holds, so the
+``labels`` and ``predictions`` layers hold only the current micrograph's points and
+are refilled when the slider moves (O(labels + predictions of that micrograph)).
+A key press redraws the labels layer only when a label of the shown micrograph
+changed, recolours the queue points whose status changed and moves the current-pick
+square: its cost does not grow with the total number of labels
+(``perf/bench_review.py --layers``). Their coordinates keep the stack index, so a
+point drawn on the shown slice is placed on its micrograph as before.
 
 Key bindings (on the viewer and on each of these layers; each is also a button):
 
@@ -44,12 +53,17 @@ from ._layers import (
     PIXEL_SIZE_KEY,
     QUEUE_COLORS,
     SHAPES_KEY,
-    STATUS_COLORS,
+    empty_review_table,
+    feature_defaults_of,
     picks_to_points,
     points_style,
+    reset_drawn_defaults,
+    review_features,
 )
 
 PREDICTIONS = "predictions"
+#: Label columns the labels layer draws.
+_DRAWN_COLUMNS = ("pick_id", "micrograph", "x", "y", "diameter", "confidence", "status")
 LABELS = "labels"
 QUEUE = "review queue"
 CURRENT = "current pick"
@@ -97,6 +111,14 @@ class ReviewLayers:
         self._drawn: list[int] = []
         self._zoomed = False
         self.layers: dict[str, object] = {}
+        # per micrograph: particle-label pick ids and prediction rows, for the
+        # one-micrograph labels / predictions layers (see the module docs)
+        self._label_ids: dict[str, set[int]] = {}
+        self._label_mic: dict[int, str] = {}
+        self._pred_rows: dict[str, np.ndarray] = {}
+        self._pred_table: pd.DataFrame | None = None
+        self._shown_mic: dict[str, str | None] = {}
+        self._follows_slider = False
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -141,7 +163,11 @@ class ReviewLayers:
             if old is not None and old.name in names:
                 self.viewer.layers.remove(old.name)
             self.layers[name] = self._make_layer(name)
+            self._shown_mic.pop(name, None)
         self.bind_keys()
+        if not self._follows_slider:
+            self.viewer.dims.events.current_step.connect(self._on_step)
+            self._follows_slider = True
 
     def _make_layer(self, name: str):
         d = self.diameter
@@ -159,15 +185,7 @@ class ReviewLayers:
                 border_width_is_relative=True,
                 metadata=meta,
             )
-        features = pd.DataFrame(
-            {
-                "pick_id": pd.Series(dtype=np.int64),
-                "micrograph": pd.Series(dtype=object),
-                "confidence": pd.Series(dtype=np.float64),
-                "status": pd.Categorical([], categories=list(STATUS_COLORS)),
-                "diameter": pd.Series(dtype=np.float64),
-            }
-        )
+        features = review_features(empty_review_table())
         style = points_style(d, text=name == QUEUE, colors=QUEUE_COLORS if name == QUEUE else None)
         if name == PREDICTIONS:
             style.update(opacity=0.5)
@@ -204,105 +222,185 @@ class ReviewLayers:
                 layer.size = np.full(len(layer.data), scale * float(diameter))
             layer.current_size = scale * float(diameter)
             if name != CURRENT:
-                layer.feature_defaults = {**_defaults(layer), "diameter": float(diameter)}
+                layer.feature_defaults = {**feature_defaults_of(layer), "diameter": float(diameter)}
 
     # ------------------------------------------------------------------ workbench -> layers
-    @staticmethod
-    def _features(rows: pd.DataFrame) -> pd.DataFrame:
-        return pd.DataFrame(
-            {
-                "pick_id": rows["pick_id"].to_numpy(np.int64)
-                if "pick_id" in rows
-                else np.full(len(rows), -1, np.int64),
-                "micrograph": rows["micrograph"].astype(str).to_numpy(dtype=object),
-                "confidence": rows["confidence"].to_numpy(np.float64),
-                "status": pd.Categorical(
-                    rows["status"].astype(str), categories=list(STATUS_COLORS)
-                ),
-                "diameter": rows["diameter"].to_numpy(np.float64),
-            }
-        )
-
     def _set_points(self, layer, picks: pd.DataFrame) -> None:
         coords, rows = picks_to_points(picks, self.names, stacked=self.stacked)
-        self._draw(layer, coords, self._features(rows), rows["diameter"].to_numpy(np.float64))
+        self._draw(layer, coords, review_features(rows), rows["diameter"].to_numpy(np.float64))
 
     def _draw(self, layer, coords: np.ndarray, features: pd.DataFrame, sizes: np.ndarray) -> None:
+        """Replace ``layer``'s points.
+
+        Kept to the few napari calls a redraw needs (each costs milliseconds whatever
+        the number of points): the data event is held back, since on each one the
+        viewer recomputes every dims range and these points always lie inside the
+        micrograph stack's extent; the features are written in place into the table
+        the new data sized (napari's way for edited features, then recoloured), which
+        keeps the feature defaults of drawn points."""
         self._syncing = True
         try:
-            layer.selected_data = set()
-            layer.data = coords if len(coords) else np.zeros((0, self._ndim()))
-            layer.features = features
-            if len(coords):
+            if layer.selected_data:
+                layer.selected_data = set()
+            with layer.events.data.blocker():
+                layer.data = coords if len(coords) else np.zeros((0, self._ndim()))
+            table = layer.features
+            for column in features.columns:
+                table[column] = features[column].array
+            if len(coords) and not np.array_equal(np.ravel(layer.size), sizes):
                 layer.size = sizes
             layer.refresh_colors(update_color_mapping=False)
             if layer.text is not None and len(coords):
                 layer.text.refresh(layer.features)
-            layer.metadata.update(self._layer_meta())
-            # napari copies a selected point's features into the defaults; a drawn one has no id
-            if "pick_id" in layer.features:
-                defaults = {**_defaults(layer), "pick_id": -1, "status": STATUS_ADDED}
-                layer.feature_defaults = defaults
+            reset_drawn_defaults(layer)
         finally:
             self._syncing = False
+
+    def _current_name(self) -> str | None:
+        """The micrograph the viewer shows (the slider's; the only one when not stacked)."""
+        if not self.names:
+            return None
+        index = int(self.viewer.dims.current_step[0]) if self.stacked else 0
+        return self.names[index] if 0 <= index < len(self.names) else None
+
+    def _on_step(self, event=None) -> None:
+        """The slider moved: refill the one-micrograph layers when it shows another one."""
+        if self.workbench is None or not self.layers:
+            return
+        name = self._current_name()
+        if self._shown_mic.get(PREDICTIONS) != name:
+            self._draw_predictions()
+        if self._shown_mic.get(LABELS) != name:
+            self.refresh_labels()
 
     def refresh(self) -> None:
         """Redraw every layer from the workbench."""
         if self.workbench is None:
             return
+        meta = self._layer_meta()
+        for layer in self.layers.values():
+            layer.metadata.update(meta)
         self.refresh_predictions()
         self.refresh_labels(full=True)
-        self.refresh_queue()
+        self.refresh_queue(full=True)
 
     def refresh_predictions(self) -> None:
+        """Index the latest round's predictions by micrograph (once per round) and draw
+        those of the shown micrograph."""
         pred = self.learner.predictions
+        self._pred_table = pred  # the table indexed (a round in a worker may replace it)
         if pred is None or len(pred) == 0:
-            pred = _empty_table()
-        self._set_points(self.layers[PREDICTIONS], pred)
-        self.set_threshold(self.threshold)
+            self._pred_rows = {}
+        else:
+            self._pred_rows = {
+                str(k): v for k, v in pred.groupby("micrograph", sort=False).indices.items()
+            }
+        self._draw_predictions()
+
+    def _draw_predictions(self) -> None:
+        """Draw the shown micrograph's predictions with confidence >= the threshold
+        (napari's work grows with the points a layer holds, hidden ones too)."""
+        name = self._current_name()
+        rows = self._pred_rows.get(name) if name is not None else None
+        table = self._pred_table.iloc[rows] if rows is not None else empty_review_table()
+        conf = np.nan_to_num(table["confidence"].to_numpy(np.float64), nan=0.0)
+        self._set_points(self.layers[PREDICTIONS], table[conf >= self.threshold])
+        self._shown_mic[PREDICTIONS] = name
 
     def set_threshold(self, threshold: float) -> None:
         """Show only predictions with confidence >= ``threshold``."""
+        changed = float(threshold) != self.threshold
         self.threshold = float(threshold)
-        layer = self.layers.get(PREDICTIONS)
-        if layer is not None and len(layer.data):
-            conf = layer.features["confidence"].to_numpy(np.float64)
-            layer.shown = np.nan_to_num(conf, nan=0.0) >= self.threshold
+        if changed and self.workbench is not None and PREDICTIONS in self.layers:
+            self._draw_predictions()
 
     def refresh_labels(self, full: bool = False) -> None:
-        """Redraw the particle labels: only the picks changed since the last redraw
-        (a key press costs no table rebuild), or all of them."""
+        """Bring the labels layer up to date: index the picks changed since the last
+        call (O(changes); the whole table only when ``full`` or after it was replaced)
+        and redraw the shown micrograph's labels when one of them changed, the user
+        drew a point, or the slider shows another micrograph."""
         store = self.learner.label_store
         changed = store.take_changes()
-        layer = self.layers[LABELS]
-        if full or changed is None:
-            labels = self.learner.labels
-            pos = labels[labels["status"].isin(POSITIVE_STATUSES)]
-            self._set_points(layer, pos if len(pos) else _empty_table())
-            return
-        ids = layer.features["pick_id"].to_numpy(np.int64)
-        keep = ~np.isin(ids, list(changed)) & (ids >= 0)
-        drawn = [i for i in self._drawn if i < len(keep)]  # points the user just drew
-        keep[drawn] = False
+        name = self._current_name()
+        redraw = bool(self._drawn) or self._shown_mic.get(LABELS) != name
         self._drawn = []
-        if keep.all() and not changed:
-            return
-        rows = [store.get(i) for i in sorted(changed)]
-        rows = [r for r in rows if r is not None and r["status"] in POSITIVE_STATUSES]
-        new_coords, new_rows = picks_to_points(
-            pd.DataFrame(rows) if rows else _empty_table(), self.names, stacked=self.stacked
-        )
-        coords = np.concatenate(
-            [np.asarray(layer.data)[keep], new_coords.reshape(-1, self._ndim())]
-        )
-        features = pd.concat([layer.features[keep], self._features(new_rows)], ignore_index=True)
-        sizes = np.concatenate([np.ravel(layer.size)[keep], new_rows["diameter"].to_numpy(float)])
-        self._draw(layer, coords, features, sizes)
+        if full or changed is None:
+            self._index_labels()
+            redraw = True
+        else:
+            for pick_id in changed:
+                old = self._label_mic.pop(pick_id, None)
+                if old is not None:
+                    self._label_ids[old].discard(pick_id)
+                    redraw = redraw or old == name
+                row = store.get(pick_id)
+                if row is not None and row["status"] in POSITIVE_STATUSES:
+                    mic = str(row["micrograph"])
+                    self._label_ids.setdefault(mic, set()).add(pick_id)
+                    self._label_mic[pick_id] = mic
+                    redraw = redraw or mic == name
+        if redraw:
+            self._draw_labels(name)
 
-    def refresh_queue(self) -> None:
+    def _index_labels(self) -> None:
+        labels = self.learner.labels
+        pos = labels[labels["status"].isin(POSITIVE_STATUSES)]
+        ids = pos["pick_id"].to_numpy(np.int64).tolist()
+        mics = pos["micrograph"].astype(str).tolist()
+        self._label_mic = dict(zip(ids, mics, strict=True))
+        self._label_ids = {}
+        for pick_id, mic in self._label_mic.items():
+            self._label_ids.setdefault(mic, set()).add(pick_id)
+
+    def _draw_labels(self, name: str | None) -> None:
+        """Draw the particle labels of micrograph ``name`` (O(its labels))."""
+        store = self.learner.label_store
+        ids = sorted(self._label_ids.get(name, ())) if name is not None else []
+        rows = [store.get(i) for i in ids]
+        table = (
+            pd.DataFrame({c: [r[c] for r in rows] for c in _DRAWN_COLUMNS})
+            if rows
+            else empty_review_table()
+        )
+        self._set_points(self.layers[LABELS], table)
+        self._shown_mic[LABELS] = name
+
+    def refresh_queue(self, full: bool = False) -> None:
+        """Redraw the review queue (O(queue)): after a decision only the points whose
+        status or centre changed are updated."""
         table = self.workbench.queue_table()
-        self._set_points(self.layers[QUEUE], table if len(table) else _empty_table())
+        layer = self.layers[QUEUE]
+        same = (
+            not full
+            and len(table) == len(layer.features)
+            and len(table) > 0
+            and np.array_equal(
+                table["pick_id"].to_numpy(np.int64), layer.features["pick_id"].to_numpy(np.int64)
+            )
+        )
+        if not same:
+            self._set_points(layer, table if len(table) else empty_review_table())
+        else:
+            self._update_queue(layer, table)
         self.refresh_current(move_camera=True)
+
+    def _update_queue(self, layer, table: pd.DataFrame) -> None:
+        """Recolour / move the queue points whose status / centre differs from ``table``."""
+        coords, rows = picks_to_points(table, self.names, stacked=self.stacked)
+        status = rows["status"].astype(str).to_numpy(dtype=object)
+        self._syncing = True
+        try:
+            layer.selected_data = set()
+            if not np.array_equal(np.asarray(layer.data, dtype=np.float64), coords):
+                with layer.events.data.blocker():  # see _draw
+                    layer.data = coords
+            old = layer.features["status"].astype(str).to_numpy(object)
+            rows = np.flatnonzero(old != status)
+            if len(rows):  # in place, then recoloured (napari's way for edited features)
+                layer.features.loc[rows, "status"] = status[rows]
+                layer.refresh_colors(update_color_mapping=False)
+        finally:
+            self._syncing = False
 
     def current_pick(self) -> dict | None:
         """The queue row under review, or None when the queue is done or empty."""
@@ -313,12 +411,17 @@ class ReviewLayers:
         row = self.current_pick()
         self._syncing = True
         try:
-            if row is None:
-                layer.data = np.zeros((0, self._ndim()))
-            else:
-                coords, _ = picks_to_points(pd.DataFrame([row]), self.names, stacked=self.stacked)
-                layer.data = coords
-                layer.size = np.full(len(coords), CURRENT_SCALE * float(row["diameter"]))
+            with layer.events.data.blocker():  # see _draw
+                if row is None:
+                    layer.data = np.zeros((0, self._ndim()))
+                else:
+                    coords, _ = picks_to_points(
+                        pd.DataFrame([row]), self.names, stacked=self.stacked
+                    )
+                    layer.data = coords
+                    size = CURRENT_SCALE * float(row["diameter"])
+                    if not np.allclose(layer.size, size):
+                        layer.size = np.full(len(coords), size)
         finally:
             self._syncing = False
         if row is not None and move_camera:
@@ -416,8 +519,8 @@ class ReviewLayers:
     def _after_change(self) -> None:
         if self.workbench is None:
             return
+        self.refresh_queue()  # first: when the slider moves, the labels are drawn once
         self.refresh_labels()
-        self.refresh_queue()
         self.on_change()
         if self.workbench.batch_done():
             self.on_message("batch reviewed: press Next round to retrain with the new labels")
@@ -466,19 +569,6 @@ def camera(viewer):
     """The viewer's camera (``viewer.scene.camera`` from napari 0.9, else ``viewer.camera``)."""
     scene = getattr(viewer, "scene", None)
     return scene.camera if scene is not None and hasattr(scene, "camera") else viewer.camera
-
-
-def _defaults(layer) -> dict:
-    fd = layer.feature_defaults
-    return {c: fd[c].iloc[0] for c in fd.columns} if len(fd) else {}
-
-
-def _empty_table() -> pd.DataFrame:
-    from ..io.picks import empty_picks
-
-    out = empty_picks()
-    out["pick_id"] = pd.Series(dtype=np.int64)
-    return out
 
 
 def _show_error(exc: Exception) -> None:
