@@ -189,15 +189,13 @@ def run_engine(n: int, real: list[Path], tmp: Path, args) -> dict:
         rounds = []
         for r in range(args.rounds):
             prefetch = 0.0
+            wb.learner.round += 1  # the subset the round will predict (after training)
+            subset = wb.learner.prediction_micrographs()
+            wb.learner.round -= 1
             if mode == "cache + prefetch":
+                cache = session_prepare(wb.session).cache
                 with _Clock() as c_fill:
-                    drive(
-                        iter_fill_cache(
-                            wb.learner.prediction_micrographs(),
-                            args.input_size,
-                            session_prepare(wb.session).cache,
-                        )
-                    )
+                    drive(iter_fill_cache(subset, args.input_size, cache))
                 prefetch = c_fill.wall
             with _Clock() as c:
                 drive(wb.iter_round())
@@ -210,7 +208,7 @@ def run_engine(n: int, real: list[Path], tmp: Path, args) -> dict:
                     "train_s": entry["train_s"],
                     "predict_s": entry["predict_s"],
                     "prefetch_s": prefetch,
-                    "predicted": len(wb.learner.prediction_micrographs()),
+                    "predicted": len(subset),
                 }
             )
             print(
@@ -222,6 +220,31 @@ def run_engine(n: int, real: list[Path], tmp: Path, args) -> dict:
         wb.close()
         modes[mode] = rounds
     return {"pool": n, "modes": modes}
+
+
+def time_inputs(real: list[Path], tmp: Path, args) -> dict:
+    """CPU seconds per micrograph to make one network input: from the file
+    (read + resize + normalise, no cache), a cache miss (that + float16 + write),
+    a hit from disk (a new process) and a hit from memory."""
+    from activepick.detector.data import prepare_image
+    from activepick.detector.input_cache import InputCache, prepared_input
+    from activepick.io.micrograph import read_micrograph
+
+    size, out = args.input_size, {}
+    with _Clock() as c:
+        for p in real:
+            prepare_image(read_micrograph(p).data, size)
+    out["no cache"] = c.cpu / len(real)
+    cache = InputCache(tmp / "input_cache")
+    for name, fresh in (("miss", False), ("disk hit", True), ("memory hit", False)):
+        if fresh:
+            cache = InputCache(tmp / "input_cache")
+        with _Clock() as c:
+            for p in real:
+                prepared_input(p, size, cache)
+        out[name] = c.cpu / len(real)
+    print("  input CPU s per micrograph: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()))
+    return out
 
 
 def main_engine(args) -> int:
@@ -239,6 +262,7 @@ def main_engine(args) -> int:
 
         warm = DetectorConfig(arch="light", diameter=200.0, input_size=args.input_size)
         predict_picks(Detector(build_network("light"), warm), [read_micrograph(real[0])])
+        inputs = time_inputs(real, tmp, args)
         pools = [run_engine(n, real, tmp, args) for n in args.pools]
     load = (load_before + os.getloadavg()[0]) / 2
     print(
@@ -271,6 +295,7 @@ def main_engine(args) -> int:
                 "python": sys.version.split()[0],
                 "torch": torch.__version__,
                 "args": vars(args),
+                "input_cpu_s_per_micrograph": inputs,
                 "pools": pools,
             },
             indent=2,
