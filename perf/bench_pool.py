@@ -2,6 +2,7 @@
 
     .venv/bin/python perf/bench_pool.py [--pools 20 2000] [--real 3] [--size 4096]
                                         [--rounds 3] [--max-size 12] [--input-size 1024]
+                                        [--engine [--train-steps 4]]
 
 ``--real`` float32 noise MRCs of ``--size`` px are written to a temporary folder;
 each pool is a folder of symlinks to them in turn, opened as a
@@ -23,6 +24,10 @@ predicted with :func:`~activepick.detector.predict.iter_predict_picks` each roun
 (measured on the first pool, extrapolated linearly to the others). Wall and CPU
 seconds are reported with the load average, since the machine may be shared.
 Prints a table and writes ``perf/results/pool.json``.
+
+``--engine`` times whole GUI rounds instead (:func:`run_engine`: train -> predict ->
+select through the Workbench, with and without the session's input cache) and
+writes ``perf/results/pool_engine.json``.
 """
 
 from __future__ import annotations
@@ -140,6 +145,165 @@ def run_baseline(n: int, real: list[Path], tmp: Path, detector) -> dict:
     return {"pool": n, "round_s": c.wall, "round_cpu_s": c.cpu, "per_micrograph_s": c.wall / n}
 
 
+def run_engine(n: int, real: list[Path], tmp: Path, args) -> dict:
+    """Real rounds (train -> predict -> select) of a :class:`Workbench` on a pool of
+    ``n`` lazily opened micrographs, in three modes: ``no cache`` (no session: every
+    input read, resized and normalised each round), ``cache`` (a session: inputs from
+    ``<session>/cache/``) and ``cache + prefetch`` (the next round's subset prepared
+    by ``iter_fill_cache`` before the round, as during review; not timed in the round).
+    """
+    from activepick.active.settings import LearnerSettings
+    from activepick.active.workbench import Workbench
+    from activepick.detector import DetectorConfig
+    from activepick.detector.input_cache import iter_fill_cache, session_prepare
+    from activepick.io.lazy import LazyStack, lazy_micrographs
+    from activepick.io.picks import make_picks
+    from activepick.progress import drive
+
+    folder = tmp / f"engine_pool_{n}"
+    folder.mkdir()
+    for i in range(n):  # hard links: a session resolves symlinks and refuses shared targets
+        os.link(real[i % len(real)], folder / f"mic_{i:05d}.mrc")
+    cfg = DetectorConfig(
+        arch="light", diameter=200.0, input_size=args.input_size, device="cpu", batch_size=2
+    )
+    settings = LearnerSettings(
+        detector=cfg,
+        protocol="thesis",
+        init="scratch",
+        train_steps=args.train_steps,
+        predict_subset=args.max_size,
+    )
+    modes = {}
+    for mode in ("no cache", "cache", "cache + prefetch"):
+        stack = LazyStack(sorted(folder.iterdir()))
+        wb = Workbench.for_micrographs(lazy_micrographs(stack), settings)
+        names = stack.names[:LABELLED]
+        wb.learner.add_labels(
+            make_picks(
+                names, [args.size / 3] * LABELLED, [args.size / 2] * LABELLED, 200.0, status="added"
+            )
+        )
+        if mode != "no cache":
+            wb.create_session(tmp / f"session_{n}_{mode.replace(' ', '')}")
+        rounds = []
+        for r in range(args.rounds):
+            prefetch = 0.0
+            wb.learner.round += 1  # the subset the round will predict (after training)
+            subset = wb.learner.prediction_micrographs()
+            wb.learner.round -= 1
+            if mode == "cache + prefetch":
+                cache = session_prepare(wb.session).cache
+                with _Clock() as c_fill:
+                    drive(iter_fill_cache(subset, args.input_size, cache))
+                prefetch = c_fill.wall
+            with _Clock() as c:
+                drive(wb.iter_round())
+            entry = wb.learner.history[-1]
+            rounds.append(
+                {
+                    "round": r + 1,
+                    "round_s": c.wall,
+                    "round_cpu_s": c.cpu,
+                    "train_s": entry["train_s"],
+                    "predict_s": entry["predict_s"],
+                    "prefetch_s": prefetch,
+                    "predicted": len(subset),
+                }
+            )
+            print(
+                f"  engine pool {n}, {mode}, round {r + 1}: {c.wall:.1f} s "
+                f"(train {entry['train_s']:.1f}, predict {entry['predict_s']:.1f}, "
+                f"prefetch before {prefetch:.1f})",
+                flush=True,
+            )
+        wb.close()
+        modes[mode] = rounds
+    return {"pool": n, "modes": modes}
+
+
+def time_inputs(real: list[Path], tmp: Path, args) -> dict:
+    """CPU seconds per micrograph to make one network input: from the file
+    (read + resize + normalise, no cache), a cache miss (that + float16 + write),
+    a hit from disk (a new process) and a hit from memory."""
+    from activepick.detector.data import prepare_image
+    from activepick.detector.input_cache import InputCache, prepared_input
+    from activepick.io.micrograph import read_micrograph
+
+    size, out = args.input_size, {}
+    with _Clock() as c:
+        for p in real:
+            prepare_image(read_micrograph(p).data, size)
+    out["no cache"] = c.cpu / len(real)
+    cache = InputCache(tmp / "input_cache")
+    for name, fresh in (("miss", False), ("disk hit", True), ("memory hit", False)):
+        if fresh:
+            cache = InputCache(tmp / "input_cache")
+        with _Clock() as c:
+            for p in real:
+                prepared_input(p, size, cache)
+        out[name] = c.cpu / len(real)
+    print("  input CPU s per micrograph: " + ", ".join(f"{k} {v:.3f}" for k, v in out.items()))
+    return out
+
+
+def main_engine(args) -> int:
+    rng = np.random.default_rng(0)
+    load_before = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        real = [tmp / "real" / f"real_{i}.mrc" for i in range(args.real)]
+        from activepick.io.micrograph import write_micrograph
+
+        for p in real:
+            write_micrograph(p, rng.standard_normal((args.size, args.size), np.float32), 1.0)
+        from activepick.detector import Detector, DetectorConfig, build_network, predict_picks
+        from activepick.io.micrograph import read_micrograph
+
+        warm = DetectorConfig(arch="light", diameter=200.0, input_size=args.input_size)
+        predict_picks(Detector(build_network("light"), warm), [read_micrograph(real[0])])
+        inputs = time_inputs(real, tmp, args)
+        pools = [run_engine(n, real, tmp, args) for n in args.pools]
+    load = (load_before + os.getloadavg()[0]) / 2
+    print(
+        f"\nGUI rounds (Workbench.iter_round), {args.size} px lazy micrographs, light network "
+        f"from scratch, {args.train_steps} steps, input {args.input_size} px, subset "
+        f"{args.max_size} + {LABELLED} labelled, {args.threads} torch threads; load average "
+        f"{load:.1f} on {os.cpu_count()} CPUs"
+    )
+    print(f"{'pool':>6s} {'mode':>17s} {'round s':>8s} {'train s':>8s} {'predict s':>10s}")
+    for p in pools:
+        for mode, rs in p["modes"].items():
+            for key in ("round_s", "train_s", "predict_s"):
+                p.setdefault("mean", {}).setdefault(mode, {})[key] = float(
+                    np.mean([r[key] for r in rs])
+                )
+            m = p["mean"][mode]
+            print(
+                f"{p['pool']:6d} {mode:>17s} {m['round_s']:8.2f} {m['train_s']:8.2f} "
+                f"{m['predict_s']:10.2f}"
+            )
+    print("(means over rounds)")
+    out = RESULTS.with_name("pool_engine.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        json.dumps(
+            {
+                "machine": platform.platform(),
+                "cpus": os.cpu_count(),
+                "load_average": load,
+                "python": sys.version.split()[0],
+                "torch": torch.__version__,
+                "args": vars(args),
+                "input_cpu_s_per_micrograph": inputs,
+                "pools": pools,
+            },
+            indent=2,
+        )
+    )
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     from activepick.detector import Detector, DetectorConfig, build_network
     from activepick.io.micrograph import write_micrograph
@@ -152,8 +316,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-size", type=int, default=12)
     ap.add_argument("--input-size", type=int, default=1024)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--engine",
+        action="store_true",
+        help="time real rounds with and without the session's input cache instead "
+        "(writes perf/results/pool_engine.json)",
+    )
+    ap.add_argument("--train-steps", type=int, default=4)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.engine:
+        return main_engine(args)
     torch.manual_seed(0)
     cfg = DetectorConfig(arch="light", diameter=200.0, input_size=args.input_size, device="cpu")
     detector = Detector(build_network("light", dropout=cfg.dropout), cfg)

@@ -485,3 +485,50 @@ def test_review_layers_hold_the_shown_micrograph(make_napari_viewer, qtbot, data
                 learner.labels.loc[learner.labels["micrograph"] == name, "pick_id"]
             )
             assert np.all(np.asarray(labels.data)[:, 0] == i)
+
+
+def test_predict_all_button_predicts_every_micrograph_for_export(
+    make_napari_viewer, qtbot, data, tmp_path
+):
+    import torch
+
+    from activepick.detector import Detector, DetectorConfig, build_network
+    from activepick.progress import drive
+
+    folder, _ = data
+    viewer, widget = _widget(make_napari_viewer)
+    _setup(widget, folder)
+    assert widget.new_session(tmp_path / "session")
+    learner = widget.learner
+    cfg = DetectorConfig(arch="light", width=0.125, input_size=192, diameter=DIAMETER)
+    torch.manual_seed(0)
+    learner.detector, learner.round = Detector(build_network("light", width=0.125), cfg), 1
+    statuses = []
+    widget.status.setText = lambda text, f=widget.status.setText: (statuses.append(text), f(text))
+    widget.predict_all_btn.click()
+    assert not widget.predict_all_btn.isEnabled()  # one job at a time
+    _wait(qtbot, widget)
+    picks = widget.last_result
+    assert picks is widget.workbench.predict_all and sorted(set(picks["micrograph"])) == [
+        "mic_00",
+        "mic_01",
+        "mic_02",
+    ]
+    assert any(s.startswith("predicting all") for s in statuses)
+    assert widget.status.text().startswith(f"Predict all: {len(picks)} picks on 3 micrograph(s)")
+    parts = tmp_path / "session" / "predict_all"
+    assert sorted(p.name for p in parts.glob("mic_*.csv")) == [f"mic_0{i}.csv" for i in range(3)]
+    # the same picks as predicting the pool in the core; export now includes them
+    learner.predict_subset = None
+    reference = drive(learner.iter_predict())
+    assert len(picks) == len(reference)
+    np.testing.assert_allclose(
+        np.sort(picks["confidence"].to_numpy()),
+        np.sort(reference["confidence"].to_numpy()),
+        atol=1e-5,
+    )
+    assert widget.include_predictions.isChecked() and widget.predict_all_btn.isEnabled()
+    t = float(widget.threshold.value())
+    expected = int((picks["confidence"] >= t).sum())
+    assert f"0 labels + {expected} predictions" in widget.export_count.text()
+    assert len(learner.queue) == 0  # the review queue is not touched

@@ -204,7 +204,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         :class:`ReviewError` with no positive label, ``errors.Cancelled`` when
         ``should_stop()`` turns true.
         """
-        from ..detector import iter_train_detector
+        from ..detector import input_cache, iter_train_detector
 
         positives = self.positive_labels()
         if len(positives) == 0:
@@ -241,6 +241,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             partial=self.partial or self.protocol == "product",
             complete=set(self.complete),
             should_stop=should_stop,
+            prepare=input_cache.session_prepare(self.session),
         )
         train_s = time.perf_counter() - t0
         self.detector = detector
@@ -380,7 +381,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             kwargs["mc_dropout"] = self.mc_passes
         elif need == "tta":
             kwargs["tta"] = True
-        from ..detector import iter_predict_picks
+        from ..detector import input_cache, iter_predict_picks
 
         t0 = time.perf_counter()
         mics = self.prediction_micrographs()
@@ -389,6 +390,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             mics,
             threshold=self.min_confidence,
             should_stop=should_stop,
+            prepare=input_cache.session_prepare(self.session),
             **kwargs,
         )
         pred = pred.reset_index(drop=True)

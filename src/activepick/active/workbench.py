@@ -21,6 +21,7 @@ origin top-left).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,13 @@ import pandas as pd
 
 from ..constants import STATUS_PREDICTED, STATUS_REJECTED
 from ..errors import ActivePickError
+from .decisions import ReviewError
+from .predict_all import (
+    PREDICT_ALL_FOLDER,
+    PREDICT_ALL_STAMP,
+    detector_fingerprint,
+    with_predict_all,
+)
 from .settings import LearnerSettings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,6 +82,8 @@ class Workbench:
         learner.session = session
         self.truth: pd.DataFrame | None = None
         self.min_distance = float(learner.config.diameter) / 2
+        #: The last :meth:`iter_predict_all` table (None before one finishes).
+        self.predict_all: pd.DataFrame | None = None
 
     # ================================================================== lifecycle
     @classmethod
@@ -262,6 +272,74 @@ class Workbench:
         edge = (x - r < 0) | (y - r < 0) | (x + r > w) | (y + r > h)
         self.learner.mark_reviewed(pred.loc[edge, "pick_id"].astype(int).tolist())
 
+    # ================================================================== predict all
+    def predict_all_folder(self) -> Path:
+        """Where :meth:`iter_predict_all` keeps its parts: ``<session>/predict_all/``."""
+        if self.session is None:
+            raise ReviewError("Predict all needs a session (or an output folder): create one first")
+        return Path(self.session.folder) / PREDICT_ALL_FOLDER
+
+    def iter_predict_all(
+        self,
+        out: str | Path | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        *,
+        batch_size: int = 4,
+    ) -> Generator[Progress, None, pd.DataFrame]:
+        """Predict EVERY micrograph of the pool with the current detector, streamed.
+
+        Runs :func:`activepick.batch.iter_predict_batch` in process (``batch_size``
+        micrographs in memory at a time, ``should_stop`` checked between them) and writes one part file per micrograph into
+        ``out`` (default :meth:`predict_all_folder`). A cancelled run (``should_stop``)
+        keeps its parts; the next call with the same detector continues from them (a
+        detector retrained since starts over). Yields the batch progress dicts;
+        returns the combined pick table (confidence >= ``min_confidence``, ``round`` =
+        the detector's round), which becomes :attr:`predict_all`: export and
+        extraction with predictions use it for every micrograph the rounds have not
+        predicted since. The review queue and the round's predictions are unchanged.
+        Micrographs are read from their files (an in-memory pool needs a session).
+        """
+        from ..batch import combine_parts, iter_predict_batch
+        from ..io.atomic import atomic_write_text
+        from ..io.micrograph import micrograph_name
+
+        learner = self.learner
+        if learner.detector is None:
+            raise ReviewError("no detector yet: train a round first")
+        paths = []
+        for m in learner.micrographs:
+            if m.path is None or micrograph_name(m.path) != m.name:
+                raise ReviewError(
+                    f"micrograph {m.name} has no file of its own: create a session first "
+                    "(Predict all reads micrographs from their files)"
+                )
+            paths.append(Path(m.path))
+        parts = Path(out) if out is not None else self.predict_all_folder()
+        stamp = {"round": int(learner.round), "detector": detector_fingerprint(learner.detector)}
+        stamp_file = parts / PREDICT_ALL_STAMP
+        try:
+            resume = json.loads(stamp_file.read_text(encoding="utf-8")) == stamp
+        except (OSError, ValueError):
+            resume = False
+        if not resume:  # stamp first: any part in the folder is then this detector's
+            parts.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(stamp_file, json.dumps(stamp, sort_keys=True))
+        summary = yield from iter_predict_batch(
+            paths,
+            parts,
+            detector=learner.detector,
+            threshold=learner.min_confidence,
+            batch_size=batch_size,
+            resume=resume,
+            should_stop=should_stop,
+        )
+        picks = combine_parts(parts, summary["names"])
+        picks["round"] = int(learner.round)
+        picks.attrs["round"] = int(learner.round)
+        picks.attrs["summary"] = summary
+        self.predict_all = picks
+        return picks
+
     def round_metrics(self) -> list[dict]:
         """Per round: ground-truth metrics (or test metrics) plus ``labels``; {} when none."""
         out = []
@@ -423,9 +501,12 @@ class Workbench:
     ) -> pd.DataFrame:
         """The pick table an export writes: every particle label, plus predictions >=
         ``threshold`` (default T_opt) that overlap no label, when asked."""
-        return self.learner.export_picks(
+        table = self.learner.export_picks(
             include_predictions=include_predictions, threshold=threshold
         )
+        if include_predictions and self.predict_all is not None:
+            table = with_predict_all(table, self.learner, self.predict_all, threshold)
+        return table
 
     def export_count(
         self, *, include_predictions: bool = False, threshold: float | None = None

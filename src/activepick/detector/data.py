@@ -12,21 +12,26 @@ Padding is added at the right and bottom only, so it never shifts coordinates.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from ..errors import MicrographError
-from ..io.micrograph import normalise
+from ..io.micrograph import Micrograph, normalise
 from .config import INPUT_MULTIPLE
 
 #: The 8 views of the dihedral group: (quarter turns counter-clockwise, flip columns).
 VIEWS: tuple[tuple[int, bool], ...] = tuple((k, f) for f in (False, True) for k in range(4))
 #: The views that keep a non-square image's shape.
 SHAPE_KEEPING_VIEWS: tuple[tuple[int, bool], ...] = tuple(v for v in VIEWS if v[0] % 2 == 0)
+
+
+#: ``prepare(micrograph, input_size) -> (tensor (1, Hp, Wp), (sx, sy))``: a network input.
+Prepare = Callable[[Any, int], tuple[torch.Tensor, tuple[float, float]]]
 
 
 @dataclass
@@ -48,14 +53,27 @@ def as_micrographs(micrographs: Sequence) -> list:
     for i, m in enumerate(micrographs):
         if isinstance(m, np.ndarray):
             m = _Image(f"image_{i:03d}", m)
-        elif not (hasattr(m, "name") and hasattr(m, "data")):
+        # isinstance first: hasattr(m, "data") would decode a lazy micrograph's pixels
+        elif not (hasattr(m, "name") and (isinstance(m, Micrograph) or hasattr(m, "data"))):
             raise MicrographError(f"item {i}: not a micrograph ({type(m).__name__})")
-        if np.ndim(m.data) != 2:
-            raise MicrographError(
-                f"micrograph {m.name!r}: expected a 2-D image, got shape {np.shape(m.data)}"
-            )
+        shape = micrograph_shape(m)
+        if len(shape) != 2:
+            raise MicrographError(f"micrograph {m.name!r}: expected a 2-D image, got shape {shape}")
         out.append(m)
     return out
+
+
+def micrograph_shape(m) -> tuple[int, ...]:
+    """``(height, width)`` of a micrograph without decoding a lazy one (its ``shape``
+    comes from the header); the array's shape for anything without ``shape``."""
+    shape = getattr(m, "shape", None)
+    return tuple(int(s) for s in (np.shape(m.data) if shape is None else shape))
+
+
+def default_prepare(m, input_size: int) -> tuple[torch.Tensor, tuple[float, float]]:
+    """The network input of micrograph ``m`` (``prepare`` of training and prediction
+    when none is given): :func:`prepare_image` of its pixels."""
+    return prepare_image(np.asarray(m.data, dtype=np.float32), input_size)
 
 
 def resized_shape(shape: tuple[int, int], input_size: int) -> tuple[int, int]:

@@ -30,8 +30,9 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import weakref
 from collections import OrderedDict
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,27 @@ class InputCache:
 def session_input_cache(session_folder: str | os.PathLike, **kwargs: Any) -> InputCache:
     """The input cache of a session: ``<session_folder>/cache/`` (made on first write)."""
     return InputCache(Path(session_folder) / CACHE_FOLDER, **kwargs)
+
+
+_SESSION_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def session_prepare(session: Any) -> Callable[[Any, int], Any] | None:
+    """The ``prepare`` hook of training and prediction for an open session (anything
+    with a ``folder``): :func:`prepared_input` through :func:`session_input_cache`,
+    one cache per session object so its memory LRU lasts across rounds. None without
+    a session (then training and prediction use the pixels, unrounded)."""
+    if session is None:
+        return None
+    cache = _SESSION_CACHES.get(session)
+    if cache is None:
+        cache = _SESSION_CACHES[session] = session_input_cache(session.folder)
+
+    def prepare(micrograph: Any, input_size: int):
+        return prepared_input(micrograph, int(input_size), cache)
+
+    prepare.cache = cache  # type: ignore[attr-defined]  # counters for tests and benchmarks
+    return prepare
 
 
 def _source_of(item: Any) -> tuple[Path | None, str | None]:

@@ -26,10 +26,12 @@ from .config import auto_input_size
 from .data import (
     SHAPE_KEEPING_VIEWS,
     VIEWS,
+    Prepare,
     as_micrographs,
+    default_prepare,
     from_input_points,
     inverse_transform_image,
-    prepare_image,
+    micrograph_shape,
     transform_image,
 )
 from .targets import decode_grid
@@ -123,12 +125,14 @@ def iter_predict_picks(
     tta: bool = False,
     seed: int = 0,
     should_stop: Callable[[], bool] | None = None,
+    prepare: Prepare | None = None,
 ) -> Generator[dict, None, pd.DataFrame]:
     """Predict picks; yield ``{"stage": "predict", "step", "total", "micrograph"}``
     after every micrograph and return the pick table (``StopIteration.value``).
 
     See :func:`predict_picks` for the arguments and the table.
     """
+    prepare = default_prepare if prepare is None else prepare
     if mc_dropout and tta:
         raise ValueError("choose one of mc_dropout and tta")
     mics = as_micrographs(micrographs)
@@ -145,9 +149,9 @@ def iter_predict_picks(
             if should_stop is not None and should_stop():
                 raise Cancelled(f"prediction cancelled after {done} of {len(mics)} micrographs")
             prepared = [
-                prepare_image(
-                    np.asarray(mics[i].data, dtype=np.float32),
-                    cfg.input_size or auto_input_size(max(np.shape(mics[i].data)), cfg.diameter),
+                prepare(
+                    mics[i],
+                    cfg.input_size or auto_input_size(max(micrograph_shape(mics[i])), cfg.diameter),
                 )
                 for i in batch
             ]
@@ -167,7 +171,7 @@ def iter_predict_picks(
                         out[k],
                         None if spread is None else spread[k],
                         prepared[j][1],
-                        np.shape(m.data),
+                        micrograph_shape(m),
                         cfg.diameter,
                         threshold,
                         nms_iou,
@@ -217,6 +221,7 @@ def predict_picks(
     seed: int = 0,
     progress: Callable[[dict], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    prepare: Prepare | None = None,
 ) -> pd.DataFrame:
     """Pick particles on ``micrographs`` (Micrograph objects or 2-D arrays).
 
@@ -236,7 +241,10 @@ def predict_picks(
     (4 shape-keeping ones on non-square inputs); ``disagreement`` = std across the
     views at the cell. Confidences always come from the plain pass.
     ``progress(dict)`` is called per micrograph; ``should_stop()`` is checked per
-    batch and raises :class:`activepick.errors.Cancelled`.
+    batch and raises :class:`activepick.errors.Cancelled`. ``prepare(micrograph,
+    input_size) -> (tensor (1, Hp, Wp), (sx, sy))`` makes each network input
+    (default :func:`~activepick.detector.data.default_prepare`, i.e. ``prepare_image``
+    of the pixels; e.g. ``input_cache.prepared_input`` through a session's cache).
     """
     gen = iter_predict_picks(
         detector,
@@ -248,5 +256,6 @@ def predict_picks(
         tta=tta,
         seed=seed,
         should_stop=should_stop,
+        prepare=prepare,
     )
     return drive(gen, progress)

@@ -25,9 +25,11 @@ from ..io.picks import empty_picks, positive_picks
 from ..progress import ProgressFn, StopFn, drive
 from .config import DetectorConfig, auto_input_size
 from .data import (
+    Prepare,
     as_micrographs,
+    default_prepare,
+    micrograph_shape,
     padded_shape,
-    prepare_image,
     random_view,
     to_input_points,
     transform_image,
@@ -65,6 +67,7 @@ def _prepare_samples(
     config: DetectorConfig,
     partial: bool,
     complete: Collection[str],
+    prepare: Prepare = default_prepare,
 ) -> list[_Sample]:
     samples = []
     for m in micrographs:
@@ -73,7 +76,7 @@ def _prepare_samples(
         is_complete = m.name in complete
         if partial and len(pos) == 0 and len(neg) == 0 and not is_complete:
             continue  # nothing reviewed on this micrograph: no loss to compute
-        image, scale = prepare_image(np.asarray(m.data, dtype=np.float32), config.input_size)
+        image, scale = prepare(m, config.input_size)
         mean_scale = 0.5 * (scale[0] + scale[1])
         samples.append(
             _Sample(
@@ -241,6 +244,7 @@ def iter_train_detector(
     partial: bool = False,
     complete: Collection[str] | None = None,
     should_stop: StopFn | None = None,
+    prepare: Prepare | None = None,
 ) -> Generator[dict, None, Detector]:
     """Train a detector; yield a progress dict after every optimiser step.
 
@@ -263,6 +267,9 @@ def iter_train_detector(
       micrographs named in ``complete`` (fully picked).
     - ``should_stop``: checked before every step; when true raises
       :class:`activepick.errors.Cancelled`.
+    - ``prepare(micrograph, input_size) -> (tensor, scale)``: each micrograph's
+      network input (default :func:`~activepick.detector.data.default_prepare`; e.g.
+      ``input_cache.prepared_input`` through a session's cache).
 
     Yields ``{"stage": "train", "epoch", "epochs", "step", "steps", "total", "loss"}``
     (epoch and step count from 1; ``total`` = ``steps``). Returns (as
@@ -277,7 +284,7 @@ def iter_train_detector(
     complete = set(complete or ())
     input_size = config.input_size
     if input_size is None:
-        long_side = max(max(np.shape(m.data)) for m in mics)
+        long_side = max(max(micrograph_shape(m)) for m in mics)
         input_size = (
             init.config.input_size
             if init is not None and init.config.input_size is not None
@@ -285,7 +292,9 @@ def iter_train_detector(
         )
     config = replace(config, input_size=int(input_size))
 
-    samples = _prepare_samples(mics, labels, negatives, config, partial, complete)
+    samples = _prepare_samples(
+        mics, labels, negatives, config, partial, complete, prepare or default_prepare
+    )
     if not samples:
         raise CoordinateError(
             "partial labels: no micrograph has a label, a rejection or is marked complete"
@@ -402,6 +411,7 @@ def train_detector(
     complete: Collection[str] | None = None,
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
+    prepare: Prepare | None = None,
 ) -> Detector:
     """Run :func:`iter_train_detector` to the end, calling ``progress(dict)`` per step.
 
@@ -417,5 +427,6 @@ def train_detector(
         partial=partial,
         complete=complete,
         should_stop=should_stop,
+        prepare=prepare,
     )
     return drive(gen, progress)

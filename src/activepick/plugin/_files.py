@@ -63,7 +63,13 @@ class FilesPanel:
         form.addRow("Threshold", self.threshold)
         self.include_predictions = QCheckBox("include predictions ≥ threshold")
         self.include_predictions.toggled.connect(lambda _: self._on_threshold())
-        form.addRow(self.include_predictions)
+        self.predict_all_btn = _button(
+            "Predict all",
+            self.predict_all,
+            "Predict every micrograph with the current model (background, resumable); "
+            "exports with predictions use them",
+        )
+        form.addRow(_row(self.include_predictions, self.predict_all_btn))
         self.export_count = QLabel("")
         self.export_count.setWordWrap(True)
         form.addRow(self.export_count)
@@ -158,6 +164,35 @@ class FilesPanel:
             lambda stop: wb.iter_extract(out_mrcs, box, should_stop=stop, **kwargs),
             done,
         )
+
+    # ------------------------------------------------------------------ predict all
+    def predict_all(self):
+        """Predict every micrograph of the pool with the current model (background,
+        parts in ``<session>/predict_all/``; a cancelled run resumes); the picks
+        become the predictions an export includes. Returns the worker."""
+        wb = self.workbench
+
+        def run(stop):
+            for item in wb.iter_predict_all(should_stop=stop):
+                rate, eta = item.get("rate") or 0.0, item.get("eta")
+                speed = f" at {rate:.2f}/s, {eta:.0f} s left" if rate and eta == eta else ""
+                yield {**item, "stage": f"predicting all{speed}"}
+            return wb.predict_all
+
+        def done(picks) -> None:
+            self.last_result = picks
+            self.progress.setValue(1000)
+            summary = picks.attrs.get("summary", {})
+            failed = summary.get("failed") or {}
+            self.include_predictions.setChecked(True)
+            self._on_threshold()
+            self.set_status(
+                f"Predict all: {len(picks)} picks on {len(summary.get('names', []))} "
+                f"micrograph(s) ({summary.get('skipped', 0)} done earlier); export includes "
+                "those ≥ threshold" + (f"; failed to read: {', '.join(failed)}" if failed else "")
+            )
+
+        return self._start("predicting all micrographs", run, done)
 
     # ------------------------------------------------------------------ dialogs
     def _ask_folder(self) -> None:

@@ -376,7 +376,8 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         return worker
 
     def _set_running(self, running: bool) -> None:
-        for b in (self.train_btn, self.predict_btn, self.round_btn, *self.review_buttons.values()):
+        buttons = (self.train_btn, self.predict_btn, self.round_btn, self.predict_all_btn)
+        for b in (*buttons, *self.review_buttons.values()):
             b.setEnabled(not running)
         self.cancel_btn.setEnabled(running)
 

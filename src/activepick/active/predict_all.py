@@ -1,0 +1,79 @@
+"""Predict all (issue 13): which detector filled a parts folder, and how its table
+joins the export.
+
+:meth:`activepick.active.workbench.Workbench.iter_predict_all` streams the whole
+pool through :func:`activepick.batch.iter_predict_batch` into
+``<session>/predict_all/`` (one part file per micrograph). The folder's stamp
+(:data:`PREDICT_ALL_STAMP`: the round and :func:`detector_fingerprint`) says which
+detector wrote the parts, so a cancelled run resumes only with that detector.
+:func:`with_predict_all` puts the table into an export: per micrograph the newer of
+the round's predictions and Predict all wins (equal rounds: the round's, which carry
+the pick ids the decisions refer to). Coordinates are centres in px of the original
+micrograph (x = column, y = row, origin top-left).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from ..constants import DEFAULT_NMS_IOU, PICK_COLUMNS, STATUS_PREDICTED
+from ..io.picks import validate_picks
+from .label_store import overlaps_labels
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..detector import Detector
+    from .engine import ActiveLearner
+
+#: Folder of a session holding the Predict all parts.
+PREDICT_ALL_FOLDER = "predict_all"
+#: File in that folder naming the detector the parts come from.
+PREDICT_ALL_STAMP = "detector.json"
+
+
+def detector_fingerprint(detector: Detector) -> str:
+    """SHA-1 of the detector's settings and weights (a retrained detector differs)."""
+    digest = hashlib.sha1(json.dumps(detector.config.to_dict(), sort_keys=True).encode())
+    for name, value in detector.network.state_dict().items():
+        digest.update(name.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def with_predict_all(
+    table: pd.DataFrame,
+    learner: ActiveLearner,
+    every: pd.DataFrame | None,
+    threshold: float | None,
+) -> pd.DataFrame:
+    """``table`` (``learner.export_picks(include_predictions=True)``) with the
+    predictions of every micrograph that ``every`` (a Predict all table, its round in
+    ``attrs["round"]``) predicted after the last round that did replaced by those of
+    ``every``: confidence >= ``threshold`` (default T_opt), not on a complete
+    micrograph, overlapping no label or rejection (as ``export_picks``)."""
+    if every is None:
+        return table
+    done_round = int(every.attrs.get("round", learner.round))
+    latest: dict[str, int] = {}
+    if learner.predictions is not None and len(learner.predictions):
+        latest = learner.predictions.groupby("micrograph")["round"].max().to_dict()
+    newer = {m.name for m in learner.micrographs if latest.get(m.name, -1) < done_round}
+    if not newer:
+        return table
+    t = learner.t_opt if threshold is None else float(threshold)
+    p = every[every["micrograph"].isin(newer - set(learner.complete))]
+    p = p[p["confidence"] >= t]
+    p = p[~overlaps_labels(p, learner.labels, DEFAULT_NMS_IOU)]
+    stale = (table["status"] == STATUS_PREDICTED) & table["micrograph"].isin(newer)
+    return validate_picks(pd.concat([table[~stale], p[list(PICK_COLUMNS)]], ignore_index=True))
+
+
+__all__ = [
+    "PREDICT_ALL_FOLDER",
+    "PREDICT_ALL_STAMP",
+    "detector_fingerprint",
+    "with_predict_all",
+]
