@@ -532,3 +532,21 @@ def test_predict_all_button_predicts_every_micrograph_for_export(
     expected = int((picks["confidence"] >= t).sum())
     assert f"0 labels + {expected} predictions" in widget.export_count.text()
     assert len(learner.queue) == 0  # the review queue is not touched
+
+
+def test_steps_box_sets_the_round_budget_and_opened_micrographs_stay_lazy(
+    make_napari_viewer, data
+):
+    from activepick.active.settings import DEFAULT_TRAIN_STEPS
+    from activepick.io.lazy import LazyMicrograph
+
+    folder, _ = data
+    _, widget = _widget(make_napari_viewer)
+    _setup(widget, folder)
+    assert widget.steps.value() == DEFAULT_TRAIN_STEPS
+    assert widget.workbench.settings.train_steps == DEFAULT_TRAIN_STEPS
+    widget.steps.setValue(7)
+    assert widget.workbench.settings.train_steps == 7
+    mics = widget.learner.micrographs
+    assert all(isinstance(m, LazyMicrograph) for m in mics)
+    assert [m.shape for m in mics] == [(192, 192)] * 3

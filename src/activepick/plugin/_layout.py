@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
 )
 from superqt import QCollapsible
 
+from ..active.settings import DEFAULT_REVIEW_K, DEFAULT_TRAIN_STEPS
 from ..constants import DEFAULT_DIAMETER
 from ._browser import MicrographBrowser, follow_viewer, show_micrograph_names
 from .review import KEY_BINDINGS
@@ -41,7 +42,13 @@ EXPORT_FORMATS: dict[str, str] = {
 FOLDER_FORMATS = ("relion", "cryoppp")
 #: Widget defaults: 30 epochs (the light net needs ~20-30 on a few micrographs,
 #: docs/benchmarks/detector.md); partial labels (a few clicks are not a full labelling).
-DEFAULTS = {"diameter": int(DEFAULT_DIAMETER), "review_k": 20, "epochs": 30, "partial": True}
+DEFAULTS = {
+    "diameter": int(DEFAULT_DIAMETER),
+    "review_k": DEFAULT_REVIEW_K,
+    "steps": DEFAULT_TRAIN_STEPS,
+    "epochs": 30,
+    "partial": True,
+}
 PREVIEW = "diameter preview"
 GROUND_TRUTH = "ground truth"
 

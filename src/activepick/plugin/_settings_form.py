@@ -47,10 +47,21 @@ class SettingsForm:
         self.strategy.currentTextChanged.connect(lambda _: self._push_settings())
         form.addRow("Strategy", self.strategy)
         self.batch_size = _spin(1, 10000, DEFAULTS["review_k"], "", "K: predictions per round")
-        self.epochs = _spin(1, 1000, DEFAULTS["epochs"])
-        for box in (self.batch_size, self.epochs):
+        self.steps = _spin(
+            1, 100000, DEFAULTS["steps"], "", "Optimiser steps per round: the training budget"
+        )
+        self.epochs = _spin(
+            1,
+            1000,
+            DEFAULTS["epochs"],
+            "",
+            "Passes over the labelled micrographs when a round "
+            "trains from scratch without a step budget (thesis protocol)",
+        )
+        for box in (self.batch_size, self.steps, self.epochs):
             box.valueChanged.connect(lambda _: self._push_settings())
-        form.addRow("Review K", _row(self.batch_size, "Epochs", self.epochs))
+        form.addRow("Review K", _row(self.batch_size, "Steps", self.steps))
+        form.addRow("Epochs", self.epochs)
         self.partial_check = QCheckBox("learn only near reviewed picks")
         self.partial_check.setChecked(DEFAULTS["partial"])
         self.partial_check.setToolTip(
@@ -82,6 +93,7 @@ class SettingsForm:
             detector=det,
             strategy=self.strategy.currentText(),
             review_k=int(self.batch_size.value()),
+            train_steps=int(self.steps.value()),
             partial=self.partial_check.isChecked(),
         )
 
@@ -97,6 +109,10 @@ class SettingsForm:
                 epochs=int(self.epochs.value()),
                 strategy=self.strategy.currentText(),
                 review_k=int(self.batch_size.value()),
+                # a session trained for epochs (no step budget) keeps training for epochs
+                train_steps=None
+                if self.workbench.settings.train_steps is None
+                else int(self.steps.value()),
                 partial=self.partial_check.isChecked(),
                 **self.detector_options,
             )
@@ -113,6 +129,7 @@ class SettingsForm:
             (self.box_size, _box_for(s.diameter)),
             (self.epochs, int(s.detector.epochs)),
             (self.batch_size, s.review_k),
+            (self.steps, s.train_steps or DEFAULTS["steps"]),
         ):
             box.blockSignals(True)
             box.setValue(value)
