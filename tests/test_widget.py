@@ -534,9 +534,7 @@ def test_predict_all_button_predicts_every_micrograph_for_export(
     assert len(learner.queue) == 0  # the review queue is not touched
 
 
-def test_steps_box_sets_the_round_budget_and_opened_micrographs_stay_lazy(
-    make_napari_viewer, data
-):
+def test_steps_box_sets_the_round_budget_and_opened_micrographs_stay_lazy(make_napari_viewer, data):
     from activepick.active.settings import DEFAULT_TRAIN_STEPS
     from activepick.io.lazy import LazyMicrograph
 
