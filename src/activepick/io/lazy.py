@@ -4,8 +4,7 @@ A :class:`LazyStack` holds file paths and header-only shapes
 (:func:`activepick.io.micrograph.read_shape`); a micrograph is decoded only when
 asked for, and the last few decoded micrographs are kept in a small LRU cache.
 It exposes the stack as a dask array ``(N, H, W)`` with one chunk per micrograph,
-padded top-left (bottom / right filled with the micrograph's median, as
-:func:`activepick.plugin._layers.stack_images` does), so a pixel ``(y, x)`` of
+padded top-left (bottom / right filled with the micrograph's median), so a pixel ``(y, x)`` of
 every micrograph keeps its coordinates. For micrographs much larger than a screen
 it also gives downscaled levels (each a 2x2 block mean of the one above, as
 :func:`~activepick.io.micrograph.downscale` computes) for a multiscale display.

@@ -83,53 +83,6 @@ def contrast_limits(images: Sequence[np.ndarray] | np.ndarray) -> tuple[float, f
     return (float(lo), float(hi))
 
 
-def stack_images(images: Sequence[np.ndarray]) -> np.ndarray:
-    """Stack 2-D images into ``(N, H, W)`` float32, top-left aligned.
-
-    Smaller images are padded at the bottom / right with their median, so a pixel
-    ``(y, x)`` of every image keeps its coordinates in the stack.
-    """
-    h = max(int(a.shape[0]) for a in images)
-    w = max(int(a.shape[1]) for a in images)
-    out = np.empty((len(images), h, w), dtype=np.float32)
-    for i, a in enumerate(images):
-        a = np.asarray(a, dtype=np.float32)
-        if a.shape != (h, w):
-            out[i] = np.median(a)
-        out[i, : a.shape[0], : a.shape[1]] = a
-    return out
-
-
-def micrograph_metadata(micrographs: Sequence) -> dict:
-    """Image-layer metadata for ``io.micrograph.Micrograph`` objects (see module docs)."""
-    sizes = [m.pixel_size for m in micrographs if m.pixel_size]
-    return {
-        MICROGRAPHS_KEY: [m.name for m in micrographs],
-        PATHS_KEY: [None if m.path is None else str(m.path) for m in micrographs],
-        PIXEL_SIZE_KEY: float(sizes[0]) if sizes else None,
-        SHAPES_KEY: {m.name: (int(m.shape[0]), int(m.shape[1])) for m in micrographs},
-    }
-
-
-def micrograph_layer_data(micrographs: Sequence, name: str = "micrographs") -> tuple:
-    """A napari LayerData tuple ``(data, kwargs, "image")`` for micrographs.
-
-    One micrograph gives a 2-D image; several give a ``(N, H, W)`` stack with a
-    slider (top-left aligned when shapes differ).
-    """
-    if len(micrographs) == 1:
-        data = np.asarray(micrographs[0].data, dtype=np.float32)
-    else:
-        data = stack_images([m.data for m in micrographs])
-    kwargs = {
-        "name": name,
-        "metadata": micrograph_metadata(micrographs),
-        "contrast_limits": contrast_limits([m.data for m in micrographs]),
-        "colormap": "gray",
-    }
-    return (data, kwargs, "image")
-
-
 def micrographs_from_layer(layer) -> list:
     """``io.micrograph.Micrograph`` objects for the slices of an Image layer.
 

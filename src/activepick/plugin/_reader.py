@@ -59,26 +59,6 @@ def _micrograph_files(paths: list[Path]) -> list[Path] | None:
     return files or None
 
 
-def read_micrographs(paths: Sequence[Path]) -> list:
-    """Read micrograph files into ``io.micrograph.Micrograph`` objects.
-
-    A ``.mrcs`` stack contributes one micrograph per image, named
-    ``<stem>_<index>`` (4 digits).
-    """
-    from ..io.micrograph import Micrograph, read_micrograph, read_micrograph_stack
-
-    mics = []
-    for p in paths:
-        if p.suffix.lower() == ".mrcs":
-            stack = read_micrograph_stack(p)
-            first = read_micrograph(p, index=0)
-            for i, image in enumerate(stack):
-                mics.append(Micrograph(f"{p.stem}_{i:04d}", image, first.pixel_size, p))
-        else:
-            mics.append(read_micrograph(p))
-    return mics
-
-
 def lazy_micrograph_layer_data(files: Sequence[Path], name: str = "micrographs") -> tuple:
     """A LayerData tuple ``(data, kwargs, "image")`` that reads micrographs on demand.
 
@@ -86,9 +66,9 @@ def lazy_micrograph_layer_data(files: Sequence[Path], name: str = "micrographs")
     top-left; ``(H, W)`` for one micrograph) from :class:`activepick.io.lazy.LazyStack`,
     or a list of them, largest first, with ``multiscale=True`` when the micrographs
     are much larger than a screen. Opening reads headers only, plus the first
-    micrograph for the contrast limits. The metadata is that of
-    :func:`~activepick.plugin._layers.micrograph_metadata` (names, paths, pixel
-    size, true shapes) plus the stack itself under :data:`LAZY_STACK_KEY`.
+    micrograph for the contrast limits. The metadata holds the names, paths, pixel
+    size and true shapes (see :mod:`~activepick.plugin._layers`) plus the stack itself
+    under :data:`LAZY_STACK_KEY`.
     """
     from ..io.lazy import LazyStack
 

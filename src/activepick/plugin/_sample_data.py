@@ -11,13 +11,16 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ._layers import ground_truth_layer_data, micrograph_layer_data
+from ._layers import MICROGRAPHS_KEY, ground_truth_layer_data
+from ._reader import lazy_micrograph_layer_data
 
 #: The repository's sample-data folder (exists in a source checkout only).
 REPO_SAMPLE_DATA = Path(__file__).resolve().parents[3] / "sample_data"
 #: Settings of the fallback simulation (small enough to simulate in seconds).
 FALLBACK_SIMULATION = {"n": 6, "particles": 30, "snr": 0.1, "size": 512, "diameter": 48, "seed": 0}
 TRUTH_FILE = "ground_truth.csv"
+#: Name of the sample's micrograph layer.
+SAMPLE_LAYER = "synthetic micrographs"
 
 
 def _complete(folder: Path) -> bool:
@@ -43,11 +46,11 @@ def sample_data_folder() -> Path:
     return cache
 
 
-def sample_micrographs() -> list:
-    """The sample micrographs as ``io.micrograph.Micrograph`` objects (sorted by name)."""
-    from ..io.micrograph import list_micrographs, read_micrograph
+def sample_micrograph_paths() -> list[Path]:
+    """The sample micrograph files (sorted by name)."""
+    from ..io.micrograph import list_micrographs
 
-    return [read_micrograph(p) for p in list_micrographs(sample_data_folder() / "micrographs")]
+    return list_micrographs(sample_data_folder() / "micrographs")
 
 
 def sample_truth():
@@ -70,14 +73,13 @@ def sample_diameter() -> float:
 
 def synthetic_micrographs() -> list[tuple]:
     """npe2 sample data: the synthetic micrographs as one Image stack."""
-    return [micrograph_layer_data(sample_micrographs(), name="synthetic micrographs")]
+    return [lazy_micrograph_layer_data(sample_micrograph_paths(), name=SAMPLE_LAYER)]
 
 
 def synthetic_micrographs_with_truth() -> list[tuple]:
     """npe2 sample data: the synthetic micrographs and a ``ground truth`` Points layer."""
-    mics = sample_micrographs()
-    names = [m.name for m in mics]
+    layer = lazy_micrograph_layer_data(sample_micrograph_paths(), name=SAMPLE_LAYER)
+    names = layer[1]["metadata"][MICROGRAPHS_KEY]
     truth = sample_truth()
     truth = truth[truth["micrograph"].isin(names)]
-    points = ground_truth_layer_data(truth, names)
-    return [micrograph_layer_data(mics, name="synthetic micrographs"), points]
+    return [layer, ground_truth_layer_data(truth, names)]

@@ -192,12 +192,15 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
 
     def load_sample(self, *, truth: bool = True) -> None:
         """Open the sample micrographs at the sample's diameter (and its ground truth)."""
-        from ..io.micrograph import list_micrographs
-        from ._sample_data import sample_data_folder, sample_diameter, sample_truth
+        from ._sample_data import (
+            SAMPLE_LAYER,
+            sample_diameter,
+            sample_micrograph_paths,
+            sample_truth,
+        )
 
         self.diameter.setValue(int(round(sample_diameter())))
-        paths = list_micrographs(sample_data_folder() / "micrographs")
-        self.use_layer(self._add_micrograph_layer(paths, "synthetic micrographs"))
+        self.use_layer(self._add_micrograph_layer(sample_micrograph_paths(), SAMPLE_LAYER))
         if truth:
             self.set_ground_truth(sample_truth())
 
