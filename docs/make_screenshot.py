@@ -40,7 +40,7 @@ def main() -> None:
 
     widget.load_sample()
     truth = widget.truth
-    widget.batch_size.setValue(12)
+    widget.review_k.setValue(12)
     widget.preview_check.setChecked(False)
 
     # the user's first labels: a few particles on half of the micrographs

@@ -49,7 +49,7 @@ PREDS = [
 
 
 def test_select_orders_by_strategy_and_skips_low_confidence():
-    al = learner(batch_size=3)
+    al = learner(review_k=3)
     set_predictions(al, PREDS)
     queue = al.select()
     # low confidence first, 104 is not a candidate
@@ -60,7 +60,7 @@ def test_select_orders_by_strategy_and_skips_low_confidence():
 
 
 def test_decide_accept_move_reject_and_position():
-    al = learner(batch_size=3)
+    al = learner(review_k=3)
     set_predictions(al, PREDS)
     al.select()  # 102, 101, 103
     al.decide(102, "reject")
@@ -101,7 +101,7 @@ def test_decide_errors():
 
 
 def test_undo_add_remove_and_redecide():
-    al = learner(batch_size=2)
+    al = learner(review_k=2)
     set_predictions(al, PREDS)
     al.select()  # 102, 101
     al.decide(102, "accept")
@@ -172,7 +172,7 @@ def test_counts_by_round_and_export():
 
 
 def test_t_opt_from_decisions_without_validation():
-    al = learner(batch_size=5)
+    al = learner(review_k=5)
     set_predictions(al, PREDS)
     assert al.t_opt == 0.5
     al.decide(100, "accept")  # 0.9
@@ -185,7 +185,7 @@ def test_t_opt_from_decisions_without_validation():
 
 
 def test_review_with_oracle_stops_at_max_positives():
-    al = learner(batch_size=4)
+    al = learner(review_k=4)
     set_predictions(al, PREDS)
     truth = make_picks(["m0", "m0", "m1"], [61.0, 101.0, 20.0], [20.0, 20.0, 60.0], D)
     al.select()  # 102, 101, 103, 100
@@ -221,7 +221,7 @@ def test_two_round_loop_on_simulated_data(tmp_path):
         mics,
         cfg,
         strategy="random",
-        batch_size=4,
+        review_k=4,
         seed=1,
         partial=True,  # the benchmark's tiny run covers partial=False
         protocol="thesis",
@@ -278,7 +278,7 @@ def test_every_change_is_saved_and_resumes_from_the_session(tmp_path):
         f = tmp_path / f"m{i}.mrc"
         f.write_bytes(b"x")  # Session.create only checks that the files exist
         files.append(f)
-    al = learner(batch_size=3, seed=4)
+    al = learner(review_k=3, seed=4)
     session = Session.create(tmp_path / "session", files, al.settings)
     al.session = session
     set_predictions(al, PREDS)
@@ -289,7 +289,7 @@ def test_every_change_is_saved_and_resumes_from_the_session(tmp_path):
     al.mark_complete("m0")
     # nothing else is flushed: a crash here loses nothing
     again = ActiveLearner.from_session(Session.open(tmp_path / "session"), pool())
-    assert again.strategy == "low_confidence" and again.batch_size == 3 and again.seed == 4
+    assert again.strategy == "low_confidence" and again.review_k == 3 and again.seed == 4
     assert again.config.diameter == D
     assert sorted(again.labels["pick_id"]) == sorted([101, 102, pid])
     moved = again.labels.set_index("pick_id").loc[101]

@@ -65,7 +65,7 @@ def _setup(widget, folder):
     widget.open_folder(folder)
     widget.diameter.setValue(DIAMETER)
     widget.epochs.setValue(1)
-    widget.batch_size.setValue(6)
+    widget.review_k.setValue(6)
     widget.detector_options = dict(TINY)
 
 

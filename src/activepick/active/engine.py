@@ -72,7 +72,6 @@ class ActiveLearner(LabelEditing, SettingsAccess):
     protocol, init, train_steps:
         The fields of :class:`~activepick.active.settings.LearnerSettings` (see
         there); ``review_k`` is the default review batch size K of :meth:`select`
-        (``batch_size`` is its old name, still accepted).
     validation:
         ``(micrographs, truth pick table)`` fully labelled; when given, T_opt is
         the F1-optimal threshold on it after every training round.
@@ -107,7 +106,6 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         init: str | Detector | None = "general",
         train_steps: int | None = DEFAULT_TRAIN_STEPS,
         predict_subset: int | None = DEFAULT_MAX_SIZE,
-        batch_size: int | None = None,
     ) -> None:
         from .strategies import STRATEGIES
 
@@ -118,7 +116,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
 
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}; choose from {sorted(STRATEGIES)}")
-        review_k = int(review_k if batch_size is None else batch_size)
+        review_k = int(review_k)
         if review_k < 1:
             raise ValueError(f"review_k must be >= 1, not {review_k}")
         self.micrographs = list(micrographs)
@@ -457,7 +455,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         """
         from .strategies import rank_candidates
 
-        k = self.batch_size if k is None else int(k)
+        k = self.review_k if k is None else int(k)
         if self.validation is None:
             self._update_t_opt_from_decisions()
         cands = self.candidates()

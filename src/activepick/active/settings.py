@@ -167,18 +167,9 @@ _LEARNER_FIELDS = tuple(f.name for f in dataclasses.fields(LearnerSettings) if f
 
 class SettingsAccess:
     """Mixin of :class:`~activepick.active.engine.ActiveLearner`: its settings as one
-    :class:`LearnerSettings` (read and applied), and the old ``batch_size`` name."""
+    :class:`LearnerSettings` (read and applied)."""
 
     config: Any
-
-    @property
-    def batch_size(self) -> int:
-        """Old name of :attr:`review_k` (the review batch size K)."""
-        return self.review_k
-
-    @batch_size.setter
-    def batch_size(self, value: int) -> None:
-        self.review_k = int(value)
 
     @property
     def learner_settings(self) -> LearnerSettings:

@@ -46,7 +46,7 @@ class SettingsForm:
         self.strategy.setToolTip("Uncertainty measure that picks which predictions you review")
         self.strategy.currentTextChanged.connect(lambda _: self._push_settings())
         form.addRow("Strategy", self.strategy)
-        self.batch_size = _spin(1, 10000, DEFAULTS["review_k"], "", "K: predictions per round")
+        self.review_k = _spin(1, 10000, DEFAULTS["review_k"], "", "K: predictions per round")
         self.steps = _spin(
             1, 100000, DEFAULTS["steps"], "", "Optimiser steps per round: the training budget"
         )
@@ -58,9 +58,9 @@ class SettingsForm:
             "Passes over the labelled micrographs when a round "
             "trains from scratch without a step budget (thesis protocol)",
         )
-        for box in (self.batch_size, self.steps, self.epochs):
+        for box in (self.review_k, self.steps, self.epochs):
             box.valueChanged.connect(lambda _: self._push_settings())
-        form.addRow("Review K", _row(self.batch_size, "Steps", self.steps))
+        form.addRow("Review K", _row(self.review_k, "Steps", self.steps))
         form.addRow("Epochs", self.epochs)
         self.partial_check = QCheckBox("learn only near reviewed picks")
         self.partial_check.setChecked(DEFAULTS["partial"])
@@ -92,7 +92,7 @@ class SettingsForm:
         return LearnerSettings(
             detector=det,
             strategy=self.strategy.currentText(),
-            review_k=int(self.batch_size.value()),
+            review_k=int(self.review_k.value()),
             train_steps=int(self.steps.value()),
             partial=self.partial_check.isChecked(),
         )
@@ -108,7 +108,7 @@ class SettingsForm:
                 arch=self.arch.currentText(),
                 epochs=int(self.epochs.value()),
                 strategy=self.strategy.currentText(),
-                review_k=int(self.batch_size.value()),
+                review_k=int(self.review_k.value()),
                 # a session trained for epochs (no step budget) keeps training for epochs
                 train_steps=None
                 if self.workbench.settings.train_steps is None
@@ -128,7 +128,7 @@ class SettingsForm:
             (self.min_distance, int(round(wb.min_distance))),
             (self.box_size, _box_for(s.diameter)),
             (self.epochs, int(s.detector.epochs)),
-            (self.batch_size, s.review_k),
+            (self.review_k, s.review_k),
             (self.steps, s.train_steps or DEFAULTS["steps"]),
         ):
             box.blockSignals(True)
