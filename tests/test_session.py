@@ -103,6 +103,26 @@ def test_create_refuses_existing_session_missing_files_and_duplicate_names(tmp_p
         Session.create(tmp_path / "t", [mics[2], other / "a.mrc"], {})
 
 
+def test_a_pool_of_symlinks_to_one_file_keeps_each_links_name(tmp_path, mics):
+    links = tmp_path / "links"
+    links.mkdir()
+    paths = []
+    for i in range(3):  # three micrographs that are one file on disk
+        paths.append(links / f"mic_{i:03d}.mrc")
+        paths[-1].symlink_to(mics[0])
+    s = Session.create(tmp_path / "s", paths, {})
+    assert [p.stem for p in s.micrograph_paths] == ["mic_000", "mic_001", "mic_002"]
+    s.close()
+    again = Session.open(tmp_path / "s")
+    assert again.micrograph_paths == paths and all(p.is_symlink() for p in paths)
+    info = json.loads((tmp_path / "s" / "session.json").read_text())
+    assert [m["relative"] for m in info["micrographs"]] == [
+        "../links/mic_000.mrc",
+        "../links/mic_001.mrc",
+        "../links/mic_002.mrc",
+    ]
+
+
 def test_open_errors_name_the_file(tmp_path, session):
     with pytest.raises(SessionError, match="session.json not found"):
         Session.open(tmp_path / "nothing")

@@ -159,7 +159,9 @@ class Session(QueueRoundsMixin):
             raise SessionError(
                 f"{folder / SESSION_FILE}: a session already exists here (open it, or create with overwrite)"
             )
-        paths = [Path(p).expanduser().resolve() for p in micrographs]
+        # absolute, but symlinks kept: a link's own name is the micrograph's name (a
+        # folder of links to a few real files is a valid pool)
+        paths = [Path(os.path.abspath(Path(p).expanduser())) for p in micrographs]
         missing = [str(p) for p in paths if not p.is_file()]
         if missing:
             raise SessionError(
@@ -247,7 +249,7 @@ class Session(QueueRoundsMixin):
         for e in entries:
             absolute = Path(e["path"])
             rel = e.get("relative")
-            candidate = (folder / rel).resolve() if isinstance(rel, str) else None
+            candidate = Path(os.path.normpath(folder / rel)) if isinstance(rel, str) else None
             if absolute.is_file():
                 paths.append(absolute)
             elif candidate is not None and candidate.is_file():
