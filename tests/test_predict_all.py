@@ -137,3 +137,31 @@ def test_predict_all_needs_a_detector_files_and_a_folder(tmp_path):
     in_memory.learner.detector = net
     with pytest.raises(ReviewError, match="a has no file of its own"):
         next(in_memory.iter_predict_all(tmp_path / "out"))
+
+
+def test_a_reopened_session_shows_its_finished_predict_all_only(tmp_path):
+    wb = _workbench(tmp_path)
+    wb.session.save_round(1, detector=wb.learner.detector, metrics={"round": 1})
+    picks = drive(wb.iter_predict_all())
+    wb.close()
+    again = Workbench.open(tmp_path / "session")
+    assert again.predict_all is not None and again.predict_all.attrs["round"] == 1
+    _same_picks(again.predict_all, picks)
+    again.close()
+    # a cancelled run (a part missing) is not taken for a finished one
+    (tmp_path / "session" / "predict_all" / "m2.csv").unlink()
+    partial = Workbench.open(tmp_path / "session")
+    assert partial.predict_all is None
+    partial.close()
+    # nor are the parts of another detector
+    resumed = Workbench.open(tmp_path / "session")
+    drive(resumed.iter_predict_all())  # finishes m2 only
+    resumed.close()
+    done = Workbench.open(tmp_path / "session")
+    assert done.predict_all is not None
+    done.close()
+    stamp = tmp_path / "session" / "predict_all" / PREDICT_ALL_STAMP
+    stamp.write_text(json.dumps({**json.loads(stamp.read_text()), "detector": "0" * 40}))
+    other = Workbench.open(tmp_path / "session")
+    assert other.predict_all is None
+    other.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -41,6 +42,29 @@ def detector_fingerprint(detector: Detector) -> str:
         digest.update(name.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def saved_predict_all(learner: ActiveLearner, parts: Path) -> pd.DataFrame | None:
+    """The table of a finished Predict all of the learner's current detector in
+    ``parts`` (every micrograph has its part, the stamp names this round and
+    detector), else None: a cancelled or outdated run is not taken for a done one."""
+    from ..batch import combine_parts, done_names
+
+    try:
+        stamp = json.loads((parts / PREDICT_ALL_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    names = [m.name for m in learner.micrographs]
+    if learner.detector is None or stamp.get("round") != int(learner.round):
+        return None
+    if not set(names) <= done_names(parts):
+        return None
+    if stamp.get("detector") != detector_fingerprint(learner.detector):
+        return None
+    picks = combine_parts(parts, names)
+    picks["round"] = int(learner.round)
+    picks.attrs["round"] = int(learner.round)
+    return picks
 
 
 def with_predict_all(
@@ -75,5 +99,6 @@ __all__ = [
     "PREDICT_ALL_FOLDER",
     "PREDICT_ALL_STAMP",
     "detector_fingerprint",
+    "saved_predict_all",
     "with_predict_all",
 ]

@@ -36,6 +36,7 @@ from .predict_all import (
     PREDICT_ALL_FOLDER,
     PREDICT_ALL_STAMP,
     detector_fingerprint,
+    saved_predict_all,
     with_predict_all,
 )
 from .settings import LearnerSettings
@@ -128,6 +129,7 @@ class Workbench:
         saved = session.settings.get("min_distance")
         if isinstance(saved, (int, float)) and saved >= 0:
             wb.min_distance = float(saved)
+        wb.predict_all = saved_predict_all(learner, wb.predict_all_folder())
         return wb
 
     def create_session(self, folder: str | Path, *, overwrite: bool = False) -> Session:
