@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from activepick.errors import MicrographError
 from activepick.io import lazy
-from activepick.io.lazy import LazyStack
-from activepick.io.micrograph import write_micrograph
+from activepick.io.lazy import LazyStack, lazy_micrographs
+from activepick.io.micrograph import list_micrographs, write_micrograph
 
 
 def _image(h, w, seed):
@@ -165,3 +167,26 @@ def test_a_session_reopens_without_reading_any_micrograph(folder, tmp_path):
         assert all(m._stack.reads == 0 for m in learner.micrographs)
     finally:
         session.close()
+
+
+def test_a_stack_in_a_pool_becomes_one_file_per_image_in_the_session(tmp_path):
+    from activepick.active.workbench import Workbench
+
+    write_micrograph(tmp_path / "m" / "a.mrc", np.zeros((64, 64), np.float32))
+    frames = np.stack([np.full((64, 64), float(i), np.float32) for i in range(3)])
+    write_micrograph(tmp_path / "m" / "s.mrcs", frames)
+    stack = LazyStack(list_micrographs(tmp_path / "m"))
+    assert stack.names == ["a", "s_0000", "s_0001", "s_0002"]
+    wb = Workbench.for_micrographs(lazy_micrographs(stack))
+    wb.create_session(tmp_path / "sess")
+    wb.add("s_0001", 30.0, 31.0)
+    wb.close()
+    again = Workbench.open(tmp_path / "sess")
+    mics = again.learner.micrographs
+    assert [m.name for m in mics] == ["a", "s_0000", "s_0001", "s_0002"]
+    # each image of the stack is its own file now, named as the picks refer to it
+    assert [Path(m.path).name for m in mics[1:]] == ["s_0000.mrc", "s_0001.mrc", "s_0002.mrc"]
+    assert float(np.asarray(mics[2].data).mean()) == 1.0
+    labels = again.learner.labels
+    assert labels[["micrograph", "x", "y"]].values.tolist() == [["s_0001", 30.0, 31.0]]
+    again.close()
