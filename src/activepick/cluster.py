@@ -40,9 +40,9 @@ WORKER_ENVIRON = {
     "OPENBLAS_NUM_THREADS": 1,
 }
 #: glibc ``mallopt`` settings of a worker (malloc.h ``M_MMAP_THRESHOLD``,
-#: ``M_TRIM_THRESHOLD``): where glibc's own dynamic thresholds settle after a few
-#: micrographs, set once for workers started with Dask's malloc setting anyway
-#: (``--scheduler``, ``--cluster``).
+#: ``M_TRIM_THRESHOLD``): the ceiling of glibc's own dynamic thresholds, which a plain
+#: process reaches after its first large arrays; set in every worker, so that workers
+#: started with Dask's malloc setting anyway (``--scheduler``, ``--cluster``) get them.
 WORKER_MALLOPT = {-3: 32 * 2**20, -1: 64 * 2**20}
 #: Shown in a dry-run job script where the real scheduler address will go.
 PLACEHOLDER_SCHEDULER = "tcp://SCHEDULER-ADDRESS:8786"
@@ -60,11 +60,12 @@ def require(module: str, what: str):
 
 def local_client(workers: int):
     """A ``distributed.Client`` on a new local cluster of ``workers`` processes,
-    one thread each, no dashboard."""
+    one thread each, no dashboard, started with :data:`WORKER_ENVIRON`."""
     distributed = require("distributed", "--workers")
     import dask
 
-    with dask.config.set({"distributed.nanny.pre-spawn-environ": WORKER_ENVIRON}):
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
         cluster = distributed.LocalCluster(
             n_workers=int(workers),
             threads_per_worker=1,
