@@ -17,9 +17,10 @@ far are kept.
 Dask (optional extra ``napari-activepick[cluster]``): pass a
 ``distributed.Client``; each worker process loads the model once
 (:func:`predict_group_task` keeps it per process) and runs torch on
-``threads`` threads. Results come back to the caller, which writes the parts, so
-workers need to read the micrographs and the model but not the output folder.
-:mod:`activepick.cluster` makes the clients.
+``threads`` threads (:func:`activepick.cluster.tune_worker_process`). Each
+micrograph's part comes back to the caller as CSV text, made on the worker, and the
+caller writes it, so workers need to read the micrographs and the model but not the
+output folder. :mod:`activepick.cluster` makes the clients.
 """
 
 from __future__ import annotations
