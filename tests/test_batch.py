@@ -4,6 +4,8 @@ parts, resume, unreadable micrographs, full disk, Dask workers and batch-job scr
 from __future__ import annotations
 
 import errno
+import os
+import platform
 import sys
 
 import numpy as np
@@ -170,13 +172,14 @@ def test_workers_2_give_the_same_picks_as_in_process(data, reference, tmp_path):
     pd.testing.assert_frame_equal(picks, reference, rtol=1e-5)
 
 
-def test_dask_workers_load_the_model_once_each(data, reference, tmp_path):
+def test_dask_workers_load_the_model_once_each(data, reference, tmp_path, monkeypatch):
     pytest.importorskip("distributed")
     from activepick.cluster import local_client
     from activepick.io.micrograph import list_micrographs
     from activepick.progress import drive
 
     paths = list_micrographs(data / "mics")
+    monkeypatch.delenv("MALLOC_TRIM_THRESHOLD_", raising=False)
     client = local_client(2)
     try:
         summary = drive(
@@ -190,6 +193,10 @@ def test_dask_workers_load_the_model_once_each(data, reference, tmp_path):
             )  # fmt: skip
         )
         loads = client.run(lambda: batch._WORKER_LOADS[0])
+        tuning = client.run(lambda: dict(batch._WORKER_TUNING))
+        environ = client.run(
+            lambda: [os.environ.get(k) for k in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS")]
+        )
         # a task failing on a worker (here: the model vanished) -> one line, parts kept
         gen = batch.iter_predict_batch(
             paths, tmp_path / "parts2", model=tmp_path / "gone.pt", client=client, group_size=2
@@ -201,6 +208,14 @@ def test_dask_workers_load_the_model_once_each(data, reference, tmp_path):
         client.cluster.close()
     assert summary["names"] == [f"mic_{i}" for i in range(4)] and summary["predicted"] == 4
     assert sorted(loads.values()) in ([1, 1], [0, 1])  # 4 tasks, at most one load per worker
+    # a worker that predicted runs one torch thread and glibc's usual malloc thresholds:
+    # no Dask MALLOC_TRIM_THRESHOLD_ in its environment, mallopt applied (Linux / glibc)
+    glibc = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    worked = [t for t in tuning.values() if t]
+    assert worked and all(
+        t == {"threads": 1, "interop_threads": 1, "mallopt": glibc} for t in worked
+    )
+    assert all(v == [None, "1"] for v in environ.values())
     picks = _sorted(batch.combine_parts(tmp_path / "parts", summary["names"]))
     pd.testing.assert_frame_equal(picks, reference, rtol=1e-5)
 

@@ -17,9 +17,10 @@ far are kept.
 Dask (optional extra ``napari-activepick[cluster]``): pass a
 ``distributed.Client``; each worker process loads the model once
 (:func:`predict_group_task` keeps it per process) and runs torch on
-``threads`` threads. Results come back to the caller, which writes the parts, so
-workers need to read the micrographs and the model but not the output folder.
-:mod:`activepick.cluster` makes the clients.
+``threads`` threads (:func:`activepick.cluster.tune_worker_process`). Each
+micrograph's part comes back to the caller as CSV text, made on the worker, and the
+caller writes it, so workers need to read the micrographs and the model but not the
+output folder. :mod:`activepick.cluster` makes the clients.
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ _WORKER_MODEL: dict = {}
 _WORKER_LOCK = threading.Lock()
 #: Models loaded by this process in :func:`predict_group_task` (tests: once per worker).
 _WORKER_LOADS = [0]
+#: What :func:`activepick.cluster.tune_worker_process` set in this process (tests).
+_WORKER_TUNING: dict = {}
 
 
 def parts_folder(out: str | os.PathLike) -> Path:
@@ -83,12 +86,22 @@ def _write_failed(path: Path, exc: OSError) -> ActivePickError:
     )
 
 
-def write_part(parts: Path, name: str, picks: pd.DataFrame) -> Path:
-    """Write one micrograph's picks atomically (an empty table marks it done too)."""
+def part_text(picks: pd.DataFrame) -> str:
+    """The content of a part file: the pick table as CSV (header, no index)."""
+    return picks.to_csv(index=False)
+
+
+def write_part(parts: Path, name: str, picks: pd.DataFrame | str) -> Path:
+    """Write one micrograph's picks atomically (an empty table marks it done too).
+
+    ``picks`` is the pick table or its :func:`part_text` (what Dask workers return,
+    so the client only writes bytes).
+    """
     path = part_path(parts, name)
+    text = picks if isinstance(picks, str) else part_text(picks)
     try:
         with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
-            picks.to_csv(fh, index=False)
+            fh.write(text)
     except OSError as exc:
         raise _write_failed(path, exc) from None
     return path
@@ -181,27 +194,32 @@ def predict_group_task(
     threshold: float = 0.3,
     nms_iou: float | None = None,
     batch_size: int = 4,
-) -> tuple[dict[str, pd.DataFrame], dict[str, str]]:
-    """:func:`predict_group` on a Dask worker; the model is loaded once per process."""
-    import torch
+) -> tuple[dict[str, str], dict[str, str]]:
+    """:func:`predict_group` on a Dask worker; the model is loaded once per process.
 
+    Returns ``({name: part_text(picks)}, {name: error message})``: the CSV is made
+    here, in parallel, rather than by the client, which shares the CPUs with the
+    workers of a local cluster and then only writes the text.
+    """
+    from .cluster import tune_worker_process
     from .detector import load_checkpoint
 
     key = (str(model), os.path.getmtime(model), device)
     with _WORKER_LOCK:
         if _WORKER_MODEL.get("key") != key:
-            torch.set_num_threads(max(1, int(threads)))
+            _WORKER_TUNING.update(tune_worker_process(threads))
             _WORKER_MODEL.clear()
             _WORKER_MODEL.update(key=key, detector=load_checkpoint(model, device=device))
             _WORKER_LOADS[0] += 1
         detector = _WORKER_MODEL["detector"]
-    return predict_group(
+    tables, failed = predict_group(
         detector,
         paths,
         threshold=threshold,
         nms_iou=nms_iou,
         batch_size=batch_size,
     )
+    return {name: part_text(table) for name, table in tables.items()}, failed
 
 
 def _groups(paths: list[Path], size: int) -> list[list[Path]]:

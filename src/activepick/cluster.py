@@ -9,6 +9,8 @@ Dask happen inside the functions, so importing this module is cheap.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib
 import sys
 
@@ -26,6 +28,22 @@ JOB_CLASSES = {
 GPU_DIRECTIVES = {"slurm": "--gres=gpu:{n}", "sge": "-l gpu={n}"}  # PBS: in resource_spec
 #: Seconds to wait for a scheduler before giving up.
 CONNECT_TIMEOUT = 10.0
+#: Environment of local worker processes, set before they start: one thread for
+#: OpenMP / MKL / OpenBLAS, and NOT Dask's default ``MALLOC_TRIM_THRESHOLD_=65536``,
+#: which fixes glibc's mmap threshold at 128 KiB: every tensor of the network then
+#: comes from fresh, zero-filled pages, and prediction takes 1.6-1.9x the CPU time
+#: (see docs/cluster.md). ``None`` unsets a variable.
+WORKER_ENVIRON = {
+    "MALLOC_TRIM_THRESHOLD_": None,
+    "OMP_NUM_THREADS": 1,
+    "MKL_NUM_THREADS": 1,
+    "OPENBLAS_NUM_THREADS": 1,
+}
+#: glibc ``mallopt`` settings of a worker (malloc.h ``M_MMAP_THRESHOLD``,
+#: ``M_TRIM_THRESHOLD``): the ceiling of glibc's own dynamic thresholds, which a plain
+#: process reaches after its first large arrays; set in every worker, so that workers
+#: started with Dask's malloc setting anyway (``--scheduler``, ``--cluster``) get them.
+WORKER_MALLOPT = {-3: 32 * 2**20, -1: 64 * 2**20}
 #: Shown in a dry-run job script where the real scheduler address will go.
 PLACEHOLDER_SCHEDULER = "tcp://SCHEDULER-ADDRESS:8786"
 
@@ -42,16 +60,51 @@ def require(module: str, what: str):
 
 def local_client(workers: int):
     """A ``distributed.Client`` on a new local cluster of ``workers`` processes,
-    one thread each, no dashboard."""
+    one thread each, no dashboard, started with :data:`WORKER_ENVIRON`."""
     distributed = require("distributed", "--workers")
-    cluster = distributed.LocalCluster(
-        n_workers=int(workers),
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=None,
-        silence_logs=40,
-    )
+    import dask
+
+    environ = {**dask.config.get("distributed.nanny.pre-spawn-environ", {}), **WORKER_ENVIRON}
+    with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+        cluster = distributed.LocalCluster(
+            n_workers=int(workers),
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=40,
+        )
     return distributed.Client(cluster)
+
+
+def _set_malloc_thresholds() -> bool:
+    """Apply :data:`WORKER_MALLOPT` through glibc; False where there is no glibc."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return all(libc.mallopt(param, value) == 1 for param, value in WORKER_MALLOPT.items())
+    except (OSError, AttributeError):  # musl, or no libc.so.6
+        return False
+
+
+def tune_worker_process(threads: int = 1) -> dict:
+    """Set up a Dask worker process for prediction; call it once, before the work.
+
+    ``threads`` torch threads (intra-op) and one inter-op thread, so that N workers
+    on N cores do not oversubscribe them, and glibc's malloc thresholds of
+    :data:`WORKER_MALLOPT`, whatever ``MALLOC_TRIM_THRESHOLD_`` the process started
+    with. Returns ``{"threads", "interop_threads", "mallopt"}`` as now in effect.
+    """
+    import torch
+
+    torch.set_num_threads(max(1, int(threads)))
+    with contextlib.suppress(RuntimeError):  # set already, or inter-op work has started
+        torch.set_num_interop_threads(1)
+    return {
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "mallopt": _set_malloc_thresholds(),
+    }
 
 
 def connect(address: str, *, timeout: float | None = None):

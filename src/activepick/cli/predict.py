@@ -13,6 +13,7 @@ import argparse
 import math
 import shutil
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -142,6 +143,44 @@ class _LogProgress:
         )
 
 
+def _drive(gen, total: int) -> dict:
+    """Run the batch generator with a progress bar (a terminal) or log lines (a batch
+    job); returns its summary."""
+    from tqdm import tqdm
+
+    log = _LogProgress() if not sys.stderr.isatty() else None
+    with tqdm(total=total, unit="micrograph", desc="predict", disable=None) as bar:
+        while True:
+            try:
+                info = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            bar.n = info["step"]
+            if info["failed"]:
+                tqdm.write(f"activepick predict: skipped: {info['failed']}", file=sys.stderr)
+            bar.set_postfix_str(_rate_eta(info))
+            bar.refresh()
+            if log is not None:
+                log(info)
+
+
+def _close(client) -> None:
+    client.close()
+    cluster = getattr(client, "cluster", None)
+    if cluster is not None:
+        cluster.close()
+
+
+def _start_closing(client) -> threading.Thread | None:
+    """Close ``client`` and the cluster it started (not a joined ``--scheduler``'s) in a
+    thread; the caller joins it."""
+    if client is None:
+        return None
+    thread = threading.Thread(target=_close, args=(client,), name="activepick-close-dask")
+    thread.start()
+    return thread
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         if not args.cluster:
@@ -152,8 +191,6 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.micrographs is None or args.out is None:
         raise ActivePickError("--micrographs and --out are required")
-
-    from tqdm import tqdm
 
     from ..batch import (
         done_names,
@@ -183,44 +220,32 @@ def run(args: argparse.Namespace) -> int:
     client = _client(args)
     if client is not None:
         detector = None
+    closing = None
     try:
-        gen = iter_predict_batch(
-            paths,
-            parts,
-            detector=detector,
-            model=args.model,
-            threshold=args.threshold,
-            nms_iou=args.nms_iou,
-            batch_size=args.batch_size,
-            resume=args.resume,
-            client=client,
-            device=_worker_device(args),
-            threads=args.cores if args.cluster and args.gpus else 1,
-            # CPU workers: one micrograph per task balances best; a GPU batches
-            group_size=args.batch_size if _worker_device(args) == "cuda" else 1,
-        )
-        log = _LogProgress() if not sys.stderr.isatty() else None
-        with tqdm(total=len(paths), unit="micrograph", desc="predict", disable=None) as bar:
-            while True:
-                try:
-                    info = next(gen)
-                except StopIteration as stop:
-                    summary = stop.value
-                    break
-                bar.n = info["step"]
-                if info["failed"]:
-                    tqdm.write(f"activepick predict: skipped: {info['failed']}", file=sys.stderr)
-                bar.set_postfix_str(_rate_eta(info))
-                bar.refresh()
-                if log is not None:
-                    log(info)
+        try:
+            gen = iter_predict_batch(
+                paths,
+                parts,
+                detector=detector,
+                model=args.model,
+                threshold=args.threshold,
+                nms_iou=args.nms_iou,
+                batch_size=args.batch_size,
+                resume=args.resume,
+                client=client,
+                device=_worker_device(args),
+                threads=args.cores if args.cluster and args.gpus else 1,
+                # CPU workers: one micrograph per task balances best; a GPU batches
+                group_size=args.batch_size if _worker_device(args) == "cuda" else 1,
+            )
+            summary = _drive(gen, len(paths))
+        finally:
+            closing = _start_closing(client)
+        # written while the Dask workers shut down (seconds on a local cluster)
+        picks, written = write_combined(parts, summary["names"], paths, args.out, args.fmt)
     finally:
-        if client is not None:
-            client.close()
-            cluster = getattr(client, "cluster", None)
-            if cluster is not None:
-                cluster.close()
-    picks, written = write_combined(parts, summary["names"], paths, args.out, args.fmt)
+        if closing is not None:
+            closing.join()
     if not args.keep_parts:
         shutil.rmtree(parts, ignore_errors=True)
     print(f"{summary_line(summary, len(picks))}; wrote {len(written)} file(s) to {args.out}")
