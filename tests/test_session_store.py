@@ -600,3 +600,93 @@ def test_a_row_with_an_extra_field_is_refused_not_shifted_or_cut(tmp_path, row):
     path.write_text(f"a,b\n{row}\n1,2\n")
     with pytest.raises(SessionError, match=r"t\.csv: not a readable CSV table"):
         read_table(path)
+
+
+# ----------------------------------------------------------------------------- durability
+
+_NO_FSYNC_CHILD = """
+import os, signal, sys, threading
+from activepick.io.labels import read_labels_csv
+from activepick.session import Session
+signal.alarm(60)  # never outlive a failed test
+s = Session.open(sys.argv[1], check_files=False)
+rows = read_labels_csv(sys.argv[2])
+os.fsync = lambda fd: threading.Event().wait()  # the disk never acknowledges a flush
+for i in range(len(rows)):  # key presses: a decision and the queue position each
+    s.append_labels(rows.iloc[i : i + 1])
+    s.save_position(i + 1)
+s.append_removals([int(sys.argv[3])])
+print("held", flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_program_crash_before_any_fsync_loses_no_decision(session, tmp_path):
+    # the durability rule (docs/session.md): a key press writes the journal line and
+    # queue.json before it returns and leaves only the fsync to a thread, so a crash of
+    # the program (here: killed while no fsync ever finished) loses nothing
+    session.save_labels(_labels(1))
+    session.append_labels(_labels(2).iloc[1:])
+    session.save_queue(_queue(5), 0)
+    folder = session.folder
+    session.close()  # compacts: labels.csv holds 2 rows, the journal its header
+    (tmp_path / "rows.csv").write_text(table_to_csv(_labels(4).iloc[2:]))
+    removed = str(int(_labels(1)["pick_id"].iloc[0]))
+    child = _child(_NO_FSYNC_CHILD, str(folder), str(tmp_path / "rows.csv"), removed)
+    child.send_signal(signal.SIGKILL)  # the child got here: no key press waited for fsync
+    child.wait(10)
+    child.stdout.close(), child.stderr.close()
+    expected = _labels(4).iloc[1:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(_strict_load(folder), expected)
+    with Session.open(folder, check_files=False) as s:
+        queue, position = s.load_queue()
+    assert len(queue) == 5 and position == 2
+
+
+def test_key_presses_leave_the_fsync_to_a_background_thread(session, monkeypatch):
+    import threading
+
+    synced: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        synced.append((threading.current_thread().name, name))
+        real_fsync(fd)
+
+    session.save_queue(_queue(5), 0)
+    session.append_labels(_labels(1))  # the first append creates the journal (durably)
+    monkeypatch.setattr(os, "fsync", fsync)
+    session.append_labels(_labels(2).iloc[1:])
+    session.save_position(2)
+    assert not [s for s in synced if s[0] == threading.current_thread().name]
+    assert session._syncer().wait(timeout=10)
+    assert {("activepick-journal-fsync", "labels.journal.csv")} <= set(synced)
+    assert {("activepick-journal-fsync", "queue.json")} <= set(synced)
+    synced.clear()
+    session.sync()  # now, in this thread
+    main = threading.current_thread().name
+    assert {(main, "labels.journal.csv"), (main, "queue.json")} <= set(synced)
+
+
+def test_a_failed_background_fsync_is_one_clear_error_and_the_decision_is_kept(
+    session, monkeypatch
+):
+    session.append_labels(_labels(1))
+    session.sync()
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(SessionError, match=r"labels\.journal\.csv: cannot flush the decisions"):
+        session.sync()
+    session._syncer().request()  # a key press's fsync fails in the background ...
+    assert session._syncer().wait(timeout=10)
+    with pytest.raises(SessionError, match=r"\(Input/output error\); they are kept in memory"):
+        session.append_labels(_labels(2).iloc[1:])  # ... and the next key press says so
+    monkeypatch.undo()
+    session.sync()  # reported once; the disk works again
+    pd.testing.assert_frame_equal(session.load_labels(), _labels(2))
+    session.close()  # compaction writes every decision durably
+    pd.testing.assert_frame_equal(_strict_load(session.folder), _labels(2))

@@ -60,15 +60,16 @@ class QueueRoundsMixin:
             self._state.queue = (digest, len(queue))
             self._write_position(position)
 
-    def _write_position(self, position: int) -> None:
+    def _write_position(self, position: int, *, durable: bool = True) -> None:
         digest, length = self._state.queue
         spath = self.folder / QUEUE_STATE_FILE
         state = {"position": position, "length": length, "sha256": digest, "time": now_utc()}
         with _writing(spath, "the queue position"):
-            atomic_write_text(spath, _dumps(state, str(spath)))
+            atomic_write_text(spath, _dumps(state, str(spath)), durable=durable)
 
     def save_position(self, position: int) -> None:
-        """O(1): record the position in the saved queue (``queue.json`` only)."""
+        """O(1): record the position in the saved queue (``queue.json`` only; atomic, the
+        fsync left to the background thread that flushes the journal)."""
         self._check_open()
         position = int(position)
         with self._lock:
@@ -81,7 +82,8 @@ class QueueRoundsMixin:
                 )
             if self._state.queue is None:
                 self._state.queue = (_sha256(table_to_csv(_empty_queue()).encode()), 0)
-            self._write_position(position)
+            self._write_position(position, durable=False)
+            self._syncer().request()
 
     def load_queue(self) -> tuple[pd.DataFrame, int]:
         """``(queue, position)``; ``(empty queue, 0)`` when none was saved.
