@@ -392,7 +392,7 @@ class ReviewLayers:
                 src = queue.iloc[r] if row is None else row
                 status.append(STATUS_PREDICTED if row is None else str(row["status"]))
                 yx[i] = float(src["y"]), float(src["x"])
-            sync_points(layer, hits, status, yx)
+            sync_points(layer, hits, status, yx, QUEUE_COLORS)
         finally:
             self._syncing = False
 
@@ -525,7 +525,11 @@ class ReviewLayers:
             return
         changed = self.learner.label_store.take_changes()
         queue = self.learner.queue
-        if changed is None or queue is not self._queue_drawn:
+        if (
+            changed is None
+            or queue is not self._queue_drawn
+            or len(self.layers[QUEUE].data) != len(queue)  # a point drawn on / deleted from it
+        ):
             self.refresh_queue(full=True)
             self._sync_labels(None, self._current_name())
         else:
