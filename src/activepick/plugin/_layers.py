@@ -383,6 +383,15 @@ def label_points(rows: Sequence[dict], index: int | None) -> tuple[np.ndarray, p
     return coords.reshape(n, 2 if index is None else 3), features
 
 
+def writable_data(layer) -> np.ndarray:
+    """``layer.data``, made writable first (once) when napari holds a read-only array (as
+    pandas hands out), so that points can be moved in place."""
+    if not layer.data.flags.writeable:
+        with layer.events.data.blocker():  # see the comment above label_points
+            layer.data = np.array(layer.data, dtype=np.float64)
+    return layer.data
+
+
 def redraw_points(layer) -> None:
     """Show in-place changes of ``layer.data`` (napari's public ``refresh``, without the
     thumbnail and the extent: the points stay inside the micrograph stack)."""
@@ -396,7 +405,7 @@ def place_points(layer, coords: np.ndarray) -> None:
     coords = np.asarray(coords, dtype=np.float64)
     if layer.data.shape == coords.shape:
         if len(coords) and not np.array_equal(layer.data, coords):
-            layer.data[:] = coords
+            writable_data(layer)[:] = coords
             redraw_points(layer)
         return
     with layer.events.data.blocker():  # see the comment above label_points
@@ -493,7 +502,7 @@ def edit_points(
             _write_row(table, row, {"status": value})
         layer.border_color[rows] = status_rgba(status, colors)
     if yx is not None:
-        layer.data[rows, -2:] = yx
+        writable_data(layer)[rows, -2:] = yx
     redraw_points(layer)
 
 
