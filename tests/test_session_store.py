@@ -690,3 +690,37 @@ def test_a_failed_background_fsync_is_one_clear_error_and_the_decision_is_kept(
     pd.testing.assert_frame_equal(session.load_labels(), _labels(2))
     session.close()  # compaction writes every decision durably
     pd.testing.assert_frame_equal(_strict_load(session.folder), _labels(2))
+
+
+def test_the_small_table_shortcut_of_validate_labels_returns_what_the_full_check_does(
+    monkeypatch,
+):
+    # a key press's label rows skip pandas' column checks (io.labels._small_valid_table);
+    # the result must be the full check's, and anything unusual must take the full check
+    from activepick.io import labels as lab
+
+    tables = [_labels(1), _labels(5), _labels(10), _labels(7, seed=3)]
+    tables.append(_labels(2).assign(x=[1, 2]))  # integer centres become floats
+    odd = [
+        _labels(2).assign(round=[1.0, 2.0]),  # rounds as floats
+        _labels(2).assign(strategy=[np.nan, "margin"]),
+        _labels(2).assign(source=["human", "robot"]),
+        _labels(2).assign(confidence=[0.5, 1.5]),
+        _labels(2).assign(extra=["a", "b"]),
+    ]
+    got = []
+    for table in tables + odd:
+        try:
+            got.append(lab.validate_labels(table))
+        except SessionError as exc:
+            got.append(str(exc))
+    assert all(lab._small_valid_table(t) is not None for t in tables)
+    assert all(lab._small_valid_table(t) is None for t in odd)
+    monkeypatch.setattr(lab, "_FAST_ROWS", 0)  # the full check only
+    for table, fast in zip(tables + odd, got, strict=True):
+        try:
+            full = lab.validate_labels(table)
+        except SessionError as exc:
+            assert fast == str(exc)
+            continue
+        pd.testing.assert_frame_equal(fast, full)
