@@ -205,3 +205,15 @@ def test_appended_points_take_features_and_colour_through_the_defaults(make_napa
     np.testing.assert_allclose(layer.border_color, ours)
     defaults = layer.feature_defaults
     assert (defaults["pick_id"].iloc[0], defaults["status"].iloc[0]) == (-1, "added")
+
+
+def test_review_keys_work_whichever_review_layer_is_active(review):
+    # napari's Points keys (z: pan / zoom, s: select, d: ...) must not shadow the review
+    # keys, also on the current-pick layer, the active one right after the layers appear
+    viewer = review.viewer
+    press = viewer.window._qt_viewer._key_map_handler.press_key
+    for i, name in enumerate(["current pick", "review queue", "labels", "predictions"]):
+        viewer.layers.selection.active = viewer.layers[name]
+        assert press("z")
+        assert str(review.layers["review queue"].features["status"].iat[i]) == "rejected"
+    assert review.workbench.learner.position == 4

@@ -209,7 +209,7 @@ class ReviewLayers:
 
     def bind_keys(self) -> None:
         """Bind the review keys on the viewer and on each review layer."""
-        targets = [self.viewer] + [self.layers[n] for n in (PREDICTIONS, LABELS, QUEUE)]
+        targets = [self.viewer] + [self.layers[n] for n in (PREDICTIONS, LABELS, QUEUE, CURRENT)]
         for key, (method, _) in KEY_BINDINGS.items():
             func = getattr(self, method)
 
