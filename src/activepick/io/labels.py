@@ -277,6 +277,9 @@ def _small_valid_table(df: pd.DataFrame) -> pd.DataFrame | None:
     for col, values in columns.items():
         if any(_fast_field(col, v) is None for v in values):
             return None
+    want = [np.float64 if c in _FLOAT_COLS else np.int64 if c in _INT_COLS else object for c in df]
+    if list(df.dtypes) == want and df.index.equals(pd.RangeIndex(len(df))):
+        return df.copy()  # built from row tuples: already the validated form
     out = {}
     for col, values in columns.items():
         if col in _FLOAT_COLS:
