@@ -622,9 +622,10 @@ threading.Event().wait()
 
 
 def test_a_program_crash_before_any_fsync_loses_no_decision(session, tmp_path):
-    # the durability rule (docs/session.md): a key press writes the journal line and
-    # queue.json before it returns and leaves only the fsync to a thread, so a crash of
-    # the program (here: killed while no fsync ever finished) loses nothing
+    # the durability rule (docs/session.md): a key press writes the journal line before
+    # it returns and leaves the fsync and the queue position to a thread, so a crash of
+    # the program (here: killed while no fsync ever finished) loses no decision; the
+    # position, whose write waits for an fsync, is the one saved before
     session.save_labels(_labels(1))
     session.append_labels(_labels(2).iloc[1:])
     session.save_queue(_queue(5), 0)
@@ -640,7 +641,7 @@ def test_a_program_crash_before_any_fsync_loses_no_decision(session, tmp_path):
     pd.testing.assert_frame_equal(_strict_load(folder), expected)
     with Session.open(folder, check_files=False) as s:
         queue, position = s.load_queue()
-    assert len(queue) == 5 and position == 2
+    assert len(queue) == 5 and position == 0
 
 
 def test_key_presses_leave_the_fsync_to_a_background_thread(session, monkeypatch):
@@ -657,16 +658,21 @@ def test_key_presses_leave_the_fsync_to_a_background_thread(session, monkeypatch
     session.save_queue(_queue(5), 0)
     session.append_labels(_labels(1))  # the first append creates the journal (durably)
     monkeypatch.setattr(os, "fsync", fsync)
+    queue_json = session.folder / "queue.json"
+    before = queue_json.read_bytes()
     session.append_labels(_labels(2).iloc[1:])
     session.save_position(2)
-    assert not [s for s in synced if s[0] == threading.current_thread().name]
+    main, thread = threading.current_thread().name, "activepick-journal-fsync"
+    assert not [s for s in synced if s[0] == main]
     assert session._syncer().wait(timeout=10)
-    assert {("activepick-journal-fsync", "labels.journal.csv")} <= set(synced)
-    assert {("activepick-journal-fsync", "queue.json")} <= set(synced)
+    assert (thread, "labels.journal.csv") in synced
+    assert [name for who, name in synced if who == thread and "queue.json" in name]
+    assert queue_json.read_bytes() != before and json.loads(queue_json.read_text())["position"] == 2
     synced.clear()
+    session.save_position(3)
+    assert session.load_queue()[1] == 3  # a pending position is written before a read
     session.sync()  # now, in this thread
-    main = threading.current_thread().name
-    assert {(main, "labels.journal.csv"), (main, "queue.json")} <= set(synced)
+    assert (main, "labels.journal.csv") in synced
 
 
 def test_a_failed_background_fsync_is_one_clear_error_and_the_decision_is_kept(

@@ -91,6 +91,9 @@ class _FolderState:
         self.journal_fd: int | None = None
         self.pending = ""  # journal lines not written yet (a failed append)
         self.syncer: Syncer | None = None  # background fsync of the key path's writes
+        self.position: tuple[int, str, int] | None = None  # queue position not written yet
+        self.position_slot = threading.Lock()  # guards ``position``
+        self.position_file = threading.Lock()  # one writer of queue.json at a time
 
 
 _STATES: dict[Path, _FolderState] = {}

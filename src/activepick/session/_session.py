@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import warnings
@@ -51,7 +52,7 @@ from ._files import (
     _sha256,
     _writing,
 )
-from ._rounds import QueueRoundsMixin
+from ._rounds import QueueRoundsMixin, flush_position
 from ._sync import Syncer
 
 # --------------------------------------------------------------------------- Session
@@ -488,23 +489,25 @@ class Session(QueueRoundsMixin):
     def _syncer(self) -> Syncer:
         state = self._state
         if state.syncer is None:
-            state.syncer = Syncer((self.folder / JOURNAL_FILE, self.folder / QUEUE_STATE_FILE))
+            position = functools.partial(flush_position, self.folder, state)
+            state.syncer = Syncer((self.folder / JOURNAL_FILE,), before=position)
         return state.syncer
 
     def _raise_sync_error(self, error: OSError | None) -> None:
         if error is not None:
             reason = error.strerror or str(error)
+            path = error.filename or self.folder / JOURNAL_FILE
             raise SessionError(
-                f"{self.folder / JOURNAL_FILE}: cannot flush the decisions to the disk ({reason}); "
+                f"{path}: cannot flush the decisions to the disk ({reason}); "
                 "they are kept in memory and written in full at the next round or on close"
             )
 
     def sync(self) -> None:
-        """Flush the journal and the queue position to the disk now (fsync, in this
-        thread). A key press only writes them (safe from a crash of the program) and
-        leaves the fsync to a background thread; call this where a power loss must not
-        lose the last decisions. Raises :class:`SessionError` when this or an earlier
-        background fsync failed."""
+        """Write the pending queue position and flush the journal to the disk now (in this
+        thread). A key press only appends to the journal (safe from a crash of the
+        program) and leaves the rest to a background thread; call this where a power
+        loss must not lose the last decisions. Raises :class:`SessionError` when this
+        or an earlier background write failed."""
         with self._lock:
             self._raise_sync_error(self._syncer().sync())
 

@@ -3,8 +3,9 @@
 A key press appends to the label journal and replaces ``queue.json`` without
 waiting for the disk: the bytes are in the operating system's page cache, so a
 crash of the program loses nothing, and :class:`Syncer` flushes them to the disk
-(``fsync``) in a thread a few milliseconds later. Requests that arrive while an
-fsync runs are coalesced into the next one. A power loss can therefore lose the
+(``fsync``) in a thread a few milliseconds later; the thread also writes the queue
+position the key press left pending (``queue.json``). Requests that arrive while a
+round runs are coalesced into the next one. A power loss can therefore lose the
 decisions of the last moments (those whose fsync had not finished); compaction,
 round boundaries and close write durably (``Session.sync``, atomic writes).
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -33,6 +34,7 @@ def fsync_paths(paths: Sequence[Path]) -> OSError | None:
         try:
             os.fsync(fd)
         except OSError as exc:
+            exc.filename = exc.filename or str(path)
             error = error or exc
         finally:
             with contextlib.suppress(OSError):
@@ -51,8 +53,9 @@ class Syncer:
     finishes the requests made so far and ends the thread.
     """
 
-    def __init__(self, paths: Sequence[Path]) -> None:
+    def __init__(self, paths: Sequence[Path], before: Callable[[], None] | None = None) -> None:
         self.paths = tuple(paths)
+        self.before = before  # a write to do first on each round (the queue position)
         self._cond = threading.Condition()
         self._requested = 0
         self._done = 0
@@ -85,13 +88,23 @@ class Syncer:
                 if self._done >= self._requested:
                     return
                 target = self._requested
-            error = fsync_paths(self.paths)
+            error = self._round()
             with self._cond:
                 self._done = max(self._done, target)
                 self.fsyncs += 1
                 if error is not None and self._error is None:
                     self._error = error
                 self._cond.notify_all()
+
+    def _round(self) -> OSError | None:
+        """``before`` then the fsyncs; the first error."""
+        error = None
+        if self.before is not None:
+            try:
+                self.before()
+            except OSError as exc:
+                error = exc
+        return fsync_paths(self.paths) or error
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the background thread has done every request made so far."""
@@ -109,7 +122,7 @@ class Syncer:
         background fsync, else None."""
         with self._cond:
             target = self._requested
-        error = fsync_paths(self.paths)
+        error = self._round()
         with self._cond:
             self._done = max(self._done, target)
             self._cond.notify_all()
