@@ -43,21 +43,3 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     atomic_write_text(tmp_path / "shared.txt", "x")
     assert (tmp_path / "shared.txt").stat().st_mode & 0o777 == 0o666 & ~atomic._UMASK
     assert (tmp_path / "shared.txt").stat().st_mode & 0o044  # readable by group/others
-
-
-def test_durable_writes_fsync_before_the_rename_and_others_do_not(tmp_path, monkeypatch):
-    import os
-
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
-    monkeypatch.setattr(
-        os, "replace", lambda a, b: (events.append("replace"), real_replace(a, b))[1]
-    )
-    atomic_write_text(tmp_path / "a.json", "1")
-    assert events == ["fsync", "replace"]
-    events.clear()
-    atomic_write_text(tmp_path / "a.json", "2", durable=False)
-    assert events == ["replace"]
-    assert (tmp_path / "a.json").read_text() == "2"
-    assert [p.name for p in tmp_path.iterdir()] == ["a.json"]

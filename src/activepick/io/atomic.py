@@ -24,15 +24,12 @@ _UMASK = _current_umask()
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]:
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success it replaces ``path``.
 
     Use it for libraries that want a file name (``mrcfile``, ``starfile``,
     ``torch.save``, ``np.save``). On an exception the temporary file is removed
-    and ``path`` keeps its previous content. ``durable`` (default) fsyncs the new
-    content before the rename; without it the replace is still atomic for readers
-    and after a program crash, but a power loss may keep the previous version
-    (the caller fsyncs later, e.g. the session's position in the review queue).
+    and ``path`` keeps its previous content.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -45,10 +42,9 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
     os.chmod(tmp_path, 0o666 & ~_UMASK)
     try:
         yield tmp_path
-        if durable:
-            with open(tmp_path, "rb+") as fh:
-                fh.flush()
-                os.fsync(fh.fileno())
+        with open(tmp_path, "rb+") as fh:
+            fh.flush()
+            os.fsync(fh.fileno())
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -56,20 +52,17 @@ def atomic_path(path: str | os.PathLike, *, durable: bool = True) -> Iterator[Pa
 
 
 @contextlib.contextmanager
-def atomic_open(
-    path: str | os.PathLike, mode: str = "w", *, durable: bool = True, **kwargs
-) -> Iterator:
-    """Open a temporary file for writing that atomically replaces ``path`` on close
-    (``durable``: see :func:`atomic_path`)."""
+def atomic_open(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator:
+    """Open a temporary file for writing that atomically replaces ``path`` on close."""
     if "r" in mode or "a" in mode:
         raise ValueError(f"atomic_open is for writing only, got mode {mode!r}")
-    with atomic_path(path, durable=durable) as tmp, open(tmp, mode, **kwargs) as fh:
+    with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
         yield fh
 
 
-def atomic_write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically (``durable``: see :func:`atomic_path`)."""
-    with atomic_open(path, "w", durable=durable, encoding="utf-8") as fh:
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    with atomic_open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
 
 
