@@ -28,10 +28,11 @@ Conventions:
   folder (:mod:`activepick.io.lock`); Session objects of one folder in one process
   share the lock, the thread lock and the label bookkeeping.
 - A key press costs one journal append (:meth:`Session.append_labels`,
-  :meth:`Session.append_removals`) and a ``queue.json`` replace; neither waits for
-  the disk: a background thread (:mod:`._sync`) fsyncs both, so a crash of the program
-  loses nothing and a power loss the last moment's decisions (``docs/session.md``,
-  "Durability"). :meth:`Session.sync` flushes now; :meth:`Session.save_labels`
+  :meth:`Session.append_removals`) that waits for nothing on the disk: a background
+  thread (:mod:`._sync`) fsyncs the journal and writes the queue position
+  (:meth:`Session.save_position` only records it), so a crash of the program loses
+  no decision and a power loss the last moment's (``docs/session.md``,
+  "Durability"). :meth:`Session.sync` does it now; :meth:`Session.save_labels`
   compacts (full atomic rewrite of labels.csv, journal emptied) at round boundaries
   and on close.
 - Write failures (disk full, read-only folder) raise one :class:`SessionError`;
