@@ -182,6 +182,8 @@ class Session(QueueRoundsMixin):
         session.open_warnings.extend(notes)
         try:
             if overwrite:
+                with state.position_file, state.position_slot:
+                    state.position = None  # a pending position of the session replaced
                 names = (LABELS_FILE, LABELS_BACKUP, JOURNAL_FILE, QUEUE_FILE, QUEUE_STATE_FILE)
                 for name in (*names, HISTORY_FILE, SESSION_BACKUP):
                     with contextlib.suppress(FileNotFoundError):
