@@ -7,13 +7,15 @@ accept key end to end < 20 ms with 100,000 labels).
 Builds a workbench on ``--micrographs`` 4096 x 4096 micrographs (zero-size image
 data) holding ``--labels`` labels and twice as many predictions, queues ``--repeat``
 picks, then times each review action (median and worst of ``--repeat`` calls):
-in memory, and with a session attached (the label journal when the session has
-one, else the whole-table rewrite of ``labels.csv``). Also times the whole-table
-rewrite itself (what every key press cost before). With ``--layers`` (needs a
-display), also the accept key through the napari review layers (the decision plus
-the layers' update; a placeholder image stack gives the slider), with the next pick
-on another micrograph and on the same one. Prints a table and writes
-``perf/results/review.json``.
+in memory, and with a session attached (the label journal and the queue position;
+their fsync runs in a background thread). Also times the whole-table rewrite of
+``labels.csv`` (what every key press cost before the journal). With ``--layers``
+(needs a display), also each review key end to end on a shown napari viewer with the
+review layers and a session: from napari's key dispatch to the handler's return, and
+to the canvas having painted (a placeholder image stack gives the slider); next pick
+on the same micrograph (accept, reject, next) and on another one (accept), plus the
+paint of a bare camera move (the renderer's own cost). Prints tables and writes
+``perf/results/review.json`` with the 1-min load average.
 """
 
 from __future__ import annotations
@@ -96,15 +98,54 @@ def time_actions(wb, names, repeat: int, rng) -> dict[str, list[float]]:
     return out
 
 
-def time_layers(wb, repeat: int) -> dict[str, tuple[list[float], list[float]]]:
-    """Seconds per accept key through ``plugin.review.ReviewLayers`` on a napari viewer,
-    by where the next pick lies: on another micrograph (the slider moves and the
-    labels / predictions layers are refilled: the random queue of :func:`build`) or on
-    the same one (a queue on one micrograph). Each accept starts, as in use, with the
-    slider and camera on the pick under review; it is undone untimed. Returns
-    ``{case: (wall seconds, CPU seconds of this process)}``: on a shared machine the
-    CPU time is the steadier estimate of the wall time on an idle one."""
+def _session(wb, names, folder: Path):
+    """A session in ``folder`` attached to ``wb`` (its micrograph files are stubs)."""
+    from activepick.session import Session
+
+    files = []
+    for n in names:  # Session.create checks that the files exist
+        (folder / f"{n}.mrc").write_bytes(b"x")
+        files.append(folder / f"{n}.mrc")
+    session = Session.create(folder / "s", files, wb.settings_dict())
+    session.save_queue(wb.learner.queue, wb.learner.position)  # as after a round
+    wb.session = wb.learner.session = session
+    return session
+
+
+def _press(viewer, key: str) -> None:
+    """A key press as napari dispatches it (its key-map handler: private, bench only)."""
+    viewer.window._qt_viewer._key_map_handler.press_key(key)
+
+
+def _draw_counter(viewer) -> list[float]:
+    """Times of the canvas's paints (the vispy canvas's draw event: private, bench only)."""
+    times: list[float] = []
+    canvas = viewer.window._qt_viewer.canvas._scene_canvas
+    canvas.events.draw.connect(lambda event: times.append(time.perf_counter()))
+    return times
+
+
+def _until_painted(app, draws: list[float], t0: float, timeout: float = 2.0) -> float:
+    """Seconds from ``t0`` until the canvas painted after ``t0`` (events processed)."""
+    while time.perf_counter() - t0 < timeout:
+        app.processEvents()
+        if draws and draws[-1] > t0:
+            return draws[-1] - t0
+    return float("nan")
+
+
+def time_layers(wb, names, repeat: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds per review key pressed on a shown napari viewer with the review layers
+    and a session attached (the journal append, the queue position), end to end: from
+    napari's key dispatch to the handler's return ("handler", and its CPU time), and
+    to the canvas having painted the new state ("painted": Qt's events processed until
+    the vispy canvas drew). Cases by where the next pick lies: on the same micrograph
+    (a queue on one micrograph: accept, reject, next) or on another one (the random
+    queue of :func:`build`: the slider moves, the labels / predictions layers are
+    refilled). Each key starts, as in use, with the slider and camera on the pick
+    under review and the canvas painted; it is undone untimed."""
     import napari
+    from qtpy.QtWidgets import QApplication
 
     from activepick.plugin.review import ReviewLayers
 
@@ -113,27 +154,53 @@ def time_layers(wb, repeat: int) -> dict[str, tuple[list[float], list[float]]]:
     one = learner.predictions[learner.predictions["micrograph"] == queue["micrograph"].iloc[0]]
     same = one.head(len(queue)).reset_index(drop=True)
     same["uncertainty"], same["rank"] = 0.0, np.arange(len(same))
-    viewer = napari.Viewer(show=False)
+    viewer = napari.Viewer(show=True)
+    app = QApplication.instance()
     # the micrograph stack's extent (the slider) without its pixels: 16 x 16 per micrograph
     n = len(learner.micrographs)
     viewer.add_image(np.zeros((n, 16, 16), np.float32), scale=(1, SIZE / 16, SIZE / 16))
-    out: dict[str, tuple[list[float], list[float]]] = {}
+    draws = _draw_counter(viewer)
+    out: dict[str, dict[str, list[float]]] = {}
+    cases = [
+        ("accept", "x", same, "same micrograph"),
+        ("reject", "z", same, "same micrograph"),
+        ("next", "d", same, "same micrograph"),
+        ("accept", "x", queue, "other micrograph"),
+    ]
     try:
-        layers = ReviewLayers(viewer)
-        for case, table in (("other micrograph", queue), ("same micrograph", same)):
-            learner.queue, learner.position = table, 0
-            learner._predicted()  # the per-queue pick-id index (built once after a round)
-            layers.attach(wb)
-            out[case] = wall, cpu = [], []
-            for _ in range(repeat):
+        with tempfile.TemporaryDirectory() as tmp:
+            session = _session(wb, names, Path(tmp))
+            layers = ReviewLayers(viewer)
+            for action, key, table, where in cases:
+                learner.queue, learner.position = table, 0
+                session.save_queue(table, 0)
+                learner._predicted()  # the per-queue pick-id index (built once after a round)
+                layers.attach(wb)
+                res = out[f"{action} (next on {where})"] = {"handler": [], "cpu": [], "painted": []}
+                for _ in range(repeat):
+                    _until_painted(app, draws, time.perf_counter(), timeout=0.2)  # settle
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    _press(viewer, key)
+                    res["handler"].append(time.perf_counter() - t0)
+                    res["cpu"].append(time.process_time() - c0)
+                    res["painted"].append(_until_painted(app, draws, t0))
+                    if action != "next":
+                        wb.undo()
+                    wb.previous()
+                    layers.refresh_queue()
+                    layers.refresh_labels()
+            # the renderer's own cost: a paint after a camera nudge and nothing else
+            floor = out["paint only (camera nudge)"] = {"handler": [], "cpu": [], "painted": []}
+            cam = viewer.camera
+            for i in range(repeat):
+                _until_painted(app, draws, time.perf_counter(), timeout=0.2)
                 t0, c0 = time.perf_counter(), time.process_time()
-                layers.accept()
-                wall.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-                wb.undo()
-                wb.previous()
-                layers.refresh_queue()
-                layers.refresh_labels()
+                cam.center = (cam.center[-2] + (1 if i % 2 else -1), cam.center[-1])
+                floor["handler"].append(time.perf_counter() - t0)
+                floor["cpu"].append(time.process_time() - c0)
+                floor["painted"].append(_until_painted(app, draws, t0))
+            wb.session = learner.session = None
+            session.close()
         learner.queue, learner.position = queue, 0
         return out
     finally:
@@ -141,8 +208,6 @@ def time_layers(wb, repeat: int) -> dict[str, tuple[list[float], list[float]]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from activepick.session import Session
-
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", type=int, default=100_000)
     ap.add_argument("--micrographs", type=int, default=100)
@@ -151,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     rng = np.random.default_rng(0)
     rows = []
+    layer_rows: list[tuple[str, dict]] = []
     results: dict = {}
     t0 = time.perf_counter()
     wb, names = build(args.labels, args.micrographs, args.repeat, rng)
@@ -158,14 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     for mode in ("memory", "session"):
         with tempfile.TemporaryDirectory() as tmp:
             if mode == "session":
-                folder = Path(tmp)
-                files = []
-                for n in names:  # Session.create checks that the files exist
-                    (folder / f"{n}.mrc").write_bytes(b"x")
-                    files.append(folder / f"{n}.mrc")
-                session = Session.create(folder / "s", files, wb.settings_dict())
-                session.save_queue(wb.learner.queue, wb.learner.position)  # as after a round
-                wb.session = wb.learner.session = session
+                session = _session(wb, names, Path(tmp))
                 t0 = time.perf_counter()
                 session.save_labels(wb.learner.labels)
                 full = time.perf_counter() - t0
@@ -177,25 +236,32 @@ def main(argv: list[str] | None = None) -> int:
             for key, ts in timings.items():
                 rows.append((key, mode, float(np.median(ts)), float(np.max(ts))))
                 results[f"{mode}/{key}"] = {"median_s": float(np.median(ts)), "max_s": max(ts)}
-            wb.session = wb.learner.session = None
+            if mode != "memory":
+                wb.session = wb.learner.session = None
+                session.close()
     if args.layers:
-        for case, (ts, cpu) in time_layers(wb, args.repeat).items():
-            med, worst = float(np.median(ts)), float(np.max(ts))
-            rows.append(("accept + napari layers", f"memory, next on {case}", med, worst))
-            cmed, cworst = float(np.median(cpu)), float(np.max(cpu))
-            rows.append(("  the same, CPU time", f"memory, next on {case}", cmed, cworst))
-            results[f"memory/accept+layers ({case})"] = {
-                "median_s": med,
-                "max_s": worst,
-                "cpu_median_s": cmed,
-                "cpu_max_s": cworst,
-            }
+        for case, res in time_layers(wb, names, args.repeat).items():
+            entry = {}
+            for col in ("handler", "cpu", "painted"):
+                ts = np.asarray(res[col])
+                med, worst = float(np.nanmedian(ts)), float(np.nanmax(ts))
+                entry[f"{col}_median_s"], entry[f"{col}_max_s"] = med, worst
+            results[f"session+layers/{case}"] = entry
+            layer_rows.append((case, entry))
     labels_n = len(wb.learner.labels)
     print(f"review actions with {labels_n} labels on {args.micrographs} micrographs ", end="")
     print(f"(build {build_s:.1f} s; load avg {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
     print(f"{'action':<34}{'mode':<32}{'median ms':>10}{'max ms':>10}")
     for action, mode, med, worst in rows:
         print(f"{action:<34}{mode:<32}{1e3 * med:>10.2f}{1e3 * worst:>10.2f}")
+    if layer_rows:
+        print("\nkey press end to end (napari viewer, review layers, session journal), ms:")
+        head = ["handler med", "max", "CPU med", "painted med", "max"]
+        print(f"{'key':<40}" + "".join(f"{h:>12}" for h in head))
+        for case, e in layer_rows:
+            cols = ["handler_median_s", "handler_max_s", "cpu_median_s"]
+            cols += ["painted_median_s", "painted_max_s"]
+            print(f"{case:<40}" + "".join(f"{1e3 * e[c]:>12.2f}" for c in cols))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

@@ -4,8 +4,9 @@
 
 For each size a session is created in a temporary folder (on the same disk as
 ``$TMPDIR``) holding that many labels; then it times one ``append_labels`` of one
-row (what a key press costs; includes the fsync), ``append_removals`` of one id,
-``save_position`` (queue position only), ``load_labels`` with the appended
+row (what a key press costs: the write; its fsync and the queue position are left to
+the session's background thread), ``append_removals`` of one id, ``save_position``
+(queue position only: recorded for that thread), ``load_labels`` with the appended
 journal replayed, ``Session.open`` (reads session.json, checks labels.csv
 against its checksum) and ``save_labels`` (the compaction at a round boundary or
 on close: full atomic rewrite of labels.csv + session.json). Prints a table and

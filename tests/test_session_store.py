@@ -600,3 +600,133 @@ def test_a_row_with_an_extra_field_is_refused_not_shifted_or_cut(tmp_path, row):
     path.write_text(f"a,b\n{row}\n1,2\n")
     with pytest.raises(SessionError, match=r"t\.csv: not a readable CSV table"):
         read_table(path)
+
+
+# ----------------------------------------------------------------------------- durability
+
+_NO_FSYNC_CHILD = """
+import os, signal, sys, threading
+from activepick.io.labels import read_labels_csv
+from activepick.session import Session
+signal.alarm(60)  # never outlive a failed test
+s = Session.open(sys.argv[1], check_files=False)
+rows = read_labels_csv(sys.argv[2])
+os.fsync = lambda fd: threading.Event().wait()  # the disk never acknowledges a flush
+for i in range(len(rows)):  # key presses: a decision and the queue position each
+    s.append_labels(rows.iloc[i : i + 1])
+    s.save_position(i + 1)
+s.append_removals([int(sys.argv[3])])
+print("held", flush=True)
+threading.Event().wait()
+"""
+
+
+def test_a_program_crash_before_any_fsync_loses_no_decision(session, tmp_path):
+    # the durability rule (docs/session.md): a key press writes the journal line before
+    # it returns and leaves the fsync and the queue position to a thread, so a crash of
+    # the program (here: killed while no fsync ever finished) loses no decision; the
+    # position, whose write waits for an fsync, is the one saved before
+    session.save_labels(_labels(1))
+    session.append_labels(_labels(2).iloc[1:])
+    session.save_queue(_queue(5), 0)
+    folder = session.folder
+    session.close()  # compacts: labels.csv holds 2 rows, the journal its header
+    (tmp_path / "rows.csv").write_text(table_to_csv(_labels(4).iloc[2:]))
+    removed = str(int(_labels(1)["pick_id"].iloc[0]))
+    child = _child(_NO_FSYNC_CHILD, str(folder), str(tmp_path / "rows.csv"), removed)
+    child.send_signal(signal.SIGKILL)  # the child got here: no key press waited for fsync
+    child.wait(10)
+    child.stdout.close(), child.stderr.close()
+    expected = _labels(4).iloc[1:].reset_index(drop=True)
+    pd.testing.assert_frame_equal(_strict_load(folder), expected)
+    with Session.open(folder, check_files=False) as s:
+        queue, position = s.load_queue()
+    assert len(queue) == 5 and position == 0
+
+
+def test_key_presses_leave_the_fsync_to_a_background_thread(session, monkeypatch):
+    import threading
+
+    synced: list[tuple[str, str]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        name = Path(os.readlink(f"/proc/self/fd/{fd}")).name
+        synced.append((threading.current_thread().name, name))
+        real_fsync(fd)
+
+    session.save_queue(_queue(5), 0)
+    session.append_labels(_labels(1))  # the first append creates the journal (durably)
+    monkeypatch.setattr(os, "fsync", fsync)
+    queue_json = session.folder / "queue.json"
+    before = queue_json.read_bytes()
+    session.append_labels(_labels(2).iloc[1:])
+    session.save_position(2)
+    main, thread = threading.current_thread().name, "activepick-journal-fsync"
+    assert not [s for s in synced if s[0] == main]
+    assert session._syncer().wait(timeout=10)
+    assert (thread, "labels.journal.csv") in synced
+    assert [name for who, name in synced if who == thread and "queue.json" in name]
+    assert queue_json.read_bytes() != before and json.loads(queue_json.read_text())["position"] == 2
+    synced.clear()
+    session.save_position(3)
+    assert session.load_queue()[1] == 3  # a pending position is written before a read
+    session.sync()  # now, in this thread
+    assert (main, "labels.journal.csv") in synced
+
+
+def test_a_failed_background_fsync_is_one_clear_error_and_the_decision_is_kept(
+    session, monkeypatch
+):
+    session.append_labels(_labels(1))
+    session.sync()
+
+    def broken(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", broken)
+    with pytest.raises(SessionError, match=r"labels\.journal\.csv: cannot flush the decisions"):
+        session.sync()
+    session._syncer().request()  # a key press's fsync fails in the background ...
+    assert session._syncer().wait(timeout=10)
+    with pytest.raises(SessionError, match=r"\(Input/output error\); they are kept in memory"):
+        session.append_labels(_labels(2).iloc[1:])  # ... and the next key press says so
+    monkeypatch.undo()
+    session.sync()  # reported once; the disk works again
+    pd.testing.assert_frame_equal(session.load_labels(), _labels(2))
+    session.close()  # compaction writes every decision durably
+    pd.testing.assert_frame_equal(_strict_load(session.folder), _labels(2))
+
+
+def test_the_small_table_shortcut_of_validate_labels_returns_what_the_full_check_does(
+    monkeypatch,
+):
+    # a key press's label rows skip pandas' column checks (io.labels._small_valid_table);
+    # the result must be the full check's, and anything unusual must take the full check
+    from activepick.io import labels as lab
+
+    tables = [_labels(1), _labels(5), _labels(10), _labels(7, seed=3)]
+    tables.append(_labels(2).assign(x=[1, 2]))  # integer centres become floats
+    odd = [
+        _labels(2).assign(round=[1.0, 2.0]),  # rounds as floats
+        _labels(2).assign(strategy=[np.nan, "margin"]),
+        _labels(2).assign(source=["human", "robot"]),
+        _labels(2).assign(confidence=[0.5, 1.5]),
+        _labels(2).assign(extra=["a", "b"]),
+    ]
+    got = []
+    for table in tables + odd:
+        try:
+            got.append(lab.validate_labels(table))
+        except SessionError as exc:
+            got.append(str(exc))
+    assert all(lab._small_valid_table(t) is not None for t in tables)
+    assert all(lab._small_valid_table(t) is None for t in odd)
+    monkeypatch.setattr(lab, "_FAST_ROWS", 0)  # the full check only
+    for table, fast in zip(tables + odd, got, strict=True):
+        try:
+            full = lab.validate_labels(table)
+        except SessionError as exc:
+            assert fast == str(exc)
+            continue
+        pd.testing.assert_frame_equal(fast, full)

@@ -18,7 +18,7 @@ Only conversions live here: no file formats (``io``), no training (``active``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,6 +26,7 @@ import pandas as pd
 from ..constants import (
     DEFAULT_DIAMETER,
     PICK_COLUMNS,
+    POSITIVE_STATUSES,
     STATUS_ACCEPTED,
     STATUS_ADDED,
     STATUS_IMPORTED,
@@ -303,3 +304,224 @@ def ground_truth_layer_data(truth: pd.DataFrame, names: Sequence[str] | None = N
     kwargs.pop("text", None)
     kwargs.update(border_color=GROUND_TRUTH_COLOR, opacity=0.7, visible=False)
     return data, kwargs, kind
+
+
+class LabelIndex:
+    """The particle labels' pick ids by micrograph (the labels layer draws one
+    micrograph's), kept up to date from the label store's changes: O(changes)."""
+
+    def __init__(self) -> None:
+        self._ids: dict[str, set[int]] = {}
+        self._mic: dict[int, str] = {}
+
+    def reset(self, labels: pd.DataFrame) -> None:
+        """Index a whole label table."""
+        pos = labels[labels["status"].isin(POSITIVE_STATUSES)]
+        ids = pos["pick_id"].to_numpy(np.int64).tolist()
+        self._mic = dict(zip(ids, pos["micrograph"].astype(str).tolist(), strict=True))
+        self._ids = {}
+        for pick_id, mic in self._mic.items():
+            self._ids.setdefault(mic, set()).add(pick_id)
+
+    def ids_of(self, name: str | None) -> list[int]:
+        """The particle labels' pick ids on micrograph ``name``, sorted."""
+        return sorted(self._ids.get(name, ())) if name is not None else []
+
+    def apply(
+        self, changed: Iterable[int], store, name: str | None
+    ) -> list[tuple[int, dict | None]]:
+        """Index the labels ``changed`` (pick ids; rows from ``store.get``). Returns those
+        that change what micrograph ``name`` shows: ``(pick_id, label row)`` for a particle
+        label on it, ``(pick_id, None)`` for one that left it (removed, rejected, moved)."""
+        edits: list[tuple[int, dict | None]] = []
+        for pick_id in changed:
+            old = self._mic.pop(pick_id, None)
+            if old is not None:
+                self._ids[old].discard(pick_id)
+            row = store.get(pick_id)
+            if row is not None and row["status"] in POSITIVE_STATUSES:
+                mic = str(row["micrograph"])
+                self._ids.setdefault(mic, set()).add(pick_id)
+                self._mic[pick_id] = mic
+                if mic == name:
+                    edits.append((pick_id, row))
+                    continue
+            if old == name:
+                edits.append((pick_id, None))
+        return edits
+
+
+# --------------------------------------------------------------------------- layer edits
+# The review layers' key path (plugin/review.py). Each napari call on a Points layer
+# costs milliseconds whatever its size (events, the vispy visual, the layer list), so
+# a key press makes as few as it can: points change in place, the data event is held
+# back (on each one the viewer recomputes every dims range, and review points always
+# lie inside the micrograph stack's extent), and redraws skip the thumbnail.
+
+
+def label_points(rows: Sequence[dict], index: int | None) -> tuple[np.ndarray, pd.DataFrame]:
+    """Coordinates and :func:`review_features` of label rows (dicts with the label
+    columns) of one micrograph: ``(index, y, x)`` on a stack, ``(y, x)`` when ``index``
+    is None. O(len(rows)), without the pick-table round trip of :func:`picks_to_points`."""
+    n = len(rows)
+    y = np.fromiter((r["y"] for r in rows), np.float64, n)
+    x = np.fromiter((r["x"] for r in rows), np.float64, n)
+    coords = (
+        np.column_stack([y, x]) if index is None else np.column_stack([np.full(n, index), y, x])
+    )
+    features = pd.DataFrame(
+        {
+            "pick_id": np.fromiter((r["pick_id"] for r in rows), np.int64, n),
+            "micrograph": np.array([str(r["micrograph"]) for r in rows], dtype=object),
+            "confidence": np.fromiter((r["confidence"] for r in rows), np.float64, n),
+            "status": pd.Categorical(
+                [str(r["status"]) for r in rows], categories=list(STATUS_COLORS)
+            ),
+            "diameter": np.fromiter((r["diameter"] for r in rows), np.float64, n),
+        }
+    )
+    return coords.reshape(n, 2 if index is None else 3), features
+
+
+def writable_data(layer) -> np.ndarray:
+    """``layer.data``, made writable first (once) when napari holds a read-only array (as
+    pandas hands out), so that points can be moved in place."""
+    if not layer.data.flags.writeable:
+        with layer.events.data.blocker():  # see the comment above label_points
+            layer.data = np.array(layer.data, dtype=np.float64)
+    return layer.data
+
+
+def redraw_points(layer) -> None:
+    """Show in-place changes of ``layer.data`` (napari's public ``refresh``, without the
+    thumbnail and the extent: the points stay inside the micrograph stack)."""
+    layer.refresh(thumbnail=False, extent=False, highlight=False)
+
+
+def place_points(layer, coords: np.ndarray) -> None:
+    """Put ``layer``'s points (no features: the current-pick square) at ``coords``:
+    moved in place when their number stays (one redraw), else replaced; nothing when
+    they are there already."""
+    coords = np.asarray(coords, dtype=np.float64)
+    if layer.data.shape == coords.shape:
+        if len(coords) and not np.array_equal(layer.data, coords):
+            writable_data(layer)[:] = coords
+            redraw_points(layer)
+        return
+    with layer.events.data.blocker():  # see the comment above label_points
+        layer.data = coords
+
+
+def set_points(layer, coords: np.ndarray, features: pd.DataFrame, sizes: np.ndarray) -> None:
+    """Replace every point of ``layer`` (a review layer: features as
+    :func:`review_features`). The features are written in place into the table the
+    new data sized (napari's way for edited features, then recoloured), which keeps
+    the feature defaults of drawn points."""
+    if layer.selected_data:
+        layer.selected_data = set()
+    with layer.events.data.blocker():
+        layer.data = coords
+    table = layer.features
+    for column in features.columns:
+        table[column] = features[column].array
+    if len(coords) and not np.array_equal(np.ravel(layer.size), sizes):
+        layer.size = sizes
+    layer.refresh_colors(update_color_mapping=False)
+    if layer.text is not None and len(coords):
+        layer.text.refresh(layer.features)
+    reset_drawn_defaults(layer)
+
+
+def _write_row(table: pd.DataFrame, row: int, values: dict) -> None:
+    """Write ``values`` into row ``row`` of ``table`` in place (``iat``: microseconds)."""
+    for column, value in values.items():
+        table.iat[row, table.columns.get_loc(column)] = value
+
+
+def append_points(layer, coords: np.ndarray, features: pd.DataFrame) -> None:
+    """Add points at the end of ``layer`` (features as :func:`review_features`) with one
+    data change. napari gives a new point the layer's feature defaults, and its colour
+    from them; so the first new point's features are written into the defaults (in
+    place, which napari supports: ``Points._set_data`` reads them back, napari#5634)
+    and restored after, which spares a recolouring of the whole layer."""
+    start, n = len(layer.data), len(coords)
+    defaults = layer.feature_defaults
+    first = {c: features[c].iloc[0] for c in features.columns if c in defaults.columns}
+    saved = {c: defaults[c].iloc[0] for c in first}
+    _write_row(defaults, 0, first)
+    try:
+        with layer.events.data.blocker():
+            layer.data = np.concatenate([np.asarray(layer.data), coords])
+    finally:
+        _write_row(defaults, 0, saved)
+    if n > 1:  # several points at once (a multi-selection): write the rest, recolour once
+        table = layer.features
+        for i in range(1, n):
+            _write_row(table, start + i, {c: features[c].iloc[i] for c in features.columns})
+        layer.refresh_colors(update_color_mapping=False)
+    sizes = features["diameter"].to_numpy(np.float64)
+    rows = np.arange(start, start + n)
+    if not np.array_equal(np.ravel(layer.size)[rows], sizes):
+        size = np.array(np.broadcast_to(layer.size, len(layer.data)), dtype=np.float64)
+        size[rows] = sizes
+        layer.size = size
+
+
+def status_rgba(status: Sequence[str], colors: dict[str, str]) -> np.ndarray:
+    """RGBA (N, 4) of ``status`` values in the colour map ``colors`` (status -> colour)."""
+    from napari.utils.colormaps.standardize_color import transform_color
+
+    table = {name: transform_color(colour)[0] for name, colour in colors.items()}
+    return np.array([table[str(s)] for s in status], dtype=np.float32).reshape(-1, 4)
+
+
+def edit_points(
+    layer,
+    rows: Sequence[int],
+    *,
+    yx: np.ndarray | None = None,
+    status: Sequence[str] | None = None,
+    colors: dict[str, str] = STATUS_COLORS,
+) -> None:
+    """Move points ``rows`` of ``layer`` to ``yx`` (N, 2) and / or set their ``status``
+    feature and the colour it maps to in ``colors`` (the layer's border colour cycle),
+    in place, then one redraw.
+
+    The colours are written into the array ``layer.border_color`` returns: napari's
+    public property hands out its live colour array, which is what the canvas draws;
+    ``refresh_colors`` (9 ms here, it recomputes every point's colour through evented
+    models) would give the same values from the features, which are written too, so
+    any later recolouring by napari agrees (``tests/test_review_layers.py`` fails if
+    either stops holding)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    if len(rows) == 0:
+        return
+    if status is not None:
+        table = layer.features
+        for row, value in zip(rows.tolist(), status, strict=True):
+            _write_row(table, row, {"status": value})
+        layer.border_color[rows] = status_rgba(status, colors)
+    if yx is not None:
+        writable_data(layer)[rows, -2:] = yx
+    redraw_points(layer)
+
+
+def sync_points(
+    layer,
+    rows: Sequence[int],
+    status: Sequence[str],
+    yx: np.ndarray,
+    colors: dict[str, str] = STATUS_COLORS,
+) -> None:
+    """Bring points ``rows`` of ``layer`` to ``status`` and centres ``yx`` (N, 2): only
+    those that differ are recoloured / moved, in place, in one redraw (:func:`edit_points`)."""
+    rows = np.asarray(rows, dtype=np.intp)
+    if len(rows) == 0:
+        return
+    status = np.asarray(status, dtype=object)
+    yx = np.asarray(yx, dtype=np.float64).reshape(len(rows), 2)
+    recolour = layer.features["status"].to_numpy(object)[rows] != status
+    moved = np.any(np.asarray(layer.data)[rows, -2:] != yx, axis=1)
+    if recolour.any() or moved.any():
+        change = recolour | moved
+        edit_points(layer, rows[change], yx=yx[change], status=status[change], colors=colors)

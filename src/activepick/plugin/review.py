@@ -16,13 +16,12 @@ Layers (all in pixels of the original micrographs, ``(index, y, x)`` on a stack)
 - ``current pick``: a thick white square around the pick under review.
 
 Speed: napari's work on a Points layer grows with the points it holds, so the
-``labels`` and ``predictions`` layers hold only the current micrograph's points and
-are refilled when the slider moves (O(labels + predictions of that micrograph)).
-A key press redraws the labels layer only when a label of the shown micrograph
-changed, recolours the queue points whose status changed and moves the current-pick
-square: its cost does not grow with the total number of labels
-(``perf/bench_review.py --layers``). Their coordinates keep the stack index, so a
-point drawn on the shown slice is placed on its micrograph as before.
+``labels`` and ``predictions`` layers hold only the shown micrograph's points (their
+coordinates keep the stack index) and are refilled when the slider moves. A key
+press (:meth:`ReviewLayers._after_change`) edits only the points of the picks it
+changed, in place (``_layers.append_points`` / ``edit_points``), moves the square,
+and fills the one-micrograph layers before the slider moves, so its cost does not
+grow with the number of labels (``perf/bench_review.py --layers``).
 
 Key bindings (on the viewer and on each of these layers; each is also a button):
 
@@ -46,24 +45,27 @@ import numpy as np
 import pandas as pd
 
 from ..active.workbench import ReviewRefused
-from ..constants import DEFAULT_DIAMETER, POSITIVE_STATUSES, STATUS_ADDED
+from ..constants import DEFAULT_DIAMETER, STATUS_ADDED, STATUS_PREDICTED
 from ..errors import ActivePickError
 from ._layers import (
     MICROGRAPHS_KEY,
     PIXEL_SIZE_KEY,
     QUEUE_COLORS,
     SHAPES_KEY,
+    LabelIndex,
+    append_points,
     empty_review_table,
     feature_defaults_of,
+    label_points,
     picks_to_points,
+    place_points,
     points_style,
-    reset_drawn_defaults,
     review_features,
+    set_points,
+    sync_points,
 )
 
 PREDICTIONS = "predictions"
-#: Label columns the labels layer draws.
-_DRAWN_COLUMNS = ("pick_id", "micrograph", "x", "y", "diameter", "confidence", "status")
 LABELS = "labels"
 QUEUE = "review queue"
 CURRENT = "current pick"
@@ -113,12 +115,16 @@ class ReviewLayers:
         self.layers: dict[str, object] = {}
         # per micrograph: particle-label pick ids and prediction rows, for the
         # one-micrograph labels / predictions layers (see the module docs)
-        self._label_ids: dict[str, set[int]] = {}
-        self._label_mic: dict[int, str] = {}
+        self._label_index = LabelIndex()
         self._pred_rows: dict[str, np.ndarray] = {}
         self._pred_table: pd.DataFrame | None = None
         self._shown_mic: dict[str, str | None] = {}
         self._follows_slider = False
+        # the points drawn: pick id -> row of the labels / queue layer, and the queue
+        # table the queue layer shows (a key press edits only the rows it changed)
+        self._label_rows: dict[int, int] = {}
+        self._queue_rows: dict[int, int] = {}
+        self._queue_drawn: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ set-up
     @property
@@ -203,7 +209,7 @@ class ReviewLayers:
 
     def bind_keys(self) -> None:
         """Bind the review keys on the viewer and on each review layer."""
-        targets = [self.viewer] + [self.layers[n] for n in (PREDICTIONS, LABELS, QUEUE)]
+        targets = [self.viewer] + [self.layers[n] for n in (PREDICTIONS, LABELS, QUEUE, CURRENT)]
         for key, (method, _) in KEY_BINDINGS.items():
             func = getattr(self, method)
 
@@ -227,32 +233,14 @@ class ReviewLayers:
     # ------------------------------------------------------------------ workbench -> layers
     def _set_points(self, layer, picks: pd.DataFrame) -> None:
         coords, rows = picks_to_points(picks, self.names, stacked=self.stacked)
-        self._draw(layer, coords, review_features(rows), rows["diameter"].to_numpy(np.float64))
+        self._draw(layer, coords, review_features(rows))
 
-    def _draw(self, layer, coords: np.ndarray, features: pd.DataFrame, sizes: np.ndarray) -> None:
-        """Replace ``layer``'s points.
-
-        Kept to the few napari calls a redraw needs (each costs milliseconds whatever
-        the number of points): the data event is held back, since on each one the
-        viewer recomputes every dims range and these points always lie inside the
-        micrograph stack's extent; the features are written in place into the table
-        the new data sized (napari's way for edited features, then recoloured), which
-        keeps the feature defaults of drawn points."""
+    def _draw(self, layer, coords: np.ndarray, features: pd.DataFrame) -> None:
+        """Replace ``layer``'s points (:func:`._layers.set_points`)."""
         self._syncing = True
         try:
-            if layer.selected_data:
-                layer.selected_data = set()
-            with layer.events.data.blocker():
-                layer.data = coords if len(coords) else np.zeros((0, self._ndim()))
-            table = layer.features
-            for column in features.columns:
-                table[column] = features[column].array
-            if len(coords) and not np.array_equal(np.ravel(layer.size), sizes):
-                layer.size = sizes
-            layer.refresh_colors(update_color_mapping=False)
-            if layer.text is not None and len(coords):
-                layer.text.refresh(layer.features)
-            reset_drawn_defaults(layer)
+            coords = coords if len(coords) else np.zeros((0, self._ndim()))
+            set_points(layer, coords, features, features["diameter"].to_numpy(np.float64))
         finally:
             self._syncing = False
 
@@ -297,10 +285,11 @@ class ReviewLayers:
             }
         self._draw_predictions()
 
-    def _draw_predictions(self) -> None:
-        """Draw the shown micrograph's predictions with confidence >= the threshold
-        (napari's work grows with the points a layer holds, hidden ones too)."""
-        name = self._current_name()
+    def _draw_predictions(self, name: str | None = None) -> None:
+        """Draw micrograph ``name``'s (default: the shown one's) predictions with
+        confidence >= the threshold (napari's work grows with the points a layer holds,
+        hidden ones too)."""
+        name = self._current_name() if name is None else name
         rows = self._pred_rows.get(name) if name is not None else None
         table = self._pred_table.iloc[rows] if rows is not None else empty_review_table()
         conf = np.nan_to_num(table["confidence"].to_numpy(np.float64), nan=0.0)
@@ -315,90 +304,95 @@ class ReviewLayers:
             self._draw_predictions()
 
     def refresh_labels(self, full: bool = False) -> None:
-        """Bring the labels layer up to date: index the picks changed since the last
-        call (O(changes); the whole table only when ``full`` or after it was replaced)
-        and redraw the shown micrograph's labels when one of them changed, the user
-        drew a point, or the slider shows another micrograph."""
-        store = self.learner.label_store
-        changed = store.take_changes()
-        name = self._current_name()
+        """Bring the labels layer up to date with the picks changed since the last call
+        (O(changes); the whole table only when ``full`` or after it was replaced)."""
+        changed = self.learner.label_store.take_changes()
+        self._sync_labels(None if full else changed, self._current_name())
+
+    def _sync_labels(self, changed: set[int] | None, name: str | None) -> None:
+        """Index the label changes ``changed`` (None: the whole table) and show micrograph
+        ``name``'s labels: the changed points only, when the layer shows ``name`` already
+        and no point was drawn or removed, else a redraw (O(labels of ``name``))."""
         redraw = bool(self._drawn) or self._shown_mic.get(LABELS) != name
         self._drawn = []
-        if full or changed is None:
-            self._index_labels()
-            redraw = True
+        if changed is None:
+            self._label_index.reset(self.learner.labels)
+            edits, redraw = [], True
         else:
-            for pick_id in changed:
-                old = self._label_mic.pop(pick_id, None)
-                if old is not None:
-                    self._label_ids[old].discard(pick_id)
-                    redraw = redraw or old == name
-                row = store.get(pick_id)
-                if row is not None and row["status"] in POSITIVE_STATUSES:
-                    mic = str(row["micrograph"])
-                    self._label_ids.setdefault(mic, set()).add(pick_id)
-                    self._label_mic[pick_id] = mic
-                    redraw = redraw or mic == name
-        if redraw:
+            edits = self._label_index.apply(changed, self.learner.label_store, name)
+        if redraw or any(row is None for _, row in edits):
             self._draw_labels(name)
+        elif edits:
+            self._edit_labels(name, edits)
 
-    def _index_labels(self) -> None:
-        labels = self.learner.labels
-        pos = labels[labels["status"].isin(POSITIVE_STATUSES)]
-        ids = pos["pick_id"].to_numpy(np.int64).tolist()
-        mics = pos["micrograph"].astype(str).tolist()
-        self._label_mic = dict(zip(ids, mics, strict=True))
-        self._label_ids = {}
-        for pick_id, mic in self._label_mic.items():
-            self._label_ids.setdefault(mic, set()).add(pick_id)
+    def _stack_index(self, name: str | None) -> int | None:
+        """The leading coordinate of micrograph ``name``'s points (None: not stacked)."""
+        return self.names.index(name) if self.stacked and name in self.names else None
 
     def _draw_labels(self, name: str | None) -> None:
         """Draw the particle labels of micrograph ``name`` (O(its labels))."""
         store = self.learner.label_store
-        ids = sorted(self._label_ids.get(name, ())) if name is not None else []
-        rows = [store.get(i) for i in ids]
-        table = (
-            pd.DataFrame({c: [r[c] for r in rows] for c in _DRAWN_COLUMNS})
-            if rows
-            else empty_review_table()
-        )
-        self._set_points(self.layers[LABELS], table)
+        ids = self._label_index.ids_of(name)
+        coords, features = label_points([store.get(i) for i in ids], self._stack_index(name))
+        self._draw(self.layers[LABELS], coords, features)
+        self._label_rows = {pick_id: i for i, pick_id in enumerate(ids)}
         self._shown_mic[LABELS] = name
 
-    def refresh_queue(self, full: bool = False) -> None:
-        """Redraw the review queue (O(queue)): after a decision only the points whose
-        status or centre changed are updated."""
-        table = self.workbench.queue_table()
-        layer = self.layers[QUEUE]
-        same = (
-            not full
-            and len(table) == len(layer.features)
-            and len(table) > 0
-            and np.array_equal(
-                table["pick_id"].to_numpy(np.int64), layer.features["pick_id"].to_numpy(np.int64)
-            )
-        )
-        if not same:
-            self._set_points(layer, table if len(table) else empty_review_table())
-        else:
-            self._update_queue(layer, table)
-        self.refresh_current(move_camera=True)
-
-    def _update_queue(self, layer, table: pd.DataFrame) -> None:
-        """Recolour / move the queue points whose status / centre differs from ``table``."""
-        coords, rows = picks_to_points(table, self.names, stacked=self.stacked)
-        status = rows["status"].astype(str).to_numpy(dtype=object)
+    def _edit_labels(self, name: str | None, edits: list[tuple[int, dict]]) -> None:
+        """Change the labels layer's points of the labels ``edits`` (on ``name``, shown):
+        new ones are appended, the others moved / recoloured in place."""
+        layer, index = self.layers[LABELS], self._label_rows
+        new = [row for pick_id, row in edits if pick_id not in index]
+        old = [(index[pick_id], row) for pick_id, row in edits if pick_id in index]
         self._syncing = True
         try:
-            layer.selected_data = set()
-            if not np.array_equal(np.asarray(layer.data, dtype=np.float64), coords):
-                with layer.events.data.blocker():  # see _draw
-                    layer.data = coords
-            old = layer.features["status"].astype(str).to_numpy(object)
-            rows = np.flatnonzero(old != status)
-            if len(rows):  # in place, then recoloured (napari's way for edited features)
-                layer.features.loc[rows, "status"] = status[rows]
-                layer.refresh_colors(update_color_mapping=False)
+            if layer.selected_data:
+                layer.selected_data = set()
+            if old:
+                yx = [(row["y"], row["x"]) for _, row in old]
+                sync_points(layer, [r for r, _ in old], [row["status"] for _, row in old], yx)
+            if new:
+                coords, features = label_points(new, self._stack_index(name))
+                start = len(layer.data)
+                append_points(layer, coords, features)
+                for i, row in enumerate(new):
+                    index[int(row["pick_id"])] = start + i
+        finally:
+            self._syncing = False
+
+    def refresh_queue(self, full: bool = False) -> None:
+        """Redraw the review queue (O(queue)): when it is the queue drawn last, only the
+        points whose status or centre changed are updated. Then the current pick."""
+        queue = self.learner.queue
+        layer = self.layers[QUEUE]
+        if full or queue is not self._queue_drawn or len(layer.data) != len(queue):
+            table = self.workbench.queue_table()
+            self._set_points(layer, table if len(table) else empty_review_table())
+            self._queue_drawn = queue
+            self._queue_rows = {int(p): i for i, p in enumerate(queue["pick_id"].tolist())}
+        else:
+            self._update_queue(set(self._queue_rows))
+        self.refresh_current(move_camera=True)
+
+    def _update_queue(self, changed: set[int]) -> None:
+        """Recolour / move the queue points of the picks ``changed`` whose status / centre
+        differs from the workbench's (O(changed))."""
+        layer, queue = self.layers[QUEUE], self.learner.queue
+        store = self.learner.label_store
+        hits = sorted(self._queue_rows[p] for p in changed if p in self._queue_rows)
+        self._syncing = True
+        try:
+            if layer.selected_data:
+                layer.selected_data = set()
+            if not hits:
+                return
+            status, yx = [], np.empty((len(hits), 2))
+            for i, r in enumerate(hits):
+                row = store.get(int(queue["pick_id"].iat[r]))
+                src = queue.iloc[r] if row is None else row
+                status.append(STATUS_PREDICTED if row is None else str(row["status"]))
+                yx[i] = float(src["y"]), float(src["x"])
+            sync_points(layer, hits, status, yx, QUEUE_COLORS)
         finally:
             self._syncing = False
 
@@ -406,22 +400,23 @@ class ReviewLayers:
         """The queue row under review, or None when the queue is done or empty."""
         return self.workbench.current_pick() if self.workbench is not None else None
 
-    def refresh_current(self, move_camera: bool = True) -> None:
+    def refresh_current(self, move_camera: bool = True, row: dict | None = None) -> None:
+        """Put the current-pick square on ``row`` (default: the pick under review) and,
+        with ``move_camera``, move the slider and camera to it. The square is moved in
+        place when it is shown already (one redraw, no data event)."""
         layer = self.layers[CURRENT]
-        row = self.current_pick()
+        row = self.current_pick() if row is None else row
         self._syncing = True
         try:
-            with layer.events.data.blocker():  # see _draw
-                if row is None:
-                    layer.data = np.zeros((0, self._ndim()))
-                else:
-                    coords, _ = picks_to_points(
-                        pd.DataFrame([row]), self.names, stacked=self.stacked
-                    )
-                    layer.data = coords
-                    size = CURRENT_SCALE * float(row["diameter"])
-                    if not np.allclose(layer.size, size):
-                        layer.size = np.full(len(coords), size)
+            if row is None:
+                place_points(layer, np.zeros((0, self._ndim())))
+            else:
+                index = self._stack_index(str(row["micrograph"]))
+                yx = [float(row["y"]), float(row["x"])]
+                place_points(layer, np.array([yx if index is None else [index, *yx]]))
+                size = CURRENT_SCALE * float(row["diameter"])
+                if not np.allclose(layer.size, size):
+                    layer.size = np.full(1, size)
         finally:
             self._syncing = False
         if row is not None and move_camera:
@@ -431,9 +426,13 @@ class ReviewLayers:
         """Move the slider to the pick's micrograph and centre the camera on it."""
         viewer = self.viewer
         if self.stacked:
-            viewer.dims.set_current_step(0, self.names.index(str(row["micrograph"])))
+            index = self.names.index(str(row["micrograph"]))
+            if int(viewer.dims.current_step[0]) != index:
+                viewer.dims.set_current_step(0, index)
         cam = camera(viewer)
-        cam.center = (float(row["y"]), float(row["x"]))
+        centre = (float(row["y"]), float(row["x"]))
+        if tuple(cam.center[-2:]) != centre:
+            cam.center = centre
         if not self._zoomed:
             self._zoomed = True
             cam.zoom = max(min(viewer.canvas.size) / (10.0 * self.diameter), 0.05)
@@ -517,10 +516,32 @@ class ReviewLayers:
         self._run(lambda: self.workbench.add(micrograph, x, y))
 
     def _after_change(self) -> None:
+        """The key path: show a change of the workbench with as few napari calls as it
+        needs (O(changed picks); a redraw of one micrograph's points when the next pick
+        lies on another micrograph). The labels and predictions layers are filled for
+        the micrograph of the pick under review before the slider moves there, so napari
+        slices them once."""
         if self.workbench is None:
             return
-        self.refresh_queue()  # first: when the slider moves, the labels are drawn once
-        self.refresh_labels()
+        changed = self.learner.label_store.take_changes()
+        queue = self.learner.queue
+        if (
+            changed is None
+            or queue is not self._queue_drawn
+            or len(self.layers[QUEUE].data) != len(queue)  # a point drawn on / deleted from it
+        ):
+            self.refresh_queue(full=True)
+            self._sync_labels(None, self._current_name())
+        else:
+            self._update_queue(changed)
+            row = self.current_pick()
+            name = self._current_name()
+            if row is not None and self.stacked:
+                name = str(row["micrograph"])
+            self._sync_labels(changed, name)
+            if self._shown_mic.get(PREDICTIONS) != name:
+                self._draw_predictions(name)
+            self.refresh_current(move_camera=True, row=row)
         self.on_change()
         if self.workbench.batch_done():
             self.on_message("batch reviewed: press Next round to retrain with the new labels")

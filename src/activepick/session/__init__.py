@@ -9,7 +9,7 @@ A session folder holds (see ``docs/session.md`` for the user's view)::
     session.lock          the exclusive lock of the process that has the session open
     labels.csv            the label table (io.labels): every decision, as of the last compaction
     labels.csv.bak        the previous labels.csv (one compaction older)
-    labels.journal.csv    decisions since the last compaction, one fsynced line each
+    labels.journal.csv    decisions since the last compaction, one line each
     queue.csv             the review queue (pick table + pick_id, uncertainty, rank, ...)
     queue.json            position in the queue + the SHA-256 of the queue.csv it belongs to
     history.json          one metrics dict per round, in round order
@@ -28,8 +28,13 @@ Conventions:
   folder (:mod:`activepick.io.lock`); Session objects of one folder in one process
   share the lock, the thread lock and the label bookkeeping.
 - A key press costs one journal append (:meth:`Session.append_labels`,
-  :meth:`Session.append_removals`); :meth:`Session.save_labels` compacts (full
-  atomic rewrite of labels.csv, journal emptied) at round boundaries and on close.
+  :meth:`Session.append_removals`) that waits for nothing on the disk: a background
+  thread (:mod:`._sync`) fsyncs the journal and writes the queue position
+  (:meth:`Session.save_position` only records it), so a crash of the program loses
+  no decision and a power loss the last moment's (``docs/session.md``,
+  "Durability"). :meth:`Session.sync` does it now; :meth:`Session.save_labels`
+  compacts (full atomic rewrite of labels.csv, journal emptied) at round boundaries
+  and on close.
 - Write failures (disk full, read-only folder) raise one :class:`SessionError`;
   nothing changes in memory, and journal lines that could not be written are kept
   and written with the next append or compaction.

@@ -25,6 +25,7 @@ from ..io.labels import (
 )
 from ..io.lock import FolderLock, acquire_folder_lock
 from ..io.picks import empty_picks, now_utc, validate_picks
+from ._sync import Syncer
 
 #: Version of the session folder layout written by this code.
 SESSION_VERSION = 1
@@ -89,6 +90,10 @@ class _FolderState:
         self.queue: tuple[str, int] | None = None  # (sha256, length) of queue.csv
         self.journal_fd: int | None = None
         self.pending = ""  # journal lines not written yet (a failed append)
+        self.syncer: Syncer | None = None  # background fsync of the key path's writes
+        self.position: tuple[int, str, int] | None = None  # queue position not written yet
+        self.position_slot = threading.Lock()  # guards ``position``
+        self.position_file = threading.Lock()  # one writer of queue.json at a time
 
 
 _STATES: dict[Path, _FolderState] = {}
@@ -117,6 +122,10 @@ def _detach(folder: Path, state: _FolderState) -> None:
         state.users -= 1
         if state.users:
             return
+        if state.syncer is not None:  # the last key presses reach the disk before unlocking
+            state.syncer.stop()
+            state.syncer.sync()
+            state.syncer = None
         if state.journal_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(state.journal_fd)

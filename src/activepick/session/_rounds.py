@@ -33,6 +33,27 @@ from ._files import (
 )
 
 
+def _write_position_file(folder: Path, position: int, digest: str, length: int) -> None:
+    """``queue.json``: the position in the ``queue.csv`` of SHA-256 ``digest`` (atomic)."""
+    spath = folder / QUEUE_STATE_FILE
+    state = {"position": position, "length": length, "sha256": digest, "time": now_utc()}
+    with _writing(spath, "the queue position"):
+        atomic_write_text(spath, _dumps(state, str(spath)))
+
+
+def flush_position(folder: Path, state) -> None:
+    """Write the queue position a key press left pending (``state.position``), if any.
+
+    Runs in the session's background thread (:class:`._sync.Syncer`) and before the
+    queue is read or rewritten; ``state.position_file`` keeps one writer of
+    ``queue.json`` at a time, so a pending position never overwrites a newer queue's."""
+    with state.position_file:
+        with state.position_slot:
+            job, state.position = state.position, None
+        if job is not None:
+            _write_position_file(folder, *job)
+
+
 class QueueRoundsMixin:
     """The review queue (``queue.csv`` + ``queue.json``) and the rounds (``rounds/``, ``history.json``)."""
 
@@ -53,22 +74,21 @@ class QueueRoundsMixin:
         text = table_to_csv(queue)
         digest = _sha256(text.encode("utf-8"))
         qpath = self.folder / QUEUE_FILE
-        with self._lock:
-            if self._state.queue != (digest, len(queue)) or not qpath.is_file():
+        state = self._state
+        with self._lock, state.position_file:
+            with state.position_slot:
+                state.position = None  # this save supersedes a pending position
+            if state.queue != (digest, len(queue)) or not qpath.is_file():
                 with _writing(qpath, "the review queue"):
                     atomic_write_text(qpath, text)
-            self._state.queue = (digest, len(queue))
-            self._write_position(position)
-
-    def _write_position(self, position: int) -> None:
-        digest, length = self._state.queue
-        spath = self.folder / QUEUE_STATE_FILE
-        state = {"position": position, "length": length, "sha256": digest, "time": now_utc()}
-        with _writing(spath, "the queue position"):
-            atomic_write_text(spath, _dumps(state, str(spath)))
+            state.queue = (digest, len(queue))
+            _write_position_file(self.folder, position, digest, len(queue))
 
     def save_position(self, position: int) -> None:
-        """O(1): record the position in the saved queue (``queue.json`` only)."""
+        """O(1), no file operation: record the position in the saved queue; the session's
+        background thread writes ``queue.json`` (atomically) within milliseconds, and
+        :meth:`sync`, :meth:`load_queue`, :meth:`save_queue` and close before they
+        return (see ``docs/session.md``, "Durability")."""
         self._check_open()
         position = int(position)
         with self._lock:
@@ -81,7 +101,9 @@ class QueueRoundsMixin:
                 )
             if self._state.queue is None:
                 self._state.queue = (_sha256(table_to_csv(_empty_queue()).encode()), 0)
-            self._write_position(position)
+            with self._state.position_slot:
+                self._state.position = (position, *self._state.queue)
+            self._syncer().request()
 
     def load_queue(self) -> tuple[pd.DataFrame, int]:
         """``(queue, position)``; ``(empty queue, 0)`` when none was saved.
@@ -93,6 +115,8 @@ class QueueRoundsMixin:
         """
         qpath = self.folder / QUEUE_FILE
         spath = self.folder / QUEUE_STATE_FILE
+        with _writing(spath, "the queue position"):
+            flush_position(self.folder, self._state)  # a pending key press's position
         if not qpath.exists():
             return _empty_queue(), 0
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import shutil
 import warnings
@@ -51,7 +52,8 @@ from ._files import (
     _sha256,
     _writing,
 )
-from ._rounds import QueueRoundsMixin
+from ._rounds import QueueRoundsMixin, flush_position
+from ._sync import Syncer
 
 # --------------------------------------------------------------------------- Session
 
@@ -182,6 +184,8 @@ class Session(QueueRoundsMixin):
         session.open_warnings.extend(notes)
         try:
             if overwrite:
+                with state.position_file, state.position_slot:
+                    state.position = None  # a pending position of the session replaced
                 names = (LABELS_FILE, LABELS_BACKUP, JOURNAL_FILE, QUEUE_FILE, QUEUE_STATE_FILE)
                 for name in (*names, HISTORY_FILE, SESSION_BACKUP):
                     with contextlib.suppress(FileNotFoundError):
@@ -412,6 +416,8 @@ class Session(QueueRoundsMixin):
                 self._write_session_json()
             state.verify = True
             self._reset_journal()
+            if state.syncer is not None:  # labels.csv holds every decision, fsynced
+                state.syncer.take_error()
 
     def _journal_size(self) -> int:
         try:
@@ -475,21 +481,50 @@ class Session(QueueRoundsMixin):
                     view = memoryview(data)
                     while view:
                         view = view[os.write(fd, view) :]
-                    os.fsync(fd)
                 except OSError:
                     with contextlib.suppress(OSError):
                         os.ftruncate(fd, start)  # no partial line before the next append
                     raise
             state.pending = ""
+            syncer = self._syncer()
+            syncer.request()  # fsync in the background (see docs/session.md, durability)
+            self._raise_sync_error(syncer.take_error())
+
+    def _syncer(self) -> Syncer:
+        state = self._state
+        if state.syncer is None:
+            position = functools.partial(flush_position, self.folder, state)
+            state.syncer = Syncer((self.folder / JOURNAL_FILE,), before=position)
+        return state.syncer
+
+    def _raise_sync_error(self, error: OSError | None) -> None:
+        if error is not None:
+            reason = error.strerror or str(error)
+            path = error.filename or self.folder / JOURNAL_FILE
+            raise SessionError(
+                f"{path}: cannot flush the decisions to the disk ({reason}); "
+                "they are kept in memory and written in full at the next round or on close"
+            )
+
+    def sync(self) -> None:
+        """Write the pending queue position and flush the journal to the disk now (in this
+        thread). A key press only appends to the journal (safe from a crash of the
+        program) and leaves the rest to a background thread; call this where a power
+        loss must not lose the last decisions. Raises :class:`SessionError` when this
+        or an earlier background write failed."""
+        with self._lock:
+            self._raise_sync_error(self._syncer().sync())
 
     def append_labels(self, rows: pd.DataFrame) -> None:
         """Upsert label rows (keyed by ``pick_id``) by appending them to the journal.
 
-        O(len(rows)): one line per row, flushed and fsynced, ``labels.csv`` is not
-        touched. Only the label columns are journalled. Raises
-        :class:`SessionError` on an invalid row (nothing written) or a failed
-        write (disk full: the rows stay in memory and are written with the next
-        append or compaction).
+        O(len(rows)): one line per row, written before it returns (a crash of the
+        program loses nothing) and flushed to the disk by a background thread within
+        milliseconds (:meth:`sync` waits for nothing and does it now); ``labels.csv`` is
+        not touched. Only the label columns are journalled. Raises
+        :class:`SessionError` on an invalid row (nothing written), a failed write (disk
+        full: the rows stay in memory and are written with the next append or
+        compaction) or when an earlier background fsync failed (the rows are written).
         """
         self._check_open()
         text = label_rows_to_journal(rows, f"label rows for {self.folder / JOURNAL_FILE}")

@@ -1,0 +1,219 @@
+"""The review layers' key path (plugin/review.py, issue 10): a key press edits only the
+points of the picks it changed, in place; what it leaves on screen must equal a full
+redraw from the workbench, and the napari behaviour the in-place edits rely on must
+hold (these tests fail if napari changes it)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from activepick.plugin._layers import (
+    QUEUE_COLORS,
+    STATUS_COLORS,
+    append_points,
+    edit_points,
+    feature_defaults_of,
+    label_points,
+    points_style,
+    review_features,
+    status_rgba,
+)
+
+pytestmark = pytest.mark.gui
+
+SIZE = 512
+
+
+def _workbench(n_mics: int = 3, seed: int = 0):
+    """A workbench on ``n_mics`` blank micrographs: 5 accepted labels and 8 predictions
+    per micrograph, and a queue of 6 predictions: 3 on mic_00, then 3 on mic_01."""
+    from activepick.active.settings import LearnerSettings
+    from activepick.active.workbench import Workbench
+    from activepick.detector import DetectorConfig
+    from activepick.io.micrograph import Micrograph
+    from activepick.io.picks import make_picks
+
+    rng = np.random.default_rng(seed)
+    image = np.broadcast_to(np.float32(0), (SIZE, SIZE))
+    mics = [Micrograph(f"mic_{i:02d}", image) for i in range(n_mics)]
+    settings = LearnerSettings(detector=DetectorConfig(diameter=20.0), review_k=6)
+    wb = Workbench.for_micrographs(mics, settings)
+    # on a grid 40 px apart: no two picks within the minimum distance
+    grid = np.array([(x, y) for x in range(40, SIZE - 20, 40) for y in range(40, SIZE - 20, 40)])
+    names, xy = [], []
+    for i in range(n_mics):
+        pick = rng.choice(len(grid), 13, replace=False)
+        names += [f"mic_{i:02d}"] * 13
+        xy.append(grid[pick])
+    xy = np.concatenate(xy).astype(float)
+    names = np.array(names)
+    first = np.tile(np.r_[np.ones(5, bool), np.zeros(8, bool)], n_mics)
+    wb.learner.add_labels(
+        make_picks(names[first], xy[first, 0], xy[first, 1], 20.0, status="accepted"),
+        source="import",
+    )
+    pred = make_picks(
+        names[~first],
+        xy[~first, 0],
+        xy[~first, 1],
+        20.0,
+        confidence=rng.uniform(0.6, 1.0, (~first).sum()),
+        status="predicted",
+    )
+    pred["pick_id"] = np.arange(1000, 1000 + len(pred))
+    wb.learner.predictions = pred
+    queue = pd.concat([pred[pred["micrograph"] == m].head(3) for m in ("mic_00", "mic_01")])
+    queue = queue.reset_index(drop=True)
+    queue["uncertainty"], queue["rank"] = 0.0, np.arange(len(queue))
+    wb.learner.queue, wb.learner.position = queue, 0
+    return wb
+
+
+def _state(layer) -> pd.DataFrame:
+    """A layer's points as a table (centre, features, RGBA border colour), by pick id."""
+    data = np.asarray(layer.data)
+    table = layer.features[["pick_id", "status"]].astype({"status": str}).copy()
+    table["y"], table["x"] = data[:, -2], data[:, -1]
+    table["index"] = data[:, 0] if data.shape[1] == 3 else 0.0
+    rgba = np.round(np.asarray(layer.border_color, dtype=float), 4)
+    table["rgba"] = [tuple(c) for c in rgba]
+    return table.sort_values("pick_id").reset_index(drop=True)
+
+
+def _snapshot(review) -> dict[str, pd.DataFrame]:
+    return {n: _state(review.layers[n]) for n in ("labels", "predictions", "review queue")}
+
+
+def _assert_as_full_redraw(review):
+    """What the key path left on screen equals a redraw of every layer from scratch."""
+    shown = _snapshot(review)
+    current = np.asarray(review.layers["current pick"].data).copy()
+    review.refresh()
+    for name, table in _snapshot(review).items():
+        pd.testing.assert_frame_equal(shown[name], table, obj=name)
+    np.testing.assert_array_equal(current, review.layers["current pick"].data)
+
+
+@pytest.fixture
+def review(make_napari_viewer):
+    from activepick.plugin.review import ReviewLayers
+
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((3, SIZE, SIZE), np.float32), name="mics")
+    layers = ReviewLayers(viewer)
+    layers.attach(_workbench())
+    return layers
+
+
+def test_key_presses_leave_the_layers_as_a_full_redraw_would(review):
+    wb, viewer = review.workbench, review.viewer
+    queue = wb.learner.queue
+    labels = review.layers["labels"]
+    assert viewer.dims.current_step[0] == 0 and len(labels.data) == 5
+    review.accept()  # a label on the shown micrograph: appended
+    assert len(labels.data) == 6 and queue["pick_id"].iat[0] in set(labels.features["pick_id"])
+    _assert_as_full_redraw(review)
+    review.reject()  # no label drawn; the queue point turns red
+    assert review.layers["review queue"].features["status"].iat[1] == "rejected"
+    _assert_as_full_redraw(review)
+    review.previous()
+    review.previous()
+    review.reject()  # accepted -> rejected: the label leaves the labels layer
+    assert len(labels.data) == 5
+    _assert_as_full_redraw(review)
+    review.undo()
+    assert len(labels.data) == 6
+    _assert_as_full_redraw(review)
+    review.goto(2)
+    review.accept()  # the next pick lies on mic_01: layers filled, slider moved
+    assert viewer.dims.current_step[0] == 1
+    assert set(labels.features["micrograph"]) == {"mic_01"}
+    assert set(review.layers["predictions"].features["micrograph"]) == {"mic_01"}
+    np.testing.assert_array_equal(np.asarray(labels.data)[:, 0], 1)
+    _assert_as_full_redraw(review)
+    pick = wb.current_pick()
+    wb.move(int(pick["pick_id"]), "mic_01", float(pick["x"]) + 3, float(pick["y"]) - 2)
+    review._after_change()  # a move (as after a drag): queue point and label moved
+    row = review.layers["review queue"].data[3]
+    assert tuple(row[-2:]) == (float(pick["y"]) - 2, float(pick["x"]) + 3)
+    _assert_as_full_redraw(review)
+
+
+def test_several_selected_queue_points_on_one_micrograph_are_appended_at_once(review):
+    queue = review.layers["review queue"]
+    review.viewer.layers.selection.active = queue
+    queue.selected_data = {0, 1}
+    review.accept()  # the pick under review is then pick 2, on the shown micrograph
+    assert review.viewer.dims.current_step[0] == 0
+    assert len(review.layers["labels"].data) == 7
+    assert not queue.selected_data
+    _assert_as_full_redraw(review)
+
+
+def _points(viewer, status, colors=STATUS_COLORS):
+    rows = pd.DataFrame(
+        {
+            "pick_id": np.arange(len(status)),
+            "micrograph": "m",
+            "x": np.arange(len(status)) * 30.0 + 20,
+            "y": 50.0,
+            "diameter": 20.0,
+            "confidence": 0.5,
+            "status": status,
+        }
+    )
+    coords = rows[["y", "x"]].to_numpy(float)
+    style = points_style(20.0, text=False, colors=colors)
+    return viewer.add_points(coords, features=review_features(rows), **style)
+
+
+def test_napari_colour_array_is_live_and_agrees_with_its_own_recolouring(make_napari_viewer):
+    # edit_points writes colours into the array layer.border_color returns, instead of
+    # napari's refresh_colors: the array must be the layer's own, and the colours those
+    # napari computes from the status feature
+    viewer = make_napari_viewer()
+    layer = _points(viewer, ["predicted", "predicted", "accepted"], QUEUE_COLORS)
+    edit_points(layer, [0, 2], status=["rejected", "moved"], colors=QUEUE_COLORS)
+    ours = np.array(layer.border_color, copy=True)
+    np.testing.assert_allclose(ours[[0, 2]], status_rgba(["rejected", "moved"], QUEUE_COLORS))
+    assert list(layer.features["status"].astype(str)) == ["rejected", "predicted", "moved"]
+    layer.refresh_colors(update_color_mapping=False)
+    np.testing.assert_allclose(layer.border_color, ours)
+    edit_points(layer, [1], yx=np.array([[60.0, 70.0]]))  # moved in place
+    np.testing.assert_array_equal(layer.data[1], [60.0, 70.0])
+
+
+def test_appended_points_take_features_and_colour_through_the_defaults(make_napari_viewer):
+    viewer = make_napari_viewer()
+    layer = _points(viewer, ["accepted", "added"])
+    layer.feature_defaults = {**feature_defaults_of(layer), "pick_id": -1, "status": "added"}
+    rows = [
+        {"pick_id": 7, "micrograph": "m", "x": 90.0, "y": 40.0, "confidence": 0.9,
+         "status": "moved", "diameter": 20.0},
+    ]  # fmt: skip
+    coords, features = label_points(rows, None)
+    append_points(layer, coords, features)
+    assert len(layer.data) == 3
+    np.testing.assert_array_equal(layer.data[2], [40.0, 90.0])
+    new = layer.features.iloc[2]
+    assert (new["pick_id"], str(new["status"]), new["confidence"]) == (7, "moved", 0.9)
+    np.testing.assert_allclose(layer.border_color[2], status_rgba(["moved"], STATUS_COLORS)[0])
+    ours = np.array(layer.border_color, copy=True)
+    layer.refresh_colors(update_color_mapping=False)
+    np.testing.assert_allclose(layer.border_color, ours)
+    defaults = layer.feature_defaults
+    assert (defaults["pick_id"].iloc[0], defaults["status"].iloc[0]) == (-1, "added")
+
+
+def test_review_keys_work_whichever_review_layer_is_active(review):
+    # napari's Points keys (z: pan / zoom, s: select, d: ...) must not shadow the review
+    # keys, also on the current-pick layer, the active one right after the layers appear
+    viewer = review.viewer
+    press = viewer.window._qt_viewer._key_map_handler.press_key
+    for i, name in enumerate(["current pick", "review queue", "labels", "predictions"]):
+        viewer.layers.selection.active = viewer.layers[name]
+        assert press("z")
+        assert str(review.layers["review queue"].features["status"].iat[i]) == "rejected"
+    assert review.workbench.learner.position == 4
