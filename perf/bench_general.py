@@ -130,7 +130,12 @@ def main() -> None:
         rows.append(row)
         print(json.dumps(row), flush=True)
     key = lambda r: (  # noqa: E731
-        r["train"], r["test"], r["init"], r["labels"], r.get("lr"), r.get("steps"),
+        r["train"],
+        r["test"],
+        r["init"],
+        r["labels"],
+        r.get("lr"),
+        r.get("steps"),
         r.get("freeze_norm", True),
     )
     fresh = {key(r) for r in rows}

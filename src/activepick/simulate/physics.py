@@ -44,7 +44,6 @@ micrograph byte for byte.
 
 from __future__ import annotations
 
-
 import functools
 import math
 from dataclasses import asdict, dataclass, field
