@@ -54,6 +54,7 @@ def run(
     seed: int,
     lr: float | None = None,
     steps: int | None = None,
+    freeze_norm: bool = True,
 ) -> dict:
     from activepick import metrics
     from activepick.cli.train import FINETUNE_STEPS
@@ -74,6 +75,7 @@ def run(
             steps=steps or FINETUNE_STEPS,
             lr=lr or FINETUNE_LR,
             seed=seed,
+            freeze_norm=freeze_norm,
         )
         start = load_general_detector(diameter, device="cpu")
         det = train_detector(mics, labels, cfg, init=start, partial=n is not None)
@@ -90,6 +92,7 @@ def run(
         "labels": 0 if n == 0 else len(labels),
         "steps": steps,
         "lr": None if init == "general" and n == 0 else det.config.lr,
+        "freeze_norm": bool(det.config.freeze_norm) if init == "general" and n != 0 else None,
         "f1": round(s["f1_topt"], 3),
         "t_opt": s["t_opt"],
         "pr_auc": round(s["pr_auc"], 3),
@@ -108,6 +111,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning lr (default: CLI's)")
     parser.add_argument("--steps", type=int, default=None, help="fine-tuning steps (CLI's)")
+    parser.add_argument(
+        "--no-freeze", action="store_true", help="fine-tune BatchNorm statistics too"
+    )
     args = parser.parse_args()
     import torch
 
@@ -118,10 +124,20 @@ def main() -> None:
         cases.append(("scratch", None))
     rows = []
     for init, n in cases:
-        row = run(args.train, args.test, n, init, args.seed, args.lr, args.steps)
+        row = run(
+            args.train, args.test, n, init, args.seed, args.lr, args.steps, not args.no_freeze
+        )
         rows.append(row)
         print(json.dumps(row), flush=True)
-    key = lambda r: (r["train"], r["test"], r["init"], r["labels"], r.get("lr"))  # noqa: E731
+    key = lambda r: (  # noqa: E731
+        r["train"],
+        r["test"],
+        r["init"],
+        r["labels"],
+        r.get("lr"),
+        r.get("steps"),
+        r.get("freeze_norm", True),
+    )
     fresh = {key(r) for r in rows}
     record = {"rows": [r for r in old if key(r) not in fresh] + rows}
     from activepick.io.atomic import atomic_write_text

@@ -144,7 +144,7 @@ TINY_HITL = [
     "benchmark", "--preset", "hitl", "--strategies", "random,low_confidence", "--seeds", "0,1",
     "--micrographs", "3,1,1", "--size", "96", "--particles", "3", "--input-size", "96",
     "--epochs", "1", "--train-steps", "4", "--iterations", "2", "--review-k", "4",
-    "--initial", "0.25", "--tau", "0.3",
+    "--initial", "0.25", "--tau", "0.3", "--decoys", "1",
 ]  # fmt: skip
 
 
@@ -341,7 +341,8 @@ def test_hitl_preset_and_real_data_use_the_train_defaults(tmp_path):
     h = benchmark_settings("hitl")
     assert h["budget"] == "reviews" and len(h["seeds"]) >= 6 and "random" in h["strategies"]
     assert h["n_train"] >= 32 and h["n_test"] >= 8 and len(h["diameters"]) == 2
-    assert h["n_train"] * h["particles"] * h["initial"] == pytest.approx(9, abs=0.5)
+    assert h["n_train"] * h["particles"] * h["initial"] == pytest.approx(6, abs=0.5)
+    assert h["decoys_max"] > 0 and 0 < h["decoy_scale"] < 1
     mics, truth = _labelled_folder(tmp_path, 6)
     s = benchmark_settings("hitl", data=mics, truth=truth, diameter=16.0)
     d = DetectorConfig()

@@ -316,3 +316,28 @@ def test_aspire_backend(tmp_path):
     assert res["settings"]["micrographs"][0]["snr_measured"] == pytest.approx(10.0, rel=0.01)
     with pytest.raises(SimulationError, match="square"):
         simulate_dataset(tmp_path / "b", n=1, size=(256, 320), backend="aspire")
+
+
+def test_decoys_are_rendered_but_not_in_the_truth():
+    kw = dict(size=160, n_particles=4, diameter=30, snr=1.0)
+    mol = make_molecule(np.random.default_rng(0), 30)
+    small = make_molecule(np.random.default_rng(1), 15)
+    plain = render_micrograph(np.random.default_rng(7), volume=mol, **kw)
+    none = render_micrograph(np.random.default_rng(7), volume=mol, decoys=0, **kw)
+    # no decoys: the very same draws as a micrograph made without the argument
+    np.testing.assert_array_equal(plain.image, none.image)
+    assert none.decoys.shape == (0, 2)
+    sim = render_micrograph(
+        np.random.default_rng(7), volume=mol, decoys=3, decoy_volume=small, **kw
+    )
+    assert sim.centres.shape == (4, 2) and sim.decoys.shape == (3, 2)
+    every = np.vstack([sim.centres, sim.decoys])
+    gaps = np.hypot(*(every[:, None] - every[None]).transpose(2, 0, 1))
+    assert gaps[~np.eye(7, dtype=bool)].min() >= 30  # placed apart like particles
+    # the decoys are in the signal: far more of it on them than away from every particle
+    on = disc_mask(sim.signal.shape, sim.decoys, 7.5)
+    away = ~disc_mask(sim.signal.shape, every, 30)
+    assert on.any() and away.any()
+    assert np.abs(sim.signal[on]).mean() > 3 * np.abs(sim.signal[away]).mean()
+    with pytest.raises(ActivePickError, match="decoy_volume"):
+        render_micrograph(np.random.default_rng(7), volume=mol, decoys=1, **kw)

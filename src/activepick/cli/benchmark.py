@@ -123,6 +123,13 @@ def register(subparsers) -> None:
     sim.add_argument("--size", type=int, default=None, help="simulated micrograph size (px)")
     sim.add_argument("--particles", type=int, default=None, help="particles per micrograph")
     sim.add_argument("--snr", type=float, default=None, help="simulated SNR")
+    sim.add_argument(
+        "--decoys",
+        type=int,
+        default=None,
+        metavar="MAX",
+        help="hitl: decoy particles (not to be picked) per micrograph, uniform 0..MAX",
+    )
     sim.add_argument("--arch", choices=("light", "full"), default=None, help="network")
     sim.add_argument("--input-size", type=int, default=None, help="network input long side (px)")
     p.add_argument(
@@ -172,6 +179,7 @@ def run(args: argparse.Namespace) -> int:
         size=args.size,
         particles=args.particles,
         snr=args.snr,
+        decoys_max=args.decoys,
         arch=args.arch,
         input_size=args.input_size,
         **_split_sizes(args.micrographs),

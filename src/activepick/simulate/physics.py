@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
@@ -94,7 +94,9 @@ class SimulatedMicrograph:
     particle image scaled to the requested SNR, ``background`` the distractors
     plus the gradient, the noise has standard deviation ``noise_sigma`` (1).
     ``centres`` (N, 2) are the particle centres as (x, y) = (column, row);
-    ``distractors`` (M, 3) the distractor centres and diameters (x, y, d).
+    ``distractors`` (M, 3) the distractor centres and diameters (x, y, d);
+    ``decoys`` (K, 2) the centres of the decoy particles (a second molecule that is
+    not to be picked, part of ``signal``, not of ``centres``).
     ``snr`` is the measured var(signal in the particle circles) / var(noise).
     """
 
@@ -106,6 +108,7 @@ class SimulatedMicrograph:
     defocus_um: float
     distractors: np.ndarray
     snr: float
+    decoys: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
 
 
 # --------------------------------------------------------------------------- physics
@@ -378,8 +381,17 @@ def render_micrograph(
     pixel_size: float = 1.5,
     distractors: int = 0,
     gradient: float = 0.0,
+    decoys: int = 0,
+    decoy_volume: Molecule | None = None,
 ) -> SimulatedMicrograph:
-    """Simulate one micrograph and keep its parts; see :func:`simulate_micrograph`."""
+    """Simulate one micrograph and keep its parts; see :func:`simulate_micrograph`.
+
+    ``decoys`` more particles of ``decoy_volume`` (a :class:`Molecule` that fits
+    ``diameter``) are placed among the particles, rendered with the same CTF and
+    scale, and returned in ``decoys``, not in ``centres``: particles the user does
+    not want picked (another complex, a fragment). With ``decoys=0`` the draws are
+    those of a micrograph without decoys.
+    """
     shape = micrograph_shape(size)
     if not snr > 0:
         raise SimulationError(f"snr must be positive, got {snr}")
@@ -392,18 +404,25 @@ def render_micrograph(
         volume = make_molecule(rng, diameter)
     elif not isinstance(volume, Molecule):
         volume = _check_volume(volume)
-    centres = place_centres(rng, shape, int(n_particles), diameter)
+    if decoys and not isinstance(decoy_volume, Molecule):
+        raise SimulationError("decoys need a decoy_volume Molecule")
+    placed = place_centres(rng, shape, int(n_particles) + int(decoys), diameter)
+    centres, decoy_centres = placed[: int(n_particles)], placed[int(n_particles) :]
     defocus = float(rng.uniform(*defocus_um))
     projection = np.zeros(shape, dtype=np.float32)
-    if len(centres):
+    if len(placed):
         # uniform on SO(3): normalised Gaussian quaternions (what Rotation.random does,
         # drawn from our generator so any scipy version gives the same micrograph)
-        rotations = Rotation.from_quat(rng.standard_normal((len(centres), 4)))
-        if isinstance(volume, Molecule):
-            half = int(math.ceil(RENDER_HALF_WIDTH * diameter))
-            _render_molecule(projection, volume, centres, rotations, half)
-        else:
-            _render_volume(projection, volume, centres, rotations)
+        rotations = Rotation.from_quat(rng.standard_normal((len(placed), 4)))
+        half = int(math.ceil(RENDER_HALF_WIDTH * diameter))
+        if len(centres) and isinstance(volume, Molecule):
+            _render_molecule(projection, volume, centres, rotations[: len(centres)], half)
+        elif len(centres):
+            _render_volume(projection, volume, centres, rotations[: len(centres)])
+        if len(decoy_centres):
+            _render_molecule(
+                projection, decoy_volume, decoy_centres, rotations[len(centres) :], half
+            )
     ctf = ctf_2d(shape, pixel_size, defocus)
     signal = scipy.fft.irfft2(scipy.fft.rfft2(projection) * ctf, s=shape).astype(np.float32)
     noise = rng.standard_normal(shape, dtype=np.float32)
@@ -429,6 +448,7 @@ def render_micrograph(
         defocus_um=defocus,
         distractors=kept,
         snr=snr_measured,
+        decoys=decoy_centres,
     )
 
 

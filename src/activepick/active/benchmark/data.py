@@ -135,7 +135,9 @@ def simulate_mixed(root: Path, settings: dict[str, Any], n: int) -> pd.DataFrame
     diameter alternates over ``diameters`` (one molecule per diameter), the SNR
     is log-uniform in ``snr_range``, the number of ice / aggregate distractors
     uniform in 0..``distractors_max`` and the background ramp uniform in
-    [0, ``gradient_max``] noise std. Writes ``micrographs/hitl_NNNN.mrc``,
+    [0, ``gradient_max``] noise std; with ``decoys_max`` > 0, uniform 0..``decoys_max``
+    decoy particles (a second molecule per diameter, ``decoy_scale`` times its size,
+    not in the truth: what the user does not want picked) join the particles. Writes ``micrographs/hitl_NNNN.mrc``,
     ``ground_truth.csv`` / ``.star`` (per-particle diameters) and
     ``simulation.json`` (the draws per micrograph); returns the truth table.
     """
@@ -148,6 +150,9 @@ def simulate_mixed(root: Path, settings: dict[str, Any], n: int) -> pd.DataFrame
     children = np.random.SeedSequence(int(settings["data_seed"])).spawn(n + 1)
     mol_rng = np.random.default_rng(children[0])
     molecules = [make_molecule(mol_rng, d) for d in diameters]
+    decoys_max = int(settings.get("decoys_max") or 0)
+    scale = float(settings.get("decoy_scale") or 1.0)
+    decoy_molecules = [make_molecule(mol_rng, d * scale) for d in diameters] if decoys_max else []
     folder = root / "micrographs"
     tables, record = [], []
     for i, child in enumerate(children[1:]):
@@ -156,6 +161,7 @@ def simulate_mixed(root: Path, settings: dict[str, Any], n: int) -> pd.DataFrame
         snr = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         distractors = int(rng.integers(0, int(settings["distractors_max"]) + 1))
         gradient = float(rng.uniform(0.0, float(settings["gradient_max"])))
+        decoys = int(rng.integers(0, decoys_max + 1)) if decoys_max else 0
         sim = render_micrograph(
             rng,
             size=int(settings["size"]),
@@ -165,6 +171,8 @@ def simulate_mixed(root: Path, settings: dict[str, Any], n: int) -> pd.DataFrame
             volume=molecules[which],
             distractors=distractors,
             gradient=gradient,
+            decoys=decoys,
+            decoy_volume=decoy_molecules[which] if decoys else None,
         )
         name = MIXED_NAME.format(i)
         write_mrc(folder / f"{name}.mrc", sim.image, 1.5)
@@ -178,6 +186,7 @@ def simulate_mixed(root: Path, settings: dict[str, Any], n: int) -> pd.DataFrame
                 "distractors": distractors,
                 "gradient": gradient,
                 "particles": len(sim.centres),
+                "decoys": len(sim.decoys),
             }
         )
     truth = pd.concat(tables, ignore_index=True)
