@@ -11,10 +11,12 @@ starts a virtual X server and sets ``DISPLAY`` before collection; do not set
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -71,3 +73,20 @@ def mics(tmp_path):
         (folder / name).write_bytes(b"not read by the session")
         paths.append(folder / name)
     return paths
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+    """``disk_full(*names)``: from now on, renaming a temporary file onto a file of one of
+    ``names`` fails as on a full disk (ENOSPC); every other rename works."""
+    real_replace = os.replace
+
+    def fill(*names: str) -> None:
+        def replace(src, dst):
+            if Path(dst).name in names:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return real_replace(src, dst)
+
+        monkeypatch.setattr(os, "replace", replace)
+
+    return fill

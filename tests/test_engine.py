@@ -12,6 +12,7 @@ from activepick.errors import CoordinateError
 from activepick.io.labels import empty_labels
 from activepick.io.micrograph import Micrograph
 from activepick.io.picks import make_picks
+from activepick.progress import drive
 
 D = 20.0  # particle diameter, px
 
@@ -241,13 +242,7 @@ def test_two_round_loop_on_simulated_data(tmp_path):
     oracle = SimulatedOracle(truth, tau=0.3, labelled=[0, 9, 17])
     progress = []
     for _ in range(2):
-        gen = al.iter_round()
-        while True:
-            try:
-                progress.append(next(gen))
-            except StopIteration as stop:
-                summary = stop.value
-                break
+        summary = drive(al.iter_round(), progress.append)
         assert len(al.queue) <= 4 and "s2" not in set(al.queue["micrograph"])
         before = al.counts()["positive"]
         dec = al.review_with(oracle)

@@ -19,11 +19,20 @@ from activepick.detector.input_cache import (
 )
 from activepick.errors import MicrographError
 from activepick.io.micrograph import read_micrograph, write_micrograph
+from activepick.progress import drive
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (rng.normal(3.0, 2.0, (h, w)) + np.linspace(0, 5, w)[None]).astype(np.float32)
+
+
+def _write_mics(folder, n: int, h: int, w: int) -> list:
+    """``n`` micrograph files ``m0.mrc`` ... of ``h`` x ``w`` px in ``folder``."""
+    paths = [folder / f"m{i}.mrc" for i in range(n)]
+    for i, p in enumerate(paths):
+        write_micrograph(p, _image(h, w, seed=i))
+    return paths
 
 
 @pytest.fixture
@@ -111,11 +120,7 @@ def test_micrograph_objects_and_auto_input_size(tmp_path, mrc):
 
 
 def test_memory_lru_is_bounded_in_bytes(tmp_path):
-    paths = []
-    for i in range(3):
-        p = tmp_path / f"m{i}.mrc"
-        write_micrograph(p, _image(64, 64, seed=i))
-        paths.append(p)
+    paths = _write_mics(tmp_path, 3, 64, 64)
     entry_bytes = 64 * 64 * 2
     cache = InputCache(None, memory_bytes=2 * entry_bytes)  # memory only, 2 entries
     for p in paths:
@@ -146,21 +151,11 @@ def test_missing_micrograph_names_the_file(tmp_path):
 
 
 def test_fill_cache_ahead_of_use(tmp_path):
-    paths = []
-    for i in range(3):
-        p = tmp_path / f"m{i}.mrc"
-        write_micrograph(p, _image(96, 64, seed=i))
-        paths.append(p)
+    paths = _write_mics(tmp_path, 3, 96, 64)
     cache = session_input_cache(tmp_path / "s")
     prepared_input(paths[1], 64, cache)
-    gen = iter_fill_cache(paths, 64, cache)
     steps = []
-    while True:
-        try:
-            steps.append(next(gen))
-        except StopIteration as stop:
-            prepared = stop.value
-            break
+    prepared = drive(iter_fill_cache(paths, 64, cache), steps.append)
     assert [s["micrograph"] for s in steps] == ["m0", "m1", "m2"]
     assert steps[-1] == {"stage": "cache", "step": 3, "total": 3, "micrograph": "m2"}
     assert prepared == 2 and cache.writes == 3

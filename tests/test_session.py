@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import errno
 import json
 import multiprocessing
 import os
@@ -11,7 +10,6 @@ import signal
 import threading
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -257,16 +255,9 @@ def test_invalid_labels_file_raises_session_error_naming_it(session, edit, messa
         session.load_labels()
 
 
-def test_failed_write_keeps_previous_labels_and_says_disk_full(session, monkeypatch):
+def test_failed_write_keeps_previous_labels_and_says_disk_full(session, monkeypatch, disk_full):
     session.save_labels(_labels(5))
-    real_replace = os.replace
-
-    def failing(src, dst):
-        if Path(dst).name == "labels.csv":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", failing)
+    disk_full("labels.csv")
     with pytest.raises(SessionError, match=r"labels\.csv: disk full \(no space left on device\)"):
         session.save_labels(_labels(9))
     monkeypatch.undo()

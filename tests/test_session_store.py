@@ -246,16 +246,9 @@ def test_disk_full_on_append_is_one_clear_error_and_the_decision_is_kept(session
     pd.testing.assert_frame_equal(_strict_load(session.folder), _labels(3))
 
 
-def test_disk_full_on_compaction_keeps_journal_and_memory(session, monkeypatch):
+def test_disk_full_on_compaction_keeps_journal_and_memory(session, monkeypatch, disk_full):
     session.append_labels(_labels(4))
-    real_replace = os.replace
-
-    def full(src, dst):
-        if Path(dst).name == "labels.csv":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", full)
+    disk_full("labels.csv")
     with pytest.raises(SessionError, match="disk full"):
         session.save_labels(_labels(4))
     monkeypatch.undo()
@@ -565,7 +558,9 @@ def test_a_journal_with_a_foreign_header_is_moved_aside_not_appended_to(session)
     s.close()
 
 
-def test_close_on_a_full_disk_keeps_the_session_open_until_it_can_compact(session, monkeypatch):
+def test_close_on_a_full_disk_keeps_the_session_open_until_it_can_compact(
+    session, monkeypatch, disk_full
+):
     session.save_labels(_labels(2))
     real_write = os.write
 
@@ -576,14 +571,7 @@ def test_close_on_a_full_disk_keeps_the_session_open_until_it_can_compact(sessio
     with pytest.raises(SessionError, match="disk full"):
         session.append_labels(_labels(3).iloc[2:])  # kept in memory, not on disk
     monkeypatch.setattr(os, "write", real_write)
-    real_replace = os.replace
-
-    def full_replace(src, dst):
-        if Path(dst).name in ("labels.csv", "session.json"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_replace(src, dst)
-
-    monkeypatch.setattr(os, "replace", full_replace)
+    disk_full("labels.csv", "session.json")
     with pytest.raises(SessionError, match="disk full"):
         session.close()
     monkeypatch.undo()

@@ -148,13 +148,12 @@ def _drive(gen, total: int) -> dict:
     job); returns its summary."""
     from tqdm import tqdm
 
+    from ..progress import drive
+
     log = _LogProgress() if not sys.stderr.isatty() else None
     with tqdm(total=total, unit="micrograph", desc="predict", disable=None) as bar:
-        while True:
-            try:
-                info = next(gen)
-            except StopIteration as stop:
-                return stop.value
+
+        def show(info: dict) -> None:
             bar.n = info["step"]
             if info["failed"]:
                 tqdm.write(f"activepick predict: skipped: {info['failed']}", file=sys.stderr)
@@ -162,6 +161,8 @@ def _drive(gen, total: int) -> dict:
             bar.refresh()
             if log is not None:
                 log(info)
+
+        return drive(gen, show)
 
 
 def _close(client) -> None:

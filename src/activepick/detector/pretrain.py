@@ -41,7 +41,7 @@ from collections.abc import Generator
 import numpy as np
 
 from ..errors import Cancelled
-from ..progress import StopFn
+from ..progress import StopFn, drive
 
 #: Input side of a pretraining crop (px) and the batch size.
 CROP = 256
@@ -290,16 +290,12 @@ def main(argv: list[str] | None = None) -> None:
     gen = iter_pretrain(
         minutes=args.minutes, max_steps=args.steps, lr=args.lr, seed=args.seed, checkpoint=args.out
     )
-    try:
-        while True:
-            p = next(gen)
-            if p["step"] % 25 == 0:
-                print(
-                    f"step {p['step']:6d}  {p['elapsed_s']:7.0f} s  loss {p['loss']:.4f}",
-                    flush=True,
-                )
-    except StopIteration as stop:
-        det = stop.value
+
+    def report(p: dict) -> None:
+        if p["step"] % 25 == 0:
+            print(f"step {p['step']:6d}  {p['elapsed_s']:7.0f} s  loss {p['loss']:.4f}", flush=True)
+
+    det = drive(gen, report)
     print(f"wrote {args.out} after {det.meta['steps']} steps, {det.meta['train_time_s']} s")
 
 

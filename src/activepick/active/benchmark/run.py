@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ...io.atomic import atomic_write_text
+from ...progress import drive
 from ...session import Session
 from ..engine import ActiveLearner
 from ..settings import LearnerSettings
@@ -93,17 +94,17 @@ def detector_config(settings: dict[str, Any], seed: int):
 
 
 def drain(gen: Generator, progress: Progress, **context: Any) -> Any:
-    """Run a progress generator to its end, forwarding stage changes; return its value."""
-    last = None
-    while True:
-        try:
-            item = next(gen)
-        except StopIteration as stop:
-            return stop.value
+    """Run a progress generator to its end (:func:`activepick.progress.drive`),
+    forwarding stage changes; return its value."""
+    last: list = [None]
+
+    def forward(item: dict) -> None:
         stage = item.get("stage") if isinstance(item, dict) else None
-        if progress and stage != last:
+        if progress and stage != last[0]:
             progress({**item, **context})
-        last = stage
+        last[0] = stage
+
+    return drive(gen, forward)
 
 
 # ---------------------------------------------------------------------------- one run
