@@ -13,15 +13,15 @@ the parser imported torch, napari and pandas). Prints a table and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cli_startup.json"
 
@@ -37,7 +37,6 @@ def measure(argv: list[str], repeat: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from activepick.io.atomic import atomic_write_text
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
@@ -60,12 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         "help": help_,
         "help_peak_rss_mb": rss,
         "load_avg_1min": load,
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "machine": platform.platform(),
+        **machine_info(),
     }
-    atomic_write_text(RESULTS, json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, out)
     return 0
 
 

@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from _common import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results" / "detector.json"
 SIZE = 1024
 DIAMETER = 64.0
@@ -206,11 +208,7 @@ def main(argv=None) -> int:
     }
     if RESULTS.is_file():  # keep the rows of cases this run did not repeat
         info["results"] = _merge(json.loads(RESULTS.read_text()).get("results", []), rows)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    from activepick.io.atomic import atomic_write_text
-
-    atomic_write_text(RESULTS, json.dumps(info, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, info)
     return 0
 
 

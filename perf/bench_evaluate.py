@@ -24,15 +24,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluate.json"
 FIELD = 4096.0
@@ -87,7 +86,6 @@ def bench_one(rng: np.random.Generator, n: int, n_mics: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from activepick.io.atomic import atomic_write_text
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
@@ -108,13 +106,10 @@ def main(argv: list[str] | None = None) -> int:
         "field_px": FIELD,
         "diameter_px": DIAMETER,
         "target": "1e6 picks over 1000 micrographs < 30 s",
-        "cpus": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "machine": platform.platform(),
+        **machine_info(),
         "rows": rows,
     }
-    atomic_write_text(RESULTS, json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, out)
     return 0
 
 

@@ -23,6 +23,8 @@ import os
 import time
 from pathlib import Path
 
+from _common import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results" / "general.json"
 
 
@@ -140,11 +142,7 @@ def main() -> None:
     )
     fresh = {key(r) for r in rows}
     record = {"rows": [r for r in old if key(r) not in fresh] + rows}
-    from activepick.io.atomic import atomic_write_text
-
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(RESULTS, json.dumps(record, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, record)
 
 
 if __name__ == "__main__":

@@ -19,12 +19,13 @@ Prints a table and writes ``perf/results/hitl_sizing.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
 import time
 from pathlib import Path
+
+from _common import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hitl_sizing.json"
 
@@ -148,10 +149,8 @@ def main() -> None:
             f"{b['train_s'] / 60:.1f} min + predict {bound['predict_s'] / 60:.1f} min + "
             f"baselines {b['baseline_s'] / 60:.1f} min = {b['total_s'] / 60:.1f} min"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    from activepick.io.atomic import atomic_write_text
 
-    atomic_write_text(RESULTS, json.dumps(result, indent=1, default=float) + "\n")
+    write_results(RESULTS, result, indent=1, default=float)
 
 
 if __name__ == "__main__":

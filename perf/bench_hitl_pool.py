@@ -21,6 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results" / "hitl_pool.json"
 
 #: Candidate designs: overrides of ``PRESETS["hitl"]``. ``v1`` is the first preset
@@ -90,11 +92,9 @@ def main() -> None:
             f"{r['design']:36} {r['particles']:9d} {r['decoys']:6d} {r['f1_topt']:6.3f} "
             f"{r['precision_topt']:6.3f} {r['recall_topt']:6.3f} {r['pr_auc']:6.3f}"
         )
-    from activepick.io.atomic import atomic_write_text
 
     record = {"rows": rows, "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
-    atomic_write_text(RESULTS, json.dumps(record, indent=1) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, record, indent=1)
 
 
 if __name__ == "__main__":

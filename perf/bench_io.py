@@ -10,14 +10,13 @@ and writes ``perf/results/io.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "io.json"
 
@@ -126,20 +125,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':38s} {'n':>8s} {'total s':>9s} {'per item':>10s}")
     for name, n, total, per, unit in rows:
         print(f"{name:38s} {n:8d} {total:9.3f} {per:10.3f} {unit}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "python": sys.version.split()[0],
-                "args": vars(args),
-                "rows": [
-                    dict(zip(("case", "n", "total_s", "per_item", "unit"), r, strict=True))
-                    for r in rows
-                ],
-            },
-            indent=2,
-        )
+    write_results(
+        RESULTS,
+        {
+            **machine_info(),
+            "args": vars(args),
+            "rows": [
+                dict(zip(("case", "n", "total_s", "per_item", "unit"), r, strict=True))
+                for r in rows
+            ],
+        },
     )
     return 0
 

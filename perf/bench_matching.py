@@ -14,13 +14,12 @@ Prints a table and writes ``perf/results/matching.json``.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "matching.json"
 
@@ -90,7 +89,6 @@ def bench_one(rng: np.random.Generator, n: int, field: float, repeat: int) -> di
 
 
 def main(argv: list[str] | None = None) -> int:
-    from activepick.io.atomic import atomic_write_text
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000])
@@ -138,12 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         "field_px": args.field,
         "diameter_px": [64, 200],
         "repeat": args.repeat,
-        "python": sys.version.split()[0],
-        "machine": platform.platform(),
+        **machine_info(),
         "rows": rows,
     }
-    atomic_write_text(RESULTS, json.dumps(out, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, out)
     return 0
 
 

@@ -23,13 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "open.json"
 
@@ -113,19 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'measure':28s} {'value':>12s}  target")
     for name, value, target in rows:
         print(f"{name:28s} {value:>12s}  {target}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "load_average": load,
-                "python": sys.version.split()[0],
-                "args": vars(args),
-                "result": r,
-            },
-            indent=2,
-        )
+    write_results(
+        RESULTS,
+        {
+            **machine_info(),
+            "load_average": load,
+            "args": vars(args),
+            "result": r,
+        },
     )
     return 0
 

@@ -33,9 +33,7 @@ writes ``perf/results/pool_engine.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -43,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pool.json"
 LABELLED = 3
@@ -285,21 +284,16 @@ def main_engine(args) -> int:
             )
     print("(means over rounds)")
     out = RESULTS.with_name("pool_engine.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "load_average": load,
-                "python": sys.version.split()[0],
-                "torch": torch.__version__,
-                "args": vars(args),
-                "input_cpu_s_per_micrograph": inputs,
-                "pools": pools,
-            },
-            indent=2,
-        )
+    write_results(
+        out,
+        {
+            **machine_info(),
+            "load_average": load,
+            "torch": torch.__version__,
+            "args": vars(args),
+            "input_cpu_s_per_micrograph": inputs,
+            "pools": pools,
+        },
     )
     return 0
 
@@ -362,21 +356,16 @@ def main(argv: list[str] | None = None) -> int:
             f"{np.mean([r['cold_round_s'] for r in rs]):13.2f} {today:10.1f}{mark}"
         )
     print("(means over rounds; today = every micrograph read and predicted each round)")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "load_average": load,
-                "python": sys.version.split()[0],
-                "torch": torch.__version__,
-                "args": vars(args),
-                "pools": pools,
-                "baseline": baseline,
-            },
-            indent=2,
-        )
+    write_results(
+        RESULTS,
+        {
+            **machine_info(),
+            "load_average": load,
+            "torch": torch.__version__,
+            "args": vars(args),
+            "pools": pools,
+            "baseline": baseline,
+        },
     )
     return 0
 

@@ -36,7 +36,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,6 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predict.json"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -244,20 +244,15 @@ def main(argv: list[str] | None = None) -> int:
             ratio = summary["new"]["median"][f] / summary["old"]["median"][f]
             summary[f"new/old {f}"] = ratio
             print(f"new / old, {f} throughput (medians): {ratio:.2f}x")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "cpus": os.cpu_count(),
-                "load_average": "per row",
-                "python": sys.version.split()[0],
-                "args": {k: str(v) for k, v in vars(args).items()},
-                "summary": summary,
-                "rows": rows,
-            },
-            indent=2,
-        )
+    write_results(
+        RESULTS,
+        {
+            **machine_info(),
+            "load_average": "per row",
+            "args": {k: str(v) for k, v in vars(args).items()},
+            "summary": summary,
+            "rows": rows,
+        },
     )
     return 0
 

@@ -21,15 +21,14 @@ paint of a bare camera move (the renderer's own cost). Prints tables and writes
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "review.json"
 SIZE = 4096
@@ -262,24 +261,17 @@ def main(argv: list[str] | None = None) -> int:
             cols = ["handler_median_s", "handler_max_s", "cpu_median_s"]
             cols += ["painted_median_s", "painted_max_s"]
             print(f"{case:<40}" + "".join(f"{1e3 * e[c]:>12.2f}" for c in cols))
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "labels": labels_n,
-                "micrographs": args.micrographs,
-                "repeat": args.repeat,
-                "load_avg_1min": os.getloadavg()[0],
-                "cpus": os.cpu_count(),
-                "python": sys.version.split()[0],
-                "machine": platform.machine(),
-                "results": results,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        RESULTS,
+        {
+            "labels": labels_n,
+            "micrographs": args.micrographs,
+            "repeat": args.repeat,
+            "load_avg_1min": os.getloadavg()[0],
+            **machine_info(),
+            "results": results,
+        },
     )
-    print(f"wrote {RESULTS}")
     return 0
 
 

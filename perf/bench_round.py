@@ -30,6 +30,8 @@ import platform
 import time
 from pathlib import Path
 
+from _common import write_results
+
 RESULTS = Path(__file__).resolve().parent / "results" / "round.json"
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -135,9 +137,6 @@ def main() -> None:
     rows = []
     for mode in args.modes:
         rows += run_mode(mode, args.labels, args.seed, args.rounds)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    from activepick.io.atomic import atomic_write_text
-
     old = json.loads(RESULTS.read_text()).get("rows", []) if RESULTS.is_file() else []
     rows = [r for r in old if r["mode"] not in args.modes] + rows  # other modes' rows are kept
     record = {
@@ -148,8 +147,7 @@ def main() -> None:
         "torch": torch.__version__,
         "rows": rows,
     }
-    atomic_write_text(RESULTS, json.dumps(record, indent=2) + "\n")
-    print(f"wrote {RESULTS}")
+    write_results(RESULTS, record)
 
 
 if __name__ == "__main__":

@@ -16,9 +16,7 @@ writes ``perf/results/session.json`` with the machine and its load average.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -27,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _common import machine_info, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "session.json"
 
@@ -152,24 +151,17 @@ def main(argv: list[str] | None = None) -> int:
         f"load average before / after (1 min): {load_before[0]:.2f} / {load_after[0]:.2f}, "
         f"{os.cpu_count()} CPUs"
     )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": platform.platform(),
-                "python": platform.python_version(),
-                "cpus": os.cpu_count(),
-                "load_average_before": load_before,
-                "load_average_after": load_after,
-                "tmpdir": tempfile.gettempdir(),
-                "args": vars(args),
-                "rows": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    write_results(
+        RESULTS,
+        {
+            **machine_info(),
+            "load_average_before": load_before,
+            "load_average_after": load_after,
+            "tmpdir": tempfile.gettempdir(),
+            "args": vars(args),
+            "rows": rows,
+        },
     )
-    print(f"wrote {RESULTS}")
     return 0
 
 

@@ -15,7 +15,6 @@ Prints a table and writes ``perf/results/simulate.json`` (or ``--output``).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -25,6 +24,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
+from _common import write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulate.json"
 
@@ -160,10 +160,9 @@ def main(argv: list[str] | None = None) -> int:
         "load_average_1min_at_start": load0,
         "rows": rows,
     }
-    from activepick.io.atomic import atomic_write_text
 
-    atomic_write_text(args.output, json.dumps(record, indent=2) + "\n")
-    print(f"load average (1 min) {load:.2f} on {os.cpu_count()} CPUs; wrote {args.output}")
+    write_results(args.output, record)
+    print(f"load average (1 min) {load:.2f} on {os.cpu_count()} CPUs")
     return 0
 
 

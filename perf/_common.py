@@ -1,0 +1,33 @@
+"""What the speed scripts share: the machine a measurement ran on, and writing results.
+
+The scripts run as ``python perf/bench_x.py`` (this folder is then first on
+``sys.path``), so they import it as ``from _common import ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+
+def machine_info() -> dict[str, Any]:
+    """The machine of a measurement: platform, CPU count and Python version."""
+    return {
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+    }
+
+
+def write_results(path: str | os.PathLike, record: Any, *, indent: int = 2, **dumps: Any) -> None:
+    """Write ``record`` as JSON to ``path`` atomically (temp file + rename; the folder is
+    made when missing) and print where; ``dumps`` go to :func:`json.dumps`."""
+    from activepick.io.atomic import atomic_write_text
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(record, indent=indent, **dumps) + "\n")
+    print(f"wrote {path}")
