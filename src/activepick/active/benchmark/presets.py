@@ -171,7 +171,6 @@ DEFAULTS: dict[str, Any] = {
     "train_steps": None,
     "decoys_max": 0,
     "decoy_scale": 1.0,
-    "init": "general",
 }
 
 #: Settings whose change makes an existing benchmark folder incompatible.
@@ -197,7 +196,6 @@ PROTOCOL_KEYS: tuple[str, ...] = (
     "iterations",
     "epochs",
     "train_steps",
-    "init",
     "arch",
     "input_size",
     "batch_size",
@@ -291,7 +289,7 @@ def learner_kwargs(settings: dict[str, Any]) -> dict[str, Any]:
     if settings["budget"] == "reviews":
         return {
             "protocol": "product",
-            "init": settings.get("init") or "general",
+            "init": "general",
             "train_steps": int(settings["train_steps"]),
         }
     # quick / thesis keep the thesis protocol exactly: from scratch (or warm start),
