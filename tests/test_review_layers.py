@@ -9,15 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepick.plugin._layers import (
-    QUEUE_COLORS,
-    STATUS_COLORS,
+from activepick.plugin._layers import QUEUE_COLORS, STATUS_COLORS, points_style, review_features
+from activepick.plugin._points import (
     append_points,
     edit_points,
     feature_defaults_of,
     label_points,
-    points_style,
-    review_features,
     status_rgba,
 )
 
@@ -153,6 +150,7 @@ def test_several_selected_queue_points_on_one_micrograph_are_appended_at_once(re
 
 
 def _points(viewer, status, colors=STATUS_COLORS):
+    """A review-style layer (direct border colours by status, as ReviewLayers makes)."""
     rows = pd.DataFrame(
         {
             "pick_id": np.arange(len(status)),
@@ -165,46 +163,63 @@ def _points(viewer, status, colors=STATUS_COLORS):
         }
     )
     coords = rows[["y", "x"]].to_numpy(float)
-    style = points_style(20.0, text=False, colors=colors)
+    style = points_style(20.0, text=False)
+    style.pop("border_color_cycle")
+    style["border_color"] = status_rgba(status, colors)
     return viewer.add_points(coords, features=review_features(rows), **style)
 
 
-def test_napari_colour_array_is_live_and_agrees_with_its_own_recolouring(make_napari_viewer):
-    # edit_points writes colours into the array layer.border_color returns, instead of
-    # napari's refresh_colors: the array must be the layer's own, and the colours those
-    # napari computes from the status feature
+def test_napari_keeps_the_live_colour_array_through_adds_and_removes(make_napari_viewer):
+    # edit_points writes colours into the array layer.border_color returns: it must be
+    # the layer's own (what the canvas draws), and napari must keep each point's colour
+    # when points are added (drawn by the user) or removed
     viewer = make_napari_viewer()
     layer = _points(viewer, ["predicted", "predicted", "accepted"], QUEUE_COLORS)
     edit_points(layer, [0, 2], status=["rejected", "moved"], colors=QUEUE_COLORS)
-    ours = np.array(layer.border_color, copy=True)
-    np.testing.assert_allclose(ours[[0, 2]], status_rgba(["rejected", "moved"], QUEUE_COLORS))
+    want = status_rgba(["rejected", "predicted", "moved"], QUEUE_COLORS)
+    np.testing.assert_allclose(layer.border_color, want)
     assert list(layer.features["status"].astype(str)) == ["rejected", "predicted", "moved"]
-    layer.refresh_colors(update_color_mapping=False)
-    np.testing.assert_allclose(layer.border_color, ours)
+    np.testing.assert_allclose(layer._view_border_color, want)  # what the canvas draws
+    layer.current_border_color = "magenta"
+    layer.add([[10.0, 10.0]])  # as napari's add mode does
+    np.testing.assert_allclose(layer.border_color[:3], want)
+    layer.selected_data = {1}
+    layer.remove_selected()
+    np.testing.assert_allclose(layer.border_color[:2], want[[0, 2]])
     edit_points(layer, [1], yx=np.array([[60.0, 70.0]]))  # moved in place
     np.testing.assert_array_equal(layer.data[1], [60.0, 70.0])
 
 
-def test_appended_points_take_features_and_colour_through_the_defaults(make_napari_viewer):
+def test_appended_points_take_their_features_and_colours(make_napari_viewer):
     viewer = make_napari_viewer()
     layer = _points(viewer, ["accepted", "added"])
     layer.feature_defaults = {**feature_defaults_of(layer), "pick_id": -1, "status": "added"}
     rows = [
         {"pick_id": 7, "micrograph": "m", "x": 90.0, "y": 40.0, "confidence": 0.9,
          "status": "moved", "diameter": 20.0},
+        {"pick_id": 8, "micrograph": "m", "x": 130.0, "y": 40.0, "confidence": 0.4,
+         "status": "accepted", "diameter": 24.0},
     ]  # fmt: skip
     coords, features = label_points(rows, None)
+    before = np.array(layer.border_color, copy=True)
     append_points(layer, coords, features)
-    assert len(layer.data) == 3
-    np.testing.assert_array_equal(layer.data[2], [40.0, 90.0])
-    new = layer.features.iloc[2]
-    assert (new["pick_id"], str(new["status"]), new["confidence"]) == (7, "moved", 0.9)
-    np.testing.assert_allclose(layer.border_color[2], status_rgba(["moved"], STATUS_COLORS)[0])
-    ours = np.array(layer.border_color, copy=True)
-    layer.refresh_colors(update_color_mapping=False)
-    np.testing.assert_allclose(layer.border_color, ours)
-    defaults = layer.feature_defaults
+    assert len(layer.data) == 4
+    np.testing.assert_array_equal(layer.data[2:], [[40.0, 90.0], [40.0, 130.0]])
+    new = layer.features.iloc[2:]
+    assert new["pick_id"].tolist() == [7, 8]
+    assert new["status"].astype(str).tolist() == ["moved", "accepted"]
+    assert new["confidence"].tolist() == [0.9, 0.4]
+    np.testing.assert_array_equal(np.ravel(layer.size), [20.0, 20.0, 20.0, 24.0])
+    want = np.vstack([before, status_rgba(["moved", "accepted"], STATUS_COLORS)])
+    np.testing.assert_allclose(layer.border_color, want)
+    np.testing.assert_allclose(layer._view_border_color, want)
+    defaults = layer.feature_defaults  # a point the user draws is still an added one
     assert (defaults["pick_id"].iloc[0], defaults["status"].iloc[0]) == (-1, "added")
+
+
+def test_status_colours_refuse_an_unknown_status():
+    with pytest.raises(ValueError, match="no colour for status"):
+        status_rgba(["accepted", "maybe"], STATUS_COLORS)
 
 
 def test_review_keys_work_whichever_review_layer_is_active(review):

@@ -19,7 +19,7 @@ Speed: napari's work on a Points layer grows with the points it holds, so the
 ``labels`` and ``predictions`` layers hold only the shown micrograph's points (their
 coordinates keep the stack index) and are refilled when the slider moves. A key
 press (:meth:`ReviewLayers._after_change`) edits only the points of the picks it
-changed, in place (``_layers.append_points`` / ``edit_points``), moves the square,
+changed, in place (``_points.append_points`` / ``edit_points``), moves the square,
 and fills the one-micrograph layers before the slider moves, so its cost does not
 grow with the number of labels (``perf/bench_review.py --layers``).
 
@@ -52,15 +52,18 @@ from ._layers import (
     PIXEL_SIZE_KEY,
     QUEUE_COLORS,
     SHAPES_KEY,
+    STATUS_COLORS,
     LabelIndex,
-    append_points,
     empty_review_table,
-    feature_defaults_of,
-    label_points,
     picks_to_points,
-    place_points,
     points_style,
     review_features,
+)
+from ._points import (
+    append_points,
+    feature_defaults_of,
+    label_points,
+    place_points,
     set_points,
     sync_points,
 )
@@ -192,7 +195,11 @@ class ReviewLayers:
                 metadata=meta,
             )
         features = review_features(empty_review_table())
-        style = points_style(d, text=name == QUEUE, colors=QUEUE_COLORS if name == QUEUE else None)
+        style = points_style(d, text=name == QUEUE)
+        # direct colours: the key path colours each point by its status in place
+        # (_points.status_rgba); a point the user draws starts as an added particle
+        style.pop("border_color_cycle")
+        style["border_color"] = self._colors(name)[STATUS_ADDED]
         if name == PREDICTIONS:
             style.update(opacity=0.5)
         layer = self.viewer.add_points(empty, name=name, features=features, metadata=meta, **style)
@@ -206,6 +213,11 @@ class ReviewLayers:
         if name in (LABELS, QUEUE):
             layer.events.data.connect(self._on_data_event)
         return layer
+
+    @staticmethod
+    def _colors(name: str) -> dict[str, str]:
+        """Border colour by status of review layer ``name``."""
+        return QUEUE_COLORS if name == QUEUE else STATUS_COLORS
 
     def bind_keys(self) -> None:
         """Bind the review keys on the viewer and on each review layer."""
@@ -236,11 +248,14 @@ class ReviewLayers:
         self._draw(layer, coords, review_features(rows))
 
     def _draw(self, layer, coords: np.ndarray, features: pd.DataFrame) -> None:
-        """Replace ``layer``'s points (:func:`._layers.set_points`)."""
+        """Replace ``layer``'s points (:func:`._points.set_points`)."""
         self._syncing = True
         try:
             coords = coords if len(coords) else np.zeros((0, self._ndim()))
-            set_points(layer, coords, features, features["diameter"].to_numpy(np.float64))
+            queue = layer is self.layers.get(QUEUE)
+            set_points(
+                layer, coords, features, self._colors(QUEUE if queue else LABELS), text=queue
+            )
         finally:
             self._syncing = False
 
@@ -392,7 +407,7 @@ class ReviewLayers:
                 src = queue.iloc[r] if row is None else row
                 status.append(STATUS_PREDICTED if row is None else str(row["status"]))
                 yx[i] = float(src["y"]), float(src["x"])
-            sync_points(layer, hits, status, yx, QUEUE_COLORS)
+            sync_points(layer, hits, status, yx, self._colors(QUEUE))
         finally:
             self._syncing = False
 
