@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from activepick.constants import LABEL_COLUMNS
 from activepick.plugin._layers import QUEUE_COLORS, STATUS_COLORS, points_style, review_features
 from activepick.plugin._points import (
     append_points,
@@ -200,6 +201,8 @@ def test_appended_points_take_their_features_and_colours(make_napari_viewer):
         {"pick_id": 8, "micrograph": "m", "x": 130.0, "y": 40.0, "confidence": 0.4,
          "status": "accepted", "diameter": 24.0},
     ]  # fmt: skip
+    extra = {"round": 1, "time": 0.0, "strategy": "", "source": "human", "pred_x": 0.0}
+    rows = [tuple({**extra, "pred_y": 0.0, **r}[c] for c in LABEL_COLUMNS) for r in rows]
     coords, features = label_points(rows, None)
     before = np.array(layer.border_color, copy=True)
     append_points(layer, coords, features)

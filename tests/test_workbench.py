@@ -14,6 +14,7 @@ import pytest
 
 from activepick.active.settings import LearnerSettings, SettingsError
 from activepick.active.workbench import ReviewRefused, Workbench
+from activepick.constants import LABEL_COLUMNS
 from activepick.detector import DetectorConfig
 from activepick.errors import ActivePickError
 from activepick.io.micrograph import Micrograph, write_micrograph
@@ -128,6 +129,11 @@ def test_remove_nearest_and_move():
     new = wb.move(pid, "m1", 55.0, 52.0)
     assert new != pid and pid not in wb.learner.label_store
     assert wb.learner.label_store.get(new)["x"] == 55.0
+    # many rows at once as tuples (the labels layer's refill), unknown ids skipped
+    store = wb.learner.label_store
+    rows = store.rows([101, 999, new])
+    assert [r[LABEL_COLUMNS.index("pick_id")] for r in rows] == [101, new]
+    assert rows[0] == tuple(store.get(101)[c] for c in LABEL_COLUMNS)
 
 
 def test_edge_predictions_are_not_queued():

@@ -26,7 +26,7 @@ from functools import lru_cache
 import numpy as np
 import pandas as pd
 
-from ..constants import STATUS_ADDED
+from ..constants import LABEL_COLUMNS, STATUS_ADDED
 from ._layers import STATUS_COLORS
 
 
@@ -46,25 +46,28 @@ def reset_drawn_defaults(layer) -> None:
         layer.feature_defaults = {**defaults, "pick_id": -1, "status": STATUS_ADDED}
 
 
-def label_points(rows: Sequence[dict], index: int | None) -> tuple[np.ndarray, pd.DataFrame]:
+def label_points(rows: Sequence[Sequence], index: int | None) -> tuple[np.ndarray, pd.DataFrame]:
     """Coordinates and review features (``_layers.review_features``) of label rows
-    (dicts with the label columns) of one micrograph: ``(index, y, x)`` on a stack,
-    ``(y, x)`` when ``index`` is None. O(len(rows)), without a pick-table round trip."""
+    (tuples in ``LABEL_COLUMNS`` order, as ``LabelStore.rows`` gives) of one
+    micrograph: ``(index, y, x)`` on a stack, ``(y, x)`` when ``index`` is None.
+    O(len(rows)), column by column, without a pick-table round trip."""
     n = len(rows)
-    y = np.fromiter((r["y"] for r in rows), np.float64, n)
-    x = np.fromiter((r["x"] for r in rows), np.float64, n)
+    cols = list(zip(*rows, strict=True)) if n else [()] * len(LABEL_COLUMNS)
+    col = dict(zip(LABEL_COLUMNS, cols, strict=True))
+    y = np.asarray(col["y"], np.float64)
+    x = np.asarray(col["x"], np.float64)
     coords = (
         np.column_stack([y, x]) if index is None else np.column_stack([np.full(n, index), y, x])
     )
     features = pd.DataFrame(
         {
-            "pick_id": np.fromiter((r["pick_id"] for r in rows), np.int64, n),
-            "micrograph": np.array([str(r["micrograph"]) for r in rows], dtype=object),
-            "confidence": np.fromiter((r["confidence"] for r in rows), np.float64, n),
+            "pick_id": np.asarray(col["pick_id"], np.int64),
+            "micrograph": np.asarray([str(m) for m in col["micrograph"]], dtype=object),
+            "confidence": np.asarray(col["confidence"], np.float64),
             "status": pd.Categorical(
-                [str(r["status"]) for r in rows], categories=list(STATUS_COLORS)
+                [str(v) for v in col["status"]], categories=list(STATUS_COLORS)
             ),
-            "diameter": np.fromiter((r["diameter"] for r in rows), np.float64, n),
+            "diameter": np.asarray(col["diameter"], np.float64),
         }
     )
     return coords.reshape(n, 2 if index is None else 3), features

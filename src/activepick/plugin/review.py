@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from ..active.workbench import ReviewRefused
-from ..constants import DEFAULT_DIAMETER, STATUS_ADDED, STATUS_PREDICTED
+from ..constants import DEFAULT_DIAMETER, LABEL_COLUMNS, STATUS_ADDED, STATUS_PREDICTED
 from ..errors import ActivePickError
 from ._layers import (
     MICROGRAPHS_KEY,
@@ -159,15 +159,20 @@ class ReviewLayers:
             PIXEL_SIZE_KEY: self.image_meta.get(PIXEL_SIZE_KEY),
         }
 
-    def _ndim(self) -> int:
-        return 3 if self.stacked else 2
+    def _ndim(self, name: str) -> int:
+        """``(index, y, x)`` points for the labels and the queue on a stack (the user
+        draws and drags them; the queue spans micrographs); ``(y, x)`` for the
+        predictions and the current-pick square, which show one micrograph's points and
+        are refilled by the key path, so that napari need not re-slice them when the
+        slider moves (see the module docs)."""
+        return 3 if self.stacked and name in (LABELS, QUEUE) else 2
 
     def _ensure_layers(self) -> None:
         """Create (or recreate when the dimensionality changed) the four layers."""
         names = {ly.name for ly in self.viewer.layers}
         for name in (PREDICTIONS, LABELS, QUEUE, CURRENT):
             old = self.layers.get(name)
-            if old is not None and old.name in names and old.ndim == self._ndim():
+            if old is not None and old.name in names and old.ndim == self._ndim(name):
                 continue
             if old is not None and old.name in names:
                 self.viewer.layers.remove(old.name)
@@ -180,7 +185,7 @@ class ReviewLayers:
 
     def _make_layer(self, name: str):
         d = self.diameter
-        empty = np.zeros((0, self._ndim()))
+        empty = np.zeros((0, self._ndim(name)))
         meta = self._layer_meta()
         if name == CURRENT:
             return self.viewer.add_points(
@@ -244,14 +249,14 @@ class ReviewLayers:
 
     # ------------------------------------------------------------------ workbench -> layers
     def _set_points(self, layer, picks: pd.DataFrame) -> None:
-        coords, rows = picks_to_points(picks, self.names, stacked=self.stacked)
+        coords, rows = picks_to_points(picks, self.names, stacked=layer.ndim == 3)
         self._draw(layer, coords, review_features(rows))
 
     def _draw(self, layer, coords: np.ndarray, features: pd.DataFrame) -> None:
         """Replace ``layer``'s points (:func:`._points.set_points`)."""
         self._syncing = True
         try:
-            coords = coords if len(coords) else np.zeros((0, self._ndim()))
+            coords = coords if len(coords) else np.zeros((0, layer.ndim))
             queue = layer is self.layers.get(QUEUE)
             set_points(
                 layer, coords, features, self._colors(QUEUE if queue else LABELS), text=queue
@@ -275,6 +280,7 @@ class ReviewLayers:
             self._draw_predictions()
         if self._shown_mic.get(LABELS) != name:
             self.refresh_labels()
+        self.refresh_current(move_camera=False)
 
     def refresh(self) -> None:
         """Redraw every layer from the workbench."""
@@ -348,7 +354,7 @@ class ReviewLayers:
         """Draw the particle labels of micrograph ``name`` (O(its labels))."""
         store = self.learner.label_store
         ids = self._label_index.ids_of(name)
-        coords, features = label_points([store.get(i) for i in ids], self._stack_index(name))
+        coords, features = label_points(store.rows(ids), self._stack_index(name))
         self._draw(self.layers[LABELS], coords, features)
         self._label_rows = {pick_id: i for i, pick_id in enumerate(ids)}
         self._shown_mic[LABELS] = name
@@ -367,7 +373,8 @@ class ReviewLayers:
                 yx = [(row["y"], row["x"]) for _, row in old]
                 sync_points(layer, [r for r, _ in old], [row["status"] for _, row in old], yx)
             if new:
-                coords, features = label_points(new, self._stack_index(name))
+                rows = [tuple(row[c] for c in LABEL_COLUMNS) for row in new]
+                coords, features = label_points(rows, self._stack_index(name))
                 start = len(layer.data)
                 append_points(layer, coords, features)
                 for i, row in enumerate(new):
@@ -417,18 +424,19 @@ class ReviewLayers:
 
     def refresh_current(self, move_camera: bool = True, row: dict | None = None) -> None:
         """Put the current-pick square on ``row`` (default: the pick under review) and,
-        with ``move_camera``, move the slider and camera to it. The square is moved in
+        with ``move_camera``, move the slider and camera to it; without, the square
+        shows only while the slider shows the pick's micrograph. The square is moved in
         place when it is shown already (one redraw, no data event)."""
         layer = self.layers[CURRENT]
         row = self.current_pick() if row is None else row
+        if row is not None and not move_camera and self.stacked:
+            row = row if str(row["micrograph"]) == self._current_name() else None
         self._syncing = True
         try:
             if row is None:
-                place_points(layer, np.zeros((0, self._ndim())))
+                place_points(layer, np.zeros((0, 2)))
             else:
-                index = self._stack_index(str(row["micrograph"]))
-                yx = [float(row["y"]), float(row["x"])]
-                place_points(layer, np.array([yx if index is None else [index, *yx]]))
+                place_points(layer, np.array([[float(row["y"]), float(row["x"])]]))
                 size = CURRENT_SCALE * float(row["diameter"])
                 if not np.allclose(layer.size, size):
                     layer.size = np.full(1, size)
