@@ -14,7 +14,8 @@ their fsync runs in a background thread). Also times the whole-table rewrite of
 review layers and a session: from napari's key dispatch to the handler's return, and
 to the canvas having painted (a placeholder image stack gives the slider); next pick
 on the same micrograph (accept, reject, next) and on another one (accept), plus the
-paint of a bare camera move (the renderer's own cost). Prints tables and writes
+paint of a bare camera move (the renderer's own cost) and of a slider step with the
+image layer alone (napari's floor for a move to another micrograph). Prints tables and writes
 ``perf/results/review.json`` with the 1-min load average.
 """
 
@@ -167,6 +168,16 @@ def time_layers(wb, names, repeat: int) -> dict[str, dict[str, list[float]]]:
         ("accept", "x", queue, "other micrograph"),
     ]
     try:
+        # napari's own floor for a move to another micrograph: the slider step with the
+        # image layer alone (no review layers yet), until painted
+        floor = out["slider step, image layer only"] = {"handler": [], "cpu": [], "painted": []}
+        for i in range(repeat):
+            _until_painted(app, draws, time.perf_counter(), timeout=0.2)
+            t0, c0 = time.perf_counter(), time.process_time()
+            viewer.dims.set_current_step(0, 1 + i % (n - 1))
+            floor["handler"].append(time.perf_counter() - t0)
+            floor["cpu"].append(time.process_time() - c0)
+            floor["painted"].append(_until_painted(app, draws, t0))
         with tempfile.TemporaryDirectory() as tmp:
             session = _session(wb, names, Path(tmp))
             layers = ReviewLayers(viewer)

@@ -36,6 +36,12 @@ from ..constants import (
 )
 from ..io.picks import empty_picks, validate_picks
 
+#: Names of the review layers (plugin/review.py).
+PREDICTIONS = "predictions"
+LABELS = "labels"
+QUEUE = "review queue"
+CURRENT = "current pick"
+
 #: Layer metadata keys.
 MICROGRAPHS_KEY = "micrographs"
 #: Metadata key of the :class:`activepick.io.lazy.LazyStack` behind a lazy layer.

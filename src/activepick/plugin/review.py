@@ -3,7 +3,9 @@ napari Points layers and forward the user's edits / key presses to it. Every rev
 rule (minimum distance, nearest label, multi-pick decisions, navigation) is the
 workbench's; this module only translates layer coordinates and events.
 
-Layers (all in pixels of the original micrographs, ``(index, y, x)`` on a stack):
+Layers (in pixels of the original micrographs; ``(index, y, x)`` for the labels and
+the queue on a stack, ``(y, x)`` for the predictions and the square, which show the
+slider's micrograph only):
 
 - ``predictions``: the predictions of the latest round on the micrograph the slider
   shows; only those with confidence >= the threshold are drawn.
@@ -16,12 +18,14 @@ Layers (all in pixels of the original micrographs, ``(index, y, x)`` on a stack)
 - ``current pick``: a thick white square around the pick under review.
 
 Speed: napari's work on a Points layer grows with the points it holds, so the
-``labels`` and ``predictions`` layers hold only the shown micrograph's points (their
-coordinates keep the stack index) and are refilled when the slider moves. A key
-press (:meth:`ReviewLayers._after_change`) edits only the points of the picks it
-changed, in place (``_points.append_points`` / ``edit_points``), moves the square,
+``labels`` and ``predictions`` layers hold only the shown micrograph's points and are
+refilled when the slider moves; and napari re-slices every 3-D layer on each slider
+move (about 3 ms each here, whatever its size), so the predictions and the square are
+2-D. A key press (:meth:`ReviewLayers._after_change`) edits only the points of the
+picks it changed, in place, with one redraw per layer (``_points``), moves the square,
 and fills the one-micrograph layers before the slider moves, so its cost does not
-grow with the number of labels (``perf/bench_review.py --layers``).
+grow with the number of labels (``perf/bench_review.py --layers``). The user's own
+edits on the layers are forwarded by ``_review_input``.
 
 Key bindings (on the viewer and on each of these layers; each is also a button):
 
@@ -48,8 +52,12 @@ from ..active.workbench import ReviewRefused
 from ..constants import DEFAULT_DIAMETER, LABEL_COLUMNS, STATUS_ADDED, STATUS_PREDICTED
 from ..errors import ActivePickError
 from ._layers import (
+    CURRENT,
+    LABELS,
     MICROGRAPHS_KEY,
     PIXEL_SIZE_KEY,
+    PREDICTIONS,
+    QUEUE,
     QUEUE_COLORS,
     SHAPES_KEY,
     STATUS_COLORS,
@@ -67,11 +75,7 @@ from ._points import (
     set_points,
     sync_points,
 )
-
-PREDICTIONS = "predictions"
-LABELS = "labels"
-QUEUE = "review queue"
-CURRENT = "current pick"
+from ._review_input import LayerInput
 
 #: key -> (method name, description); the widget's help shows this table.
 KEY_BINDINGS: dict[str, tuple[str, str]] = {
@@ -87,7 +91,7 @@ KEY_BINDINGS: dict[str, tuple[str, str]] = {
 CURRENT_SCALE = 1.5
 
 
-class ReviewLayers:
+class ReviewLayers(LayerInput):
     """Keeps the review layers of one viewer in step with a ``Workbench``.
 
     ``on_message(text)`` receives status lines (refusals, end of batch);
@@ -513,31 +517,6 @@ class ReviewLayers:
         """Undo the last change."""
         self._run(lambda: self.workbench.undo())
 
-    def cursor_position(self) -> tuple[str, float, float] | None:
-        """``(micrograph, x, y)`` under the mouse cursor (original pixels)."""
-        pos = self.viewer.cursor.position
-        if pos is None or len(pos) < 2 or not self.names:
-            return None
-        index = int(round(pos[-3])) if self.stacked and len(pos) >= 3 else 0
-        if self.stacked and len(pos) < 3:
-            index = int(self.viewer.dims.current_step[0])
-        if not 0 <= index < len(self.names):
-            return None
-        return self.names[index], float(pos[-1]), float(pos[-2])
-
-    def remove_nearest(self, position: tuple[str, float, float] | None = None) -> None:
-        """Remove the label nearest ``position`` (default: the mouse cursor) if it lies
-        within one diameter; an accepted / moved pick becomes undecided again."""
-        position = position or self.cursor_position()
-        if position is None:
-            self.on_message("move the mouse over a micrograph first")
-            return
-        self._run(lambda: self.workbench.remove_nearest(*position))
-
-    def add_particle(self, micrograph: str, x: float, y: float) -> None:
-        """Add a particle at (x, y) (refused within the minimum distance of a label)."""
-        self._run(lambda: self.workbench.add(micrograph, x, y))
-
     def _after_change(self) -> None:
         """The key path: show a change of the workbench with as few napari calls as it
         needs (O(changed picks); a redraw of one micrograph's points when the next pick
@@ -570,43 +549,6 @@ class ReviewLayers:
             self.on_message("batch reviewed: press Next round to retrain with the new labels")
 
     # ------------------------------------------------------------------ layers -> workbench
-    def _point_location(self, layer, index: int) -> tuple[str, float, float]:
-        p = np.asarray(layer.data[index], dtype=np.float64)
-        mic_index = int(round(p[-3])) if self.stacked and len(p) >= 3 else 0
-        mic_index = int(np.clip(mic_index, 0, len(self.names) - 1))
-        return self.names[mic_index], float(p[-1]), float(p[-2])
-
-    def _on_data_event(self, event) -> None:
-        if self._syncing or self.workbench is None:
-            return
-        layer = event.source
-        action = str(getattr(event, "action", ""))
-        indices = [int(i) for i in (getattr(event, "data_indices", ()) or ())]
-        if action == "removing":
-            ids = layer.features["pick_id"].to_numpy()
-            self._removing[layer.name] = [int(ids[i]) for i in indices if i < len(ids)]
-            return
-        if action not in ("added", "removed", "changed"):
-            return
-        if self.busy:
-            self.on_message("busy: the edit was undone; wait for training to finish")
-            self.refresh()
-            return
-        wb = self.workbench
-        if action == "added":
-            points = [self._point_location(layer, i) for i in indices]
-            self._drawn = indices if layer.name == LABELS else []
-            self._run(lambda: [wb.add(*p) for p in points])
-        elif action == "removed":
-            ids = [i for i in self._removing.pop(layer.name, []) if i >= 0]
-            if layer.name == QUEUE:
-                self._run(lambda: wb.reject_removed(ids))
-            else:
-                self._run(lambda: [wb.remove(i) for i in ids])
-        else:
-            pick_ids = layer.features["pick_id"].to_numpy()
-            moves = [(int(pick_ids[i]), *self._point_location(layer, i)) for i in indices]
-            self._run(lambda: [wb.move(*m) for m in moves if m[0] >= 0])
 
 
 def camera(viewer):
