@@ -235,3 +235,24 @@ def test_review_keys_work_whichever_review_layer_is_active(review):
         assert press("z")
         assert str(review.layers["review queue"].features["status"].iat[i]) == "rejected"
     assert review.workbench.learner.position == 4
+
+
+def test_one_micrograph_layers_follow_a_slider_the_user_moves(review):
+    # the predictions and the current-pick square are 2-D layers (napari does not
+    # re-slice them on a slider move): they must show the slider's micrograph only
+    viewer, wb = review.viewer, review.workbench
+    square, pred = review.layers["current pick"], review.layers["predictions"]
+    assert square.ndim == 2 and pred.ndim == 2 and review.layers["labels"].ndim == 3
+    pick = wb.current_pick()
+    assert pick["micrograph"] == "mic_00" and viewer.dims.current_step[0] == 0
+    np.testing.assert_array_equal(square.data, [[pick["y"], pick["x"]]])
+    viewer.dims.set_current_step(0, 2)  # the user looks at another micrograph
+    assert len(square.data) == 0
+    assert set(pred.features["micrograph"]) == {"mic_02"} and len(pred.data) == 8
+    viewer.dims.set_current_step(0, 0)
+    np.testing.assert_array_equal(square.data, [[pick["y"], pick["x"]]])
+    assert set(pred.features["micrograph"]) == {"mic_00"}
+    review.next()  # a key moves the slider back to the pick under review
+    viewer.dims.set_current_step(0, 1)
+    review.next()
+    assert viewer.dims.current_step[0] == 0 and len(square.data) == 1
