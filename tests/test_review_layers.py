@@ -256,3 +256,21 @@ def test_one_micrograph_layers_follow_a_slider_the_user_moves(review):
     viewer.dims.set_current_step(0, 1)
     review.next()
     assert viewer.dims.current_step[0] == 0 and len(square.data) == 1
+
+
+def test_points_by_micrograph_equal_the_pick_table_conversion():
+    from activepick.plugin._layers import PointsByMicrograph, picks_to_points
+
+    pred = _workbench().learner.predictions.copy()
+    pred.loc[pred.index[3], "confidence"] = np.nan  # NaN counts as 0: below any threshold
+    by_mic = PointsByMicrograph(pred)
+    for name in ("mic_00", "mic_02", "absent"):
+        for threshold in (None, 0.8):
+            want = pred[pred["micrograph"] == name]
+            if threshold is not None:
+                want = want[want["confidence"].fillna(0) >= threshold]
+            coords, rows = picks_to_points(want, [name], stacked=False)
+            got_coords, got = by_mic.points(name, threshold)
+            np.testing.assert_array_equal(got_coords, coords.reshape(-1, 2))
+            pd.testing.assert_frame_equal(got, review_features(rows))
+    assert len(PointsByMicrograph(None).points("mic_00")[0]) == 0

@@ -231,6 +231,52 @@ def review_features(rows: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+class PointsByMicrograph:
+    """A pick table's review-layer points as column arrays grouped by micrograph.
+
+    Built once per table (a round's predictions); one micrograph's points then cost
+    numpy indexing of its rows, without pandas row work (the predictions layer is
+    refilled on every slider move and on a key press that moves to another
+    micrograph). :meth:`points` gives what :func:`picks_to_points` (unstacked) and
+    :func:`review_features` give for those rows."""
+
+    def __init__(self, picks: pd.DataFrame | None) -> None:
+        picks = empty_review_table() if picks is None else picks
+        n = len(picks)
+        self._yx = picks[["y", "x"]].to_numpy(np.float64).reshape(n, 2)
+        ids = picks["pick_id"] if "pick_id" in picks else pd.Series(np.full(n, -1))
+        self._pick_id = ids.to_numpy(np.int64)
+        self._micrograph = picks["micrograph"].astype(str).to_numpy(dtype=object)
+        self._confidence = picks["confidence"].to_numpy(np.float64)
+        self._status = pd.Categorical(
+            picks["status"].astype(str), categories=list(STATUS_COLORS)
+        ).codes
+        self._diameter = picks["diameter"].to_numpy(np.float64)
+        groups = pd.Series(self._micrograph).groupby(self._micrograph, sort=False).indices
+        self._rows = {str(k): np.asarray(v) for k, v in groups.items()}
+
+    def points(
+        self, name: str | None, min_confidence: float | None = None
+    ) -> tuple[np.ndarray, pd.DataFrame]:
+        """``(y, x)`` coordinates and review features of micrograph ``name``'s picks (in
+        table order), those with confidence >= ``min_confidence`` (NaN counts as 0)."""
+        rows = self._rows.get(str(name), np.zeros(0, np.intp))
+        if min_confidence is not None:
+            rows = rows[np.nan_to_num(self._confidence[rows], nan=0.0) >= min_confidence]
+        features = pd.DataFrame(
+            {
+                "pick_id": self._pick_id[rows],
+                "micrograph": self._micrograph[rows],
+                "confidence": self._confidence[rows],
+                "status": pd.Categorical.from_codes(
+                    self._status[rows], categories=list(STATUS_COLORS)
+                ),
+                "diameter": self._diameter[rows],
+            }
+        )
+        return self._yx[rows], features
+
+
 def empty_review_table() -> pd.DataFrame:
     """An empty pick table with a ``pick_id`` column."""
     out = empty_picks()

@@ -62,6 +62,7 @@ from ._layers import (
     SHAPES_KEY,
     STATUS_COLORS,
     LabelIndex,
+    PointsByMicrograph,
     empty_review_table,
     picks_to_points,
     points_style,
@@ -123,8 +124,7 @@ class ReviewLayers(LayerInput):
         # per micrograph: particle-label pick ids and prediction rows, for the
         # one-micrograph labels / predictions layers (see the module docs)
         self._label_index = LabelIndex()
-        self._pred_rows: dict[str, np.ndarray] = {}
-        self._pred_table: pd.DataFrame | None = None
+        self._pred_points = PointsByMicrograph(None)
         self._shown_mic: dict[str, str | None] = {}
         self._follows_slider = False
         # the points drawn: pick id -> row of the labels / queue layer, and the queue
@@ -300,14 +300,7 @@ class ReviewLayers(LayerInput):
     def refresh_predictions(self) -> None:
         """Index the latest round's predictions by micrograph (once per round) and draw
         those of the shown micrograph."""
-        pred = self.learner.predictions
-        self._pred_table = pred  # the table indexed (a round in a worker may replace it)
-        if pred is None or len(pred) == 0:
-            self._pred_rows = {}
-        else:
-            self._pred_rows = {
-                str(k): v for k, v in pred.groupby("micrograph", sort=False).indices.items()
-            }
+        self._pred_points = PointsByMicrograph(self.learner.predictions)
         self._draw_predictions()
 
     def _draw_predictions(self, name: str | None = None) -> None:
@@ -315,10 +308,8 @@ class ReviewLayers(LayerInput):
         confidence >= the threshold (napari's work grows with the points a layer holds,
         hidden ones too)."""
         name = self._current_name() if name is None else name
-        rows = self._pred_rows.get(name) if name is not None else None
-        table = self._pred_table.iloc[rows] if rows is not None else empty_review_table()
-        conf = np.nan_to_num(table["confidence"].to_numpy(np.float64), nan=0.0)
-        self._set_points(self.layers[PREDICTIONS], table[conf >= self.threshold])
+        coords, features = self._pred_points.points(name, self.threshold)
+        self._draw(self.layers[PREDICTIONS], coords, features)
         self._shown_mic[PREDICTIONS] = name
 
     def set_threshold(self, threshold: float) -> None:
