@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from activepick.constants import LABEL_COLUMNS
 from activepick.errors import SessionError
 from activepick.io.labels import JOURNAL_HEADER, empty_labels, journal_upserts, table_to_csv
 from activepick.session import Session, SessionWarning
@@ -222,6 +223,27 @@ def test_append_refuses_invalid_rows_and_writes_nothing(session):
     with pytest.raises(SessionError, match="duplicate pick_id"):
         session.append_labels(_labels(2).assign(pick_id=5))
     assert not (session.folder / "labels.journal.csv").exists()
+
+
+def test_label_rows_as_tuples_journal_the_same_lines_as_a_table(session, tmp_path, mics):
+    # the key path journals the label store's tuples directly (no table per key press);
+    # numpy values and invalid rows take the table's full check
+    table = _labels(3)
+    plain = list(zip(*[table[c].tolist() for c in LABEL_COLUMNS], strict=True))
+    numpy = [tuple(np.asarray([v])[0] for v in row) for row in plain]
+    session.append_label_rows(plain[:2])
+    session.append_label_rows(numpy[2:])
+    other = Session.create(tmp_path / "other", mics, {"diameter": 64})
+    other.append_labels(table)
+    journal = "labels.journal.csv"
+    assert (session.folder / journal).read_text() == (other.folder / journal).read_text()
+    other.close()
+    pd.testing.assert_frame_equal(session.load_labels(), table)
+    bad = [
+        tuple(2.0 if c == "confidence" else v for c, v in zip(LABEL_COLUMNS, plain[0], strict=True))
+    ]
+    with pytest.raises(SessionError, match="labels.journal.csv"):
+        session.append_label_rows(bad)
 
 
 def test_disk_full_on_append_is_one_clear_error_and_the_decision_is_kept(session, monkeypatch):

@@ -37,7 +37,7 @@ from ..constants import (
 )
 from ..errors import ActivePickError, CoordinateError
 from ..io.picks import check_bounds, now_utc, validate_picks
-from .label_store import LabelStore, Row, UndoEntry, UndoStack, restore, rows_to_frame
+from .label_store import LabelStore, Row, UndoEntry, UndoStack, restore
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..session import Session
@@ -56,7 +56,7 @@ class ReviewError(ActivePickError):
 def _journal_labels(session: Session, rows: list[Row], removed: list[int]) -> None:
     """Append a change to the session's label journal (O(len(rows)), no table rewrite)."""
     if rows:
-        session.append_labels(rows_to_frame(rows))
+        session.append_label_rows(rows)
     if removed:
         session.append_removals(removed)
 

@@ -24,6 +24,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -262,6 +263,7 @@ def _fast_field(col: str, v) -> str | None:
 
 
 _INT_COLS = frozenset({"round", "pick_id"})
+_PICK_ID = LABEL_COLUMNS.index("pick_id")
 
 
 def _small_valid_table(df: pd.DataFrame) -> pd.DataFrame | None:
@@ -291,16 +293,18 @@ def _small_valid_table(df: pd.DataFrame) -> pd.DataFrame | None:
     return pd.DataFrame(out)
 
 
-def _fast_upserts(rows: pd.DataFrame) -> str | None:
-    """Journal lines of a few plainly valid rows without pandas; None when any needs the full check."""
-    if len(rows) > _FAST_ROWS or any(c not in rows.columns for c in LABEL_COLUMNS):
+def fast_journal_lines(rows: Sequence[Sequence]) -> str | None:
+    """Upsert journal lines of a few plainly valid label rows (tuples in
+    ``LABEL_COLUMNS`` order, a key press's rows) in pure Python: exactly what
+    :func:`validate_labels` + :func:`journal_upserts` write; None when there are many
+    rows, a repeated pick id or any value that needs the full check."""
+    if len(rows) > _FAST_ROWS:
         return None
-    columns = [rows[c].tolist() for c in LABEL_COLUMNS]
-    ids = columns[LABEL_COLUMNS.index("pick_id")]
+    ids = [r[_PICK_ID] for r in rows]
     if len(set(ids)) != len(ids):
         return None
     lines = []
-    for values in zip(*columns, strict=True):
+    for values in rows:
         fields = ["u"]
         for col, v in zip(LABEL_COLUMNS, values, strict=True):
             text = _fast_field(col, v)
@@ -309,6 +313,13 @@ def _fast_upserts(rows: pd.DataFrame) -> str | None:
             fields.append(text)
         lines.append(",".join(fields) + "\n")
     return "".join(lines)
+
+
+def _fast_upserts(rows: pd.DataFrame) -> str | None:
+    """:func:`fast_journal_lines` of a small table's rows; None when it does not apply."""
+    if len(rows) > _FAST_ROWS or any(c not in rows.columns for c in LABEL_COLUMNS):
+        return None
+    return fast_journal_lines(list(zip(*[rows[c].tolist() for c in LABEL_COLUMNS], strict=True)))
 
 
 def label_rows_to_journal(rows: pd.DataFrame, source: str = "label rows") -> str:

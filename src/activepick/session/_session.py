@@ -19,6 +19,7 @@ from ..io.atomic import atomic_path, atomic_write_text
 from ..io.labels import (
     JOURNAL_HEADER,
     empty_labels,
+    fast_journal_lines,
     journal_removals,
     label_rows_to_journal,
     labels_to_csv,
@@ -528,6 +529,18 @@ class Session(QueueRoundsMixin):
         """
         self._check_open()
         text = label_rows_to_journal(rows, f"label rows for {self.folder / JOURNAL_FILE}")
+        if text:
+            self._append_journal(text)
+
+    def append_label_rows(self, rows: Sequence[tuple]) -> None:
+        """:meth:`append_labels` for rows given as tuples in ``LABEL_COLUMNS`` order (the
+        label store's form): the same journal lines, without building a table for the
+        few rows of a key press (pure Python; a table and the full check otherwise)."""
+        self._check_open()
+        text = fast_journal_lines(rows)
+        if text is None:
+            table = pd.DataFrame([list(r) for r in rows], columns=list(LABEL_COLUMNS))
+            text = label_rows_to_journal(table, f"label rows for {self.folder / JOURNAL_FILE}")
         if text:
             self._append_journal(text)
 
