@@ -204,9 +204,13 @@ def edit_points(
     yx: np.ndarray | None = None,
     status: Sequence[str] | None = None,
     colors: dict[str, str] = STATUS_COLORS,
+    redraw: bool = True,
 ) -> None:
     """Move points ``rows`` of ``layer`` to ``yx`` (N, 2) and / or set their ``status``
-    feature and the colour it maps to in ``colors``, in place, then one redraw.
+    feature and the colour it maps to in ``colors``, in place, then one redraw (none
+    with ``redraw=False``: for a 3-D layer when the slider moves next, as napari then
+    re-slices and redraws it; the number of points is unchanged, so its slice stays
+    valid meanwhile).
 
     The review layers use direct border colours (not a colour cycle over ``status``,
     which napari recomputes for every point from its own copy of the values whenever a
@@ -224,7 +228,8 @@ def edit_points(
         layer.border_color[rows] = status_rgba(status, colors)
     if yx is not None:
         writable_data(layer)[rows, -2:] = yx
-    redraw_points(layer)
+    if redraw:
+        redraw_points(layer)
 
 
 def sync_points(
@@ -233,6 +238,7 @@ def sync_points(
     status: Sequence[str],
     yx: np.ndarray,
     colors: dict[str, str] = STATUS_COLORS,
+    redraw: bool = True,
 ) -> None:
     """Bring points ``rows`` of ``layer`` to ``status`` and centres ``yx`` (N, 2): only
     those that differ are recoloured / moved, in place, in one redraw (:func:`edit_points`)."""
@@ -245,4 +251,6 @@ def sync_points(
     moved = np.any(np.asarray(layer.data)[rows, -2:] != yx, axis=1)
     if recolour.any() or moved.any():
         change = recolour | moved
-        edit_points(layer, rows[change], yx=yx[change], status=status[change], colors=colors)
+        edit_points(
+            layer, rows[change], yx=yx[change], status=status[change], colors=colors, redraw=redraw
+        )

@@ -391,9 +391,10 @@ class ReviewLayers(LayerInput):
             self._update_queue(set(self._queue_rows))
         self.refresh_current(move_camera=True)
 
-    def _update_queue(self, changed: set[int]) -> None:
+    def _update_queue(self, changed: set[int], redraw: bool = True) -> None:
         """Recolour / move the queue points of the picks ``changed`` whose status / centre
-        differs from the workbench's (O(changed))."""
+        differs from the workbench's (O(changed)). ``redraw=False``: the slider moves next,
+        and napari's re-slice of the (3-D) queue layer draws the change."""
         layer, queue = self.layers[QUEUE], self.learner.queue
         store = self.learner.label_store
         hits = sorted(self._queue_rows[p] for p in changed if p in self._queue_rows)
@@ -409,7 +410,7 @@ class ReviewLayers(LayerInput):
                 src = queue.iloc[r] if row is None else row
                 status.append(STATUS_PREDICTED if row is None else str(row["status"]))
                 yx[i] = float(src["y"]), float(src["x"])
-            sync_points(layer, hits, status, yx, self._colors(QUEUE))
+            sync_points(layer, hits, status, yx, self._colors(QUEUE), redraw=redraw)
         finally:
             self._syncing = False
 
@@ -526,11 +527,11 @@ class ReviewLayers(LayerInput):
             self.refresh_queue(full=True)
             self._sync_labels(None, self._current_name())
         else:
-            self._update_queue(changed)
             row = self.current_pick()
-            name = self._current_name()
+            name = shown = self._current_name()
             if row is not None and self.stacked:
                 name = str(row["micrograph"])
+            self._update_queue(changed, redraw=name == shown)
             self._sync_labels(changed, name)
             if self._shown_mic.get(PREDICTIONS) != name:
                 self._draw_predictions(name)
