@@ -214,20 +214,30 @@ def points_to_picks(
     return validate_picks(table, "points layer")
 
 
-def review_features(rows: pd.DataFrame) -> pd.DataFrame:
-    """The features of the review layers' points for pick-table rows: ``pick_id``
-    (-1 when absent), ``micrograph``, ``confidence``, ``status`` (categorical over
-    ``STATUS_COLORS``), ``diameter``."""
+def review_frame(pick_id, micrograph, confidence, status, diameter) -> pd.DataFrame:
+    """The review layers' point features from their columns (any sequences of equal
+    length): ``pick_id``, ``micrograph``, ``confidence``, ``status`` (strings, or a
+    categorical over ``STATUS_COLORS`` as it is) and ``diameter``, in those dtypes.
+    The one place that defines these features."""
+    if not (isinstance(status, pd.Categorical) and list(status.categories) == list(STATUS_COLORS)):
+        status = pd.Categorical([str(v) for v in status], categories=list(STATUS_COLORS))
     return pd.DataFrame(
         {
-            "pick_id": rows["pick_id"].to_numpy(np.int64)
-            if "pick_id" in rows
-            else np.full(len(rows), -1, np.int64),
-            "micrograph": rows["micrograph"].astype(str).to_numpy(dtype=object),
-            "confidence": rows["confidence"].to_numpy(np.float64),
-            "status": pd.Categorical(rows["status"].astype(str), categories=list(STATUS_COLORS)),
-            "diameter": rows["diameter"].to_numpy(np.float64),
+            "pick_id": np.asarray(pick_id, np.int64),
+            "micrograph": np.asarray([str(m) for m in micrograph], dtype=object),
+            "confidence": np.asarray(confidence, np.float64),
+            "status": status,
+            "diameter": np.asarray(diameter, np.float64),
         }
+    )
+
+
+def review_features(rows: pd.DataFrame) -> pd.DataFrame:
+    """The features of the review layers' points for pick-table rows
+    (:func:`review_frame`; ``pick_id`` -1 when absent)."""
+    ids = rows["pick_id"] if "pick_id" in rows else np.full(len(rows), -1, np.int64)
+    return review_frame(
+        ids, rows["micrograph"], rows["confidence"], rows["status"], rows["diameter"]
     )
 
 
@@ -263,16 +273,12 @@ class PointsByMicrograph:
         rows = self._rows.get(str(name), np.zeros(0, np.intp))
         if min_confidence is not None:
             rows = rows[np.nan_to_num(self._confidence[rows], nan=0.0) >= min_confidence]
-        features = pd.DataFrame(
-            {
-                "pick_id": self._pick_id[rows],
-                "micrograph": self._micrograph[rows],
-                "confidence": self._confidence[rows],
-                "status": pd.Categorical.from_codes(
-                    self._status[rows], categories=list(STATUS_COLORS)
-                ),
-                "diameter": self._diameter[rows],
-            }
+        features = review_frame(
+            self._pick_id[rows],
+            self._micrograph[rows],
+            self._confidence[rows],
+            pd.Categorical.from_codes(self._status[rows], categories=list(STATUS_COLORS)),
+            self._diameter[rows],
         )
         return self._yx[rows], features
 

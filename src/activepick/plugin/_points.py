@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from ..constants import LABEL_COLUMNS, STATUS_ADDED
-from ._layers import STATUS_COLORS
+from ._layers import STATUS_COLORS, review_frame
 
 
 def feature_defaults_of(layer) -> dict:
@@ -47,7 +47,7 @@ def reset_drawn_defaults(layer) -> None:
 
 
 def label_points(rows: Sequence[Sequence], index: int | None) -> tuple[np.ndarray, pd.DataFrame]:
-    """Coordinates and review features (``_layers.review_features``) of label rows
+    """Coordinates and review features (``_layers.review_frame``) of label rows
     (tuples in ``LABEL_COLUMNS`` order, as ``LabelStore.rows`` gives) of one
     micrograph: ``(index, y, x)`` on a stack, ``(y, x)`` when ``index`` is None.
     O(len(rows)), column by column, without a pick-table round trip."""
@@ -59,16 +59,8 @@ def label_points(rows: Sequence[Sequence], index: int | None) -> tuple[np.ndarra
     coords = (
         np.column_stack([y, x]) if index is None else np.column_stack([np.full(n, index), y, x])
     )
-    features = pd.DataFrame(
-        {
-            "pick_id": np.asarray(col["pick_id"], np.int64),
-            "micrograph": np.asarray([str(m) for m in col["micrograph"]], dtype=object),
-            "confidence": np.asarray(col["confidence"], np.float64),
-            "status": pd.Categorical(
-                [str(v) for v in col["status"]], categories=list(STATUS_COLORS)
-            ),
-            "diameter": np.asarray(col["diameter"], np.float64),
-        }
+    features = review_frame(
+        col["pick_id"], col["micrograph"], col["confidence"], col["status"], col["diameter"]
     )
     return coords.reshape(n, 2 if index is None else 3), features
 
