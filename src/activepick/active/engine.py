@@ -203,6 +203,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         ``should_stop()`` turns true.
         """
         from ..detector import input_cache, iter_train_detector
+        from ..detector.budget import finetuned
 
         positives = self.positive_labels()
         if len(positives) == 0:
@@ -217,11 +218,10 @@ class ActiveLearner(LabelEditing, SettingsAccess):
                 else ("general" if init.meta.get("general") else "previous")
             )
         config = self.config
-        if init is not None and self.protocol == "product":
-            from ..detector.config import FINETUNE_LR
-
-            config = dataclasses.replace(config, lr=min(config.lr, FINETUNE_LR))
-        if self.train_steps is not None:
+        finetune = init is not None and self.protocol == "product"
+        if finetune:  # crops, distillation, a budget that grows with the labels
+            config = finetuned(config, len(positives), min_steps=self.train_steps)
+        elif self.train_steps is not None:
             config = dataclasses.replace(config, steps=self.train_steps)
         yield {
             "stage": "train",
