@@ -194,9 +194,7 @@ def test_pyramid_filters_only_the_slice_asked_for_and_keeps_few(tmp_path):
     assert stack.reads == 0  # building the dask arrays reads nothing
     shown = np.asarray(levels[0][4])
     assert stack.reads == 1
-    np.testing.assert_allclose(
-        shown, lowpass(_halve_by_hand(images[4]), 4.5), rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(shown, lowpass(_halve_by_hand(images[4]), 4.5), rtol=1e-5, atol=1e-5)
     for i in range(6):
         np.asarray(levels[1][i])
         np.asarray(levels[0][i])
@@ -205,5 +203,3 @@ def test_pyramid_filters_only_the_slice_asked_for_and_keeps_few(tmp_path):
     np.asarray(levels[1][4])
     assert stack.reads == 7  # the last two slices' levels come from the pyramid's cache
     assert pyramid.cached_slices() == 2 * pyramid.n_levels
-
-
