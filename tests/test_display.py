@@ -172,6 +172,10 @@ def test_pyramid_levels_follow_the_source_and_no_filter_is_the_source():
     np.testing.assert_allclose(low.slice(0, 1), lowpass(raw.slice(0, 2), 2.0), rtol=1e-6)
     with pytest.raises(ValueError, match="> 0"):
         DisplayPyramid(array_levels(image), image.shape, cutoff_px=-1.0)
+    # the finest filtered level is at most max_side px long: 64 -> 32 -> 16
+    capped = DisplayPyramid(array_levels(image), image.shape, cutoff_px=4.0, max_side=20)
+    assert (capped.first, capped.level_shape(0)) == (2, (3, 16, 12))
+    np.testing.assert_allclose(capped.slice(1), lowpass(raw.slice(1, 2), 1.0), rtol=1e-6)
 
 
 def _halve_by_hand(image: np.ndarray) -> np.ndarray:

@@ -25,7 +25,11 @@ deviation :func:`gaussian_sigma` ``= c * sqrt(ln 2 / 2) / π ≈ 0.187 c``.
 than its cut-off, so it is computed on the 2x2-mean pyramid level whose pixel is
 at most a quarter of the cut-off (:func:`display_level`) and shown scaled up:
 filtering one 4096 px micrograph at full size takes 0.3-0.7 s, its 1024 px level
-(a 20 px cut-off) 20 ms. Each slice is filtered when it is shown, and the
+(a 20 px cut-off) 20 ms. The finest filtered level is at most
+:data:`FILTER_MAX_SIDE` px long, so a cut-off under 8 px of a 4096 px micrograph
+is shown on the 2048 px level, drawn from 2x2 blocks when zoomed in to single
+pixels; it still keeps 0.45-0.56 of the amplitude at the cut-off instead of 0.5
+(measured for cut-offs of 5-7 px). Each slice is filtered when it is shown, and the
 :class:`DisplayPyramid` keeps the levels of the last few slices only, so the
 filtered image costs no memory per micrograph of the stack.
 """
@@ -52,6 +56,10 @@ LOWPASS_PRESETS_A = (10.0, 20.0, 30.0)
 LOWPASS_PRESETS_PX = (5.0, 10.0, 20.0)
 #: The display grid samples the cut-off wavelength at least this often.
 SAMPLES_PER_CUTOFF = 4
+#: The filtered display's finest level has at most this many px on its long side
+#: (a 4096 px micrograph is filtered at 2048 px at the finest, about 0.1 s; at
+#: full size 0.3-0.7 s). Only cut-offs under 8 px of such micrographs are affected.
+FILTER_MAX_SIDE = 2048
 #: Units of a low-pass cut-off.
 ANGSTROM, PIXEL = "Å", "px"
 
@@ -178,7 +186,8 @@ class DisplayPyramid:
     ``2 ** level`` times by 2x2 means (:meth:`~activepick.io.lazy.LazyStack.padded`
     or :func:`array_levels`); ``n_levels`` is how many levels napari shows of the
     source (1 for small micrographs). With a cut-off the pyramid starts at source
-    level :attr:`first` = :func:`display_level` ``(cutoff_px)`` (a layer showing it is
+    level :attr:`first` = :func:`display_level` ``(cutoff_px)``, or the first level
+    whose long side is at most ``max_side`` if that is coarser (a layer showing it is
     scaled by :attr:`factor`), and its level ``k`` is source level ``first + k``
     filtered at ``cutoff_px / 2 ** (first + k)`` px of that level. The last
     ``cache_slices`` slices' levels are kept; nothing else.
@@ -191,14 +200,18 @@ class DisplayPyramid:
         *,
         n_levels: int = 1,
         cutoff_px: float | None = None,
+        max_side: int | None = FILTER_MAX_SIDE,
         cache_slices: int = 2,
     ) -> None:
-        if cutoff_px is not None:
-            gaussian_sigma(cutoff_px)  # refuses a cut-off <= 0
         self.source = source
         self.shape = tuple(int(s) for s in shape)
         self.cutoff_px = None if cutoff_px is None else float(cutoff_px)
-        self.first = 0 if cutoff_px is None else display_level(cutoff_px)
+        self.first = 0
+        if cutoff_px is not None:
+            gaussian_sigma(cutoff_px)  # refuses a cut-off <= 0
+            self.first = display_level(cutoff_px)
+            while max_side and max(self.shape[1:]) // 2**self.first > max_side:
+                self.first += 1
         self.n_levels = max(1, int(n_levels) - self.first)
         self._slice = functools.lru_cache(maxsize=max(1, cache_slices) * self.n_levels)(
             self._compute
