@@ -129,3 +129,20 @@ def test_units_follow_the_pixel_size_and_removing_the_layer_turns_the_filter_off
     viewer.layers["mics"].contrast_limits = (1.0, 2.0)
     viewer.dims.set_current_step(0, 1)
     assert viewer.layers["mics"].contrast_limits == [1.0, 2.0]  # the user's contrast is kept
+
+
+def test_an_in_memory_single_micrograph_is_filtered_too(make_napari_viewer):
+    image = _images(1)[0]
+    viewer, widget = _widget(make_napari_viewer)
+    layer = viewer.add_image(image.copy(), name="one")
+    widget.use_layer(layer)
+    assert widget.learner.micrographs[0].name == "one"
+    widget.display.set_lowpass(12.0)  # no pixel size: px; 12 px -> the 2x2-mean level
+    shown = viewer.layers["one (low-pass)"]
+    assert shown.ndim == 2 and not layer.visible
+    np.testing.assert_allclose(shown.translate, [0.5, 0.5])
+    np.testing.assert_allclose(
+        np.asarray(shown.data), lowpass(_halve(image), 6.0), rtol=1e-5, atol=1e-5
+    )
+    np.testing.assert_array_equal(layer.data, image)
+    np.testing.assert_array_equal(widget.learner.micrographs[0].data, image)

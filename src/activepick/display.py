@@ -47,7 +47,7 @@ import numpy as np
 #: Contrast limits of micrographs: these percentiles of a pixel sample.
 CONTRAST_PERCENTILES = (0.5, 99.5)
 #: Pixels sampled (strided) for per-slice contrast limits.
-CONTRAST_SAMPLE = 1 << 18
+CONTRAST_SAMPLE = 1 << 16
 #: Low-pass presets in Å (when the pixel size is known): RELION's tutorial views
 #: micrographs for manual picking at 20 Å; 10 and 30 Å bracket it.
 LOWPASS_PRESETS_A = (10.0, 20.0, 30.0)
