@@ -34,7 +34,7 @@ from ..constants import (
     STATUS_PREDICTED,
     STATUS_REJECTED,
 )
-from ..display import CONTRAST_PERCENTILES, percentile_limits
+from ..display import CONTRAST_PERCENTILES, CONTRAST_SAMPLE, percentile_limits
 from ..io.picks import empty_picks, validate_picks
 
 #: Names of the review layers (plugin/review.py).
@@ -64,8 +64,6 @@ STATUS_COLORS: dict[str, str] = {
 QUEUE_COLORS: dict[str, str] = {**STATUS_COLORS, STATUS_PREDICTED: "darkorange"}
 #: Colour of ground-truth particles (distinct from every status and the current pick).
 GROUND_TRUTH_COLOR = "#b48cff"
-#: Pixels sampled for the contrast limits.
-CONTRAST_SAMPLE = 1_000_000
 #: Border width of picks, as a fraction of the point size.
 BORDER_WIDTH = 0.08
 
