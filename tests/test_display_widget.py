@@ -129,6 +129,10 @@ def test_units_follow_the_pixel_size_and_removing_the_layer_turns_the_filter_off
     viewer.layers["mics"].contrast_limits = (1.0, 2.0)
     viewer.dims.set_current_step(0, 1)
     assert viewer.layers["mics"].contrast_limits == [1.0, 2.0]  # the user's contrast is kept
+    panel.set_lowpass(10.0)
+    assert "mics (low-pass)" in viewer.layers
+    viewer.layers.remove("mics")  # the micrographs go: their filtered layer goes too
+    assert not any(ly.name.startswith("mics") for ly in viewer.layers)
 
 
 def test_an_in_memory_single_micrograph_is_filtered_too(make_napari_viewer):
