@@ -156,6 +156,25 @@ def test_pyramid_filters_on_a_coarse_level_close_to_the_exact_filter():
     assert exact == pytest.approx(2**-0.25, abs=2e-3)
 
 
+def test_array_levels_hold_one_slice():
+    image = np.arange(3 * 8 * 8, dtype=np.float64).reshape(3, 8, 8)
+    reads = []
+
+    class Counted:  # an array that counts the slices read from it
+        def __getitem__(self, i):
+            reads.append(i)
+            return image[i]
+
+    source = array_levels(Counted())
+    first = source(0, 0)
+    assert first.dtype == np.float32
+    np.testing.assert_array_equal(source(0, 1), _halve_by_hand(image[0]))
+    assert source(0, 2).shape == (2, 2) and reads == [0]  # levels from the slice held
+    source(1, 2)
+    source(0, 1)
+    assert reads == [0, 1, 0]  # slice 0 was let go when slice 1 was asked for
+
+
 def test_pyramid_levels_follow_the_source_and_no_filter_is_the_source():
     image = np.random.default_rng(1).standard_normal((3, 64, 48)).astype(np.float32)
     raw = DisplayPyramid(array_levels(image), image.shape, n_levels=3)

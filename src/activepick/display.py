@@ -162,18 +162,26 @@ def percentile_limits(
     return (float(lo), float(hi))
 
 
-def array_levels(data: Any, *, cache_slices: int = 1) -> Source:
+def array_levels(data: Any) -> Source:
     """``source(i, level)`` over an in-memory (or dask) stack ``(N, H, W)``: slice
     ``i`` as float32, halved ``level`` times with 2x2 means (as
-    :meth:`activepick.io.lazy.LazyStack.padded`). Keeps the levels of the last
-    ``cache_slices`` slices."""
+    :meth:`activepick.io.lazy.LazyStack.padded`). Holds the levels of the last slice
+    asked for only."""
     from .io.lazy import halve
 
-    @functools.lru_cache(maxsize=max(1, cache_slices) * 8)
+    held: dict[str, Any] = {"index": None, "levels": {}}
+
     def source(i: int, level: int) -> np.ndarray:
-        if level == 0:
-            return np.asarray(data[int(i)], dtype=np.float32)
-        return halve(source(i, level - 1))
+        i, level = int(i), int(level)
+        if held["index"] != i:
+            held["index"], held["levels"] = i, {}
+        levels = held["levels"]
+        if level not in levels:
+            if level == 0:
+                levels[0] = np.asarray(data[i], dtype=np.float32)
+            else:
+                levels[level] = halve(source(i, level - 1))
+        return levels[level]
 
     return source
 

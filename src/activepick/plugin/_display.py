@@ -102,7 +102,8 @@ class MicrographDisplay:
     @property
     def shown_layer(self):
         """The layer on screen: the filtered one, else the micrograph layer."""
-        return self.display_layer or self.source_layer
+        layer = self.display_layer
+        return self.source_layer if layer is None else layer
 
     def attach(self, layer, pixel_size: float | None) -> None:
         """Show micrograph ``layer`` (pixel size in Å/px or None) with the current
