@@ -61,7 +61,7 @@ REAL_FRACTION = 0.25
 #: Real crops stay this many diameters inside the micrograph (border artefacts).
 REAL_MARGIN = 1.0
 #: Simulated validation images (fixed seed) and the validation period in steps.
-SIM_VAL_IMAGES = 12
+SIM_VAL_IMAGES = 24
 EVAL_EVERY = 200
 
 #: ``(image (1, crop, crop) tensor, positives (N, 2) input edge coords, sizes (N,))``.
@@ -203,8 +203,10 @@ def validation_set(
 
 def validation_scores(detector, val: ValidationSet) -> dict[str, float]:
     """F1 at the best threshold of ``detector`` on each group of ``val`` and their mean
-    (``"score"``). The detector is used at each image's own diameter; picks and
-    truth within half a diameter of the border are left out."""
+    (``"score"``), each group's best threshold (``"<group>_t_opt"``) and their mean
+    (``"t_opt"``, the calibrated threshold of the model card). The detector is used
+    at each image's own diameter; picks and truth within half a diameter of the
+    border are left out."""
     import pandas as pd
 
     from .. import metrics
@@ -228,8 +230,11 @@ def validation_scores(detector, val: ValidationSet) -> dict[str, float]:
         margin = 0.5 * max(it[3] for it in val.items if it[4] == group)
         pred = metrics.inside_margin(pd.concat(preds, ignore_index=True), shapes, margin)
         truth = metrics.inside_margin(pd.concat(truths, ignore_index=True), shapes, margin)
-        out[group] = round(float(metrics.summary(pred, truth)["f1_topt"]), 4)
+        s = metrics.summary(pred, truth)
+        out[group] = round(float(s["f1_topt"]), 4)
+        out[f"{group}_t_opt"] = float(s["t_opt"])
     out["score"] = round(float(np.mean([out[g] for g in val.groups()])), 4)
+    out["t_opt"] = round(float(np.mean([out[f"{g}_t_opt"] for g in val.groups()])), 3)
     return out
 
 
@@ -259,8 +264,8 @@ def iter_pretrain(
     ``diameter`` = 32, the input-scale particle size). With ``validation`` the
     weights of the best validation score (:func:`validation_scores`, every
     ``eval_every`` steps and at the end) are returned and saved; else the last
-    ones. ``checkpoint`` is written (float16) every ``save_every`` steps and at the
-    end. ``init`` (a Detector of the same arch) continues from its weights.
+    ones, with the best step's calibrated threshold in ``meta["threshold"]``.
+    ``checkpoint`` is written (float16) every ``save_every`` steps and at the end. ``init`` (a Detector of the same arch) continues from its weights.
     """
     import torch
 
@@ -296,6 +301,7 @@ def iter_pretrain(
             "distribution": distribution(real),
             "validation": history,
             "best_step": best["step"] if validation is not None else step,
+            "threshold": best.get("t_opt"),
             "init": None if init is None else init.meta.get("steps"),
             "finished": final,
         }
@@ -307,7 +313,7 @@ def iter_pretrain(
         history.append({"step": step, **scores})
         if scores["score"] > best["score"]:
             state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-            best.update(score=scores["score"], step=step, state=state)
+            best.update(score=scores["score"], step=step, state=state, t_opt=scores["t_opt"])
 
     network.train()
     while True:
