@@ -18,6 +18,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 _PROBE = (
@@ -90,3 +91,50 @@ def disk_full(monkeypatch):
         monkeypatch.setattr(os, "replace", replace)
 
     return fill
+
+
+@pytest.fixture
+def mouse_drag(qtbot):
+    """``mouse_drag(widget, viewer, start, end)``: drag with the left mouse button on the
+    viewer's canvas from world point ``start`` to ``end`` (``(y, x)`` of the shown
+    slice), as a user does: Qt mouse events on the canvas widget (found through the
+    dock ``widget``'s main window: no private napari API), which vispy and napari turn
+    into the active layer's drag callbacks (select mode moves the selected points).
+    The window must be shown. Returns the canvas pixels pressed and released."""
+    from qtpy.QtCore import QEvent, QPointF, Qt
+    from qtpy.QtGui import QMouseEvent
+    from qtpy.QtOpenGLWidgets import QOpenGLWidget
+    from qtpy.QtWidgets import QApplication
+
+    def drag(widget, viewer, start, end, steps: int = 4):
+        qtbot.wait(50)  # pending resizes reach the canvas first
+        canvas = widget.window().findChild(QOpenGLWidget)
+        camera = viewer.camera if not hasattr(viewer, "scene") else viewer.scene.camera
+        cy, cx = camera.center[-2:]
+
+        def pixel(yx):
+            y, x = (float(v) for v in yx)
+            return QPointF(
+                (x - cx) * camera.zoom + canvas.width() / 2,
+                (y - cy) * camera.zoom + canvas.height() / 2,
+            )
+
+        def send(kind, point, button, buttons):
+            qtbot.wait(20)  # vispy drops moves < 10 ms apart; napari throttles them
+            event = QMouseEvent(
+                kind, point, canvas.mapToGlobal(point), button, buttons,
+                Qt.KeyboardModifier.NoModifier,
+            )  # fmt: skip
+            QApplication.sendEvent(canvas, event)
+
+        left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+        start, end = np.asarray(start, float), np.asarray(end, float)
+        send(QEvent.Type.MouseMove, pixel(start), none, none)
+        send(QEvent.Type.MouseButtonPress, pixel(start), left, left)
+        for t in np.linspace(0, 1, steps + 1)[1:]:
+            send(QEvent.Type.MouseMove, pixel(start + t * (end - start)), none, left)
+        send(QEvent.Type.MouseButtonRelease, pixel(end), left, none)
+        qtbot.wait(20)
+        return pixel(start), pixel(end)
+
+    return drag

@@ -53,10 +53,10 @@ def data(tmp_path):
     return folder, truth
 
 
-def _widget(make_napari_viewer):
+def _widget(make_napari_viewer, **kwargs):
     """The widget as napari builds it: through the plugin manager (the widget gets a
     ``PublicOnlyProxy`` of the viewer, as from the Plugins menu)."""
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(**kwargs)
     _, widget = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
     return viewer, widget
 
@@ -91,9 +91,9 @@ def _over_stack(viewer, layer) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
+def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path, mouse_drag):
     folder, truth = data
-    viewer, widget = _widget(make_napari_viewer)
+    viewer, widget = _widget(make_napari_viewer, show=True)  # shown: a mouse drag below
     _setup(widget, folder)
     learner = widget.learner
     assert [m.name for m in learner.micrographs] == ["mic_00", "mic_01", "mic_02"]
@@ -168,19 +168,23 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     assert _press(viewer, "u")  # undo it
     assert learner.counts(round=1)["accepted"] == 1 and learner.position == 2
 
-    # drag queue point 2 with the mouse: a "move"
+    # drag queue point 2 with the mouse (select mode), as a user does: a "move"
+    queue_layer.mode = "select"  # then made active: the camera stops panning on a drag
     viewer.layers.selection.active = queue_layer
     start = queue_layer.data[2].copy()
-    target = start + np.array([0.0, 3.0, -2.0])
-    queue_layer.selected_data = {2}
-    with queue_layer.events.data.blocker():
-        queue_layer._move({2}, start)
-    queue_layer._move({2}, target)
+    viewer.dims.set_current_step(0, int(start[0]))
+    camera(viewer).center = tuple(start[1:])
+    mouse_drag(widget, viewer, start[1:], start[1:] + [3.0, -2.0])
+    end = queue_layer.data[2]
+    assert end[0] == start[0]
+    # the point follows the cursor to within a screen pixel of the target
+    assert end[1:] == pytest.approx(start[1:] + [3.0, -2.0], abs=1.0 / camera(viewer).zoom)
     moved = learner.labels[learner.labels["pick_id"] == ids[2]].iloc[0]
     assert moved["status"] == "moved"
-    assert (moved["x"], moved["y"]) == pytest.approx((target[2], target[1]))
+    assert (moved["x"], moved["y"]) == pytest.approx((end[2], end[1]))
     assert (moved["pred_x"], moved["pred_y"]) == pytest.approx((start[2], start[1]))
     assert queue_layer.features["status"].iloc[2] == "moved"
+    assert learner.counts(round=1)["moved"] == 1
 
     # c removes the added label nearest the cursor
     added = learner.labels[learner.labels["status"] == "added"].iloc[0]
