@@ -14,8 +14,10 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -62,6 +64,38 @@ def pytest_collection_modifyitems(config, items):
     mark = pytest.mark.skip(reason=reason)
     for item in gui:
         item.add_marker(mark)
+
+
+def pytest_configure(config):
+    """User cache folders (magicgui's persisted settings of the widget's *Model* form,
+    napari's themed icons) in a temporary folder for the whole run, never the user's
+    home: magicgui and napari follow ``XDG_CACHE_HOME`` (Linux), ``LOCALAPPDATA``
+    (Windows) and the home folder (macOS). Set once, before napari starts: napari
+    registers its icon folder once per process."""
+    folder = tempfile.mkdtemp(prefix="activepick-tests-cache-")
+    config._activepick_cache = folder
+    os.environ["XDG_CACHE_HOME"] = folder
+    os.environ["LOCALAPPDATA"] = folder
+    if sys.platform == "darwin":
+        os.environ["HOME"] = folder
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_activepick_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def persisted_settings_folder() -> Path:
+    """magicgui's persistence folder (in the run's temporary cache, see
+    :func:`pytest_configure`), emptied before each test: each test starts with the
+    form's defaults."""
+    from magicgui._util import user_cache_dir
+
+    folder = Path(user_cache_dir())
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
 
 
 @pytest.fixture

@@ -34,9 +34,7 @@ def _widget(make_napari_viewer, **kwargs):
     return viewer, widget
 
 
-def test_starting_the_widget_prints_no_future_warning_from_our_code(
-    make_napari_viewer, tmp_path
-):
+def test_starting_the_widget_prints_no_future_warning_from_our_code(make_napari_viewer, tmp_path):
     folder = _folder(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

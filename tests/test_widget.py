@@ -63,9 +63,9 @@ def _widget(make_napari_viewer, **kwargs):
 
 def _setup(widget, folder):
     widget.open_folder(folder)
-    widget.diameter.setValue(DIAMETER)
-    widget.epochs.setValue(1)
-    widget.review_k.setValue(6)
+    widget.diameter.value = DIAMETER
+    widget.epochs.value = 1
+    widget.review_k.value = 6
     widget.detector_options = dict(TINY)
 
 
@@ -258,7 +258,7 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path, mouse_d
     assert l2.position == position and l2.round == 2
     assert l2.queue["pick_id"].tolist() == learner.queue["pick_id"].tolist()
     assert l2.detector is not None
-    assert widget2.diameter.value() == DIAMETER
+    assert widget2.diameter.value == DIAMETER
     assert len(widget2.review.layers["review queue"].data) == len(l2.queue)
     assert len(_over_stack(viewer2, widget2.review.layers["labels"])) == l2.counts()["positive"]
     row = l2.queue.iloc[position]
@@ -287,7 +287,7 @@ def test_cancel_stops_training(make_napari_viewer, qtbot, data):
     viewer, widget = _widget(make_napari_viewer)
     folder, truth = data
     _setup(widget, folder)
-    widget.epochs.setValue(200)
+    widget.epochs.value = 200
     widget.learner.add_labels(truth.head(10))
     assert widget.train() is not None
     qtbot.waitUntil(lambda: "training" in widget.status.text(), timeout=30_000)
@@ -304,11 +304,11 @@ def test_diameter_preview_and_threshold(make_napari_viewer, data):
     _setup(widget, data[0])
     preview = viewer.layers["diameter preview"]
     assert preview.visible and float(np.ravel(preview.size)[0]) == DIAMETER
-    widget.diameter.setValue(40)
+    widget.diameter.value = 40
     assert float(np.ravel(preview.size)[0]) == 40
-    assert widget.min_distance.value() == 20
+    assert widget.min_distance.value == 20
     assert widget.learner.config.diameter == 40
-    widget.preview_check.setChecked(False)
+    widget.preview_check.value = False
     assert not preview.visible
     widget.threshold.setValue(0.3)
     assert "0 picks" in widget.export_count.text()
@@ -319,7 +319,7 @@ def test_partial_labels_and_fully_picked_micrographs(make_napari_viewer, data):
     _setup(widget, data[0])
     learner = widget.learner
     assert learner.partial is True  # the GUI default: a few clicks are not a full labelling
-    widget.partial_check.setChecked(False)
+    widget.partial_check.value = False
     assert learner.partial is False
     viewer.dims.set_current_step(0, 1)
     assert widget.current_micrograph() == "mic_01"
@@ -372,8 +372,8 @@ def test_gui_sample_sets_the_sample_diameter(qtbot):
 
     viewer, widget = open_gui(build_parser().parse_args(["gui", "--sample"]), show=False)
     try:
-        assert widget.diameter.value() == 48 and widget.learner.config.diameter == 48
-        assert (widget.min_distance.value(), widget.box_size.value()) == (24, 72)
+        assert widget.diameter.value == 48 and widget.learner.config.diameter == 48
+        assert (widget.min_distance.value, widget.box_size.value()) == (24, 72)
         assert widget.truth is not None and not viewer.layers["ground truth"].visible
     finally:
         viewer.close()
@@ -446,14 +446,14 @@ def test_camera_zoom_uses_the_public_canvas_size(make_napari_viewer, data):
 def test_resumed_session_keeps_min_distance_and_box_size(make_napari_viewer, data, tmp_path):
     viewer, widget = _widget(make_napari_viewer)
     widget.open_folder(data[0])
-    widget.diameter.setValue(48)
-    assert (widget.min_distance.value(), widget.box_size.value()) == (24, 72)
+    widget.diameter.value = 48
+    assert (widget.min_distance.value, widget.box_size.value()) == (24, 72)
     assert widget.new_session(tmp_path / "s")
     widget.workbench.close()
     viewer2, widget2 = _widget(make_napari_viewer)
     assert widget2.open_session(tmp_path / "s")
-    assert widget2.diameter.value() == 48
-    assert (widget2.min_distance.value(), widget2.box_size.value()) == (24, 72)
+    assert widget2.diameter.value == 48
+    assert (widget2.min_distance.value, widget2.box_size.value()) == (24, 72)
     assert widget2.workbench.min_distance == 24.0
     assert widget2.learner.config.nms_iou == pytest.approx(widget.learner.config.nms_iou)
 
@@ -545,9 +545,9 @@ def test_steps_box_sets_the_round_budget_and_opened_micrographs_stay_lazy(make_n
     folder, _ = data
     _, widget = _widget(make_napari_viewer)
     _setup(widget, folder)
-    assert widget.steps.value() == DEFAULT_TRAIN_STEPS
+    assert widget.steps.value == DEFAULT_TRAIN_STEPS
     assert widget.workbench.settings.train_steps == DEFAULT_TRAIN_STEPS
-    widget.steps.setValue(7)
+    widget.steps.value = 7
     assert widget.workbench.settings.train_steps == 7
     mics = widget.learner.micrographs
     assert all(isinstance(m, LazyMicrograph) for m in mics)

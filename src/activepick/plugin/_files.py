@@ -12,7 +12,6 @@ from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
 from superqt import QLabeledDoubleSlider
 
 from ..errors import ActivePickError, MicrographError
-from ._layers import PIXEL_SIZE_KEY
 from ._layout import (
     DEFAULTS,
     EXPORT_FORMATS,
@@ -78,8 +77,10 @@ class FilesPanel:
             self.format_combo.addItem(text, fmt)
         form.addRow("Format", _row(self.format_combo, _button("Export…", self._ask_export)))
         self.box_size = _spin(2, 8192, _box_for(DEFAULTS["diameter"]), " px")
+        self.box_size.valueChanged.connect(lambda _: self.show_angstrom())
+        self.box_angstrom = QLabel("")
         extract = _button("Extract…", self._ask_extract, "Cut boxes into .mrcs + STAR")
-        form.addRow("Box size", _row(self.box_size, extract))
+        form.addRow("Box size", _row(self.box_size, self.box_angstrom, extract))
 
     # ------------------------------------------------------------------ export
     def export_table(self, *, include_predictions: bool | None = None, threshold=None):
@@ -90,9 +91,6 @@ class FilesPanel:
         return self.workbench.export_table(
             include_predictions=include_predictions, threshold=threshold
         )
-
-    def _pixel_size(self):
-        return self.image_layer.metadata.get(PIXEL_SIZE_KEY) if self.image_layer else None
 
     def _may_write(self, *paths: Path) -> bool | None:
         """None when no path exists; else the user's answer to "overwrite?"."""
@@ -123,7 +121,6 @@ class FilesPanel:
                 fmt,
                 include_predictions=include_predictions,
                 threshold=float(self.threshold.value()) if threshold is None else threshold,
-                pixel_size=self._pixel_size(),
                 force=bool(force),
             )
         except (ActivePickError, OSError) as exc:
@@ -146,7 +143,6 @@ class FilesPanel:
         kwargs = dict(
             include_predictions=include,
             threshold=float(self.threshold.value()),
-            pixel_size=self._pixel_size(),
             force=bool(force),
         )
 

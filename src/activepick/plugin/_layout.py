@@ -2,14 +2,15 @@
 
 :func:`build_ui` creates the controls as attributes of the widget (``diameter``,
 ``epochs``, ``threshold``, ...; scripts and tests drive them) and connects them to
-the widget's methods. Settings are plain Qt controls rather than a magicgui form:
-eight fields read as well either way, and one toolkit keeps the widget small.
+the widget's methods. The *Model* section is a magicgui form (:mod:`._settings_form`);
+the other sections are Qt controls.
 """
 
 from __future__ import annotations
 
 from qtpy.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
     QGridLayout,
     QHBoxLayout,
@@ -132,6 +133,19 @@ def build_ui(w) -> None:
     w.session_label = QLabel("none (decisions are not saved)")
     w.session_label.setWordWrap(True)
     form.addRow("Session", w.session_label)
+    w.pixel_size = QDoubleSpinBox()
+    w.pixel_size.setRange(0.0, 100.0)
+    w.pixel_size.setDecimals(3)
+    w.pixel_size.setSingleStep(0.01)
+    w.pixel_size.setSuffix(" Å/px")
+    w.pixel_size.setSpecialValueText("unknown")
+    w.pixel_size.setToolTip(
+        "Pixel size of the micrographs: from the MRC header when it gives one; else enter it "
+        "once per session (saved with the session). Sizes then show Å next to px, and exports "
+        "write it (RELION optics block, .mrcs header)."
+    )
+    w.pixel_size.editingFinished.connect(w._on_pixel_size)
+    form.addRow("Pixel size", w.pixel_size)
     form.addRow(
         _row(
             _button("New session…", w._ask_new_session),

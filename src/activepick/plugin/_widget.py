@@ -5,9 +5,8 @@ progress generators (rounds, particle extraction) in a ``thread_worker`` and dra
 the layers (:mod:`activepick.plugin.review`). Every rule, setting, file and
 training step is the workbench's.
 
-Settings are plain Qt controls, not a magicgui form (magicgui is no dependency):
-eight fields in a collapsible section read as well either way, and one toolkit
-keeps the layout (:mod:`._layout`) and the form's sync (:mod:`._settings_form`) small.
+The *Model* settings are a magicgui form whose values persist across restarts
+(:mod:`._settings_form`); the layout is :mod:`._layout`.
 """
 
 from __future__ import annotations
@@ -199,7 +198,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
             sample_truth,
         )
 
-        self.diameter.setValue(int(round(sample_diameter())))
+        self.diameter.value = int(round(sample_diameter()))
         self.use_layer(self._add_micrograph_layer(sample_micrograph_paths(), SAMPLE_LAYER))
         if truth:
             self.set_ground_truth(sample_truth())
@@ -237,6 +236,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         if resumed:
             self._show_settings()
         self._push_settings()
+        self.show_angstrom()
         self.session_label.setText(
             str(workbench.session.folder) if workbench.session else "none (decisions are not saved)"
         )
