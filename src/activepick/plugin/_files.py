@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
+from qtpy.QtWidgets import QCheckBox, QFileDialog, QLabel
 from superqt import QLabeledDoubleSlider
 
 from ..errors import ActivePickError, MicrographError
@@ -18,6 +18,7 @@ from ._layout import (
     FOLDER_FORMATS,
     _box_for,
     _button,
+    _combo,
     _row,
     _section,
     _spin,
@@ -68,11 +69,12 @@ class FilesPanel:
             "Predict every micrograph with the current model (background, resumable); "
             "exports with predictions use them",
         )
-        form.addRow(_row(self.include_predictions, self.predict_all_btn))
+        form.addRow(self.include_predictions)
+        form.addRow(self.predict_all_btn)
         self.export_count = QLabel("")
         self.export_count.setWordWrap(True)
         form.addRow(self.export_count)
-        self.format_combo = QComboBox()
+        self.format_combo = _combo("Coordinate format of the export")
         for fmt, text in EXPORT_FORMATS.items():
             self.format_combo.addItem(text, fmt)
         form.addRow("Format", _row(self.format_combo, _button("Export…", self._ask_export)))

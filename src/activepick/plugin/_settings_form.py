@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from ..active.pixel_size import angstrom_text
 from ..active.settings import DEFAULT_STRATEGY
 from ..errors import ActivePickError
-from ._layout import DEFAULTS, PREVIEW, _box_for, _device_text, _strategies
+from ._layout import DEFAULTS, PREVIEW, _box_for, _device_text, _section, _strategies
 from .review import camera
 
 
@@ -114,8 +114,6 @@ class SettingsForm:
     _form_quiet = False
 
     def _build_model_section(self, root) -> None:
-        from superqt import QCollapsible
-
         self.settings_form = form = build_model_form()
         for w in form:  # the controls as the widget's attributes (scripts and tests)
             setattr(self, w.name, w)
@@ -131,9 +129,7 @@ class SettingsForm:
             "partial_check",
         ):
             getattr(form, name).changed.connect(lambda _: self._push_settings())
-        section = QCollapsible("Model")
-        section.addWidget(form.native)
-        root.addWidget(section)
+        _section(root, "Model", expanded=False).addRow(form.native)
 
     @contextmanager
     def _quiet_form(self) -> Iterator[None]:

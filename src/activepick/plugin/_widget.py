@@ -23,9 +23,10 @@ from ..constants import DEFAULT_DIAMETER
 from ..errors import ActivePickError, Cancelled
 from ._files import FilesPanel
 from ._layers import MICROGRAPHS_KEY, micrographs_from_layer
-from ._layout import GROUND_TRUTH, build_ui, refresh_browser
+from ._layout import GROUND_TRUTH, build_ui, refresh_browser, wrappable_path
 from ._plot import draw_metrics
 from ._settings_form import SettingsForm
+from ._window import fit_window
 from .review import ReviewLayers
 
 
@@ -54,6 +55,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         self._started = 0.0
         self._preview = None
         self._loading = False
+        self._window_fitted = False
         self.review = ReviewLayers(
             napari_viewer, on_message=self.set_status, on_change=self._update_counts
         )
@@ -69,6 +71,13 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         if layer is not None:
             self.use_layer(layer)
         self._pick_up_ground_truth()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
+        """On the first show, enlarge napari's window to a usable size (``_window``)."""
+        super().showEvent(event)
+        if not self._window_fitted and self.window() is not self:
+            self._window_fitted = True
+            fit_window(self.window())
 
     # ------------------------------------------------------------------ state
     @property
@@ -238,7 +247,9 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         self._push_settings()
         self.show_angstrom()
         self.session_label.setText(
-            str(workbench.session.folder) if workbench.session else "none (decisions are not saved)"
+            wrappable_path(workbench.session.folder)
+            if workbench.session
+            else "none (decisions are not saved)"
         )
         self.review.attach(workbench, dict(layer.metadata or {}))
         self.threshold.setValue(float(workbench.learner.t_opt))
@@ -267,7 +278,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         except (ActivePickError, OSError) as exc:
             self._error(exc)
             return False
-        self.session_label.setText(str(session.folder))
+        self.session_label.setText(wrappable_path(session.folder))
         self.set_status(f"session {session.folder}: every decision is saved")
         return True
 
