@@ -103,7 +103,8 @@ def build_model_form():
             "(unlabelled = background).",
         },
     )
-    form.insert(1, Label(name="diameter_angstrom", label="", gui_only=True, visible=False))
+    # label " ": magicgui shows the name when the label is empty
+    form.insert(1, Label(name="diameter_angstrom", label=" ", gui_only=True, visible=False))
     form.margins = (0, 0, 0, 0)
     return form
 
