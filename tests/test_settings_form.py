@@ -54,6 +54,8 @@ def test_the_last_settings_survive_a_restart(make_napari_viewer, persisted_setti
     viewer, widget = _restart(make_napari_viewer, viewer)
     assert (widget.diameter.value, widget.min_distance.value, widget.epochs.value) == (50, 25, 7)
     assert widget.strategy.value == "random" and widget.partial_check.value is False
+    widget.diameter.value = 60  # the minimum distance still follows the diameter
+    assert widget.min_distance.value == 30
 
 
 def test_a_resumed_session_wins_over_the_persisted_settings(make_napari_viewer, tmp_path):

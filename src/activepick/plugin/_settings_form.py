@@ -118,6 +118,7 @@ class SettingsForm:
         self.settings_form = form = build_model_form()
         for w in form:  # the controls as the widget's attributes (scripts and tests)
             setattr(self, w.name, w)
+        self._last_diameter = int(form.diameter.value)  # persisted: maybe not the default
         form.diameter.changed.connect(self._on_diameter)
         form.preview_check.changed.connect(lambda _: self._update_preview())
         for name in (
@@ -215,9 +216,10 @@ class SettingsForm:
         }
 
     def _on_diameter(self, value: int) -> None:
+        """A new diameter: the minimum distance follows it while it is half the old one."""
+        old, self._last_diameter = self._last_diameter, int(value)
         if self._form_quiet:
             return
-        old = float(self.learner.config.diameter) if self.learner else DEFAULTS["diameter"]
         if self.min_distance.value == int(old // 2):
             with self._quiet_form():
                 self.min_distance.value = int(value) // 2
