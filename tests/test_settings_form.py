@@ -104,13 +104,15 @@ def test_a_pixel_size_entered_once_is_saved_with_the_session(make_napari_viewer,
     viewer, widget = _widget(make_napari_viewer)
     widget.open_folder(_folder(tmp_path, None))  # headers without a pixel size
     widget.diameter.value = 40
-    assert widget.workbench.pixel_size is None
+    assert widget.workbench.pixel_size is None and widget.display.unit == "px"
     assert widget.diameter_angstrom.native.isHidden() and widget.pixel_size.text() == "unknown"
     assert widget.new_session(tmp_path / "s")
     widget.pixel_size.setValue(1.25)
     widget.pixel_size.editingFinished.emit()  # the user typed it and left the box
     assert widget.workbench.pixel_size == 1.25
     assert widget.diameter_angstrom.value == "= 50.0 Å"
+    # the display filter gets it too: its cut-off is now in Å
+    assert widget.display.display.pixel_size == 1.25 and widget.display.unit == "Å"
     settings = json.loads((tmp_path / "s" / "session.json").read_text())["settings"]
     assert settings["pixel_size"] == 1.25
     widget.workbench.close()
@@ -118,6 +120,7 @@ def test_a_pixel_size_entered_once_is_saved_with_the_session(make_napari_viewer,
     viewer, widget = _restart(make_napari_viewer, viewer)
     assert widget.open_session(tmp_path / "s")
     assert widget.pixel_size.value() == 1.25 and widget.diameter_angstrom.value == "= 50.0 Å"
+    assert widget.display.unit == "Å"  # the resumed session's entered pixel size
     # exports carry it: the RELION optics block
     out = tmp_path / "picks.star"
     widget.review.add_particle("mic_00", 60.0, 60.0)

@@ -1,7 +1,7 @@
 """The session's pixel size (Å/px of the original micrographs) and sizes in Å.
 
 A pixel size comes from the micrographs' MRC headers (``Micrograph.pixel_size``, read by
-``io.micrograph.read_pixel_size``) or is entered once per session
+``io.micrograph.read_pixel_size``; the first one, ``display.micrograph_pixel_size``) or is entered once per session
 (:meth:`PixelSizeAccess.set_pixel_size`, saved in the session's settings as
 ``pixel_size``); an entered one wins, since headers are sometimes wrong (1.0 or 0).
 :attr:`PixelSizeAccess.pixel_size` is the one value every user of the session reads:
@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..display import micrograph_pixel_size
 from .settings import SettingsError
 
 #: Key of the entered pixel size in a session's settings (``session.json``).
@@ -49,16 +50,6 @@ def angstrom_text(px: float, pixel_size: float | None) -> str:
     return f"{a:.1f} Å" if a < 100 else f"{a:.0f} Å"
 
 
-def header_pixel_size(micrographs) -> float | None:
-    """The first pixel size the micrographs' headers give (Å/px), else None (lazy
-    micrographs read headers only, once per stack)."""
-    for m in micrographs:
-        size = getattr(m, "pixel_size", None)
-        if size:
-            return float(size)
-    return None
-
-
 class PixelSizeAccess:
     """Mixin of :class:`~activepick.active.workbench.Workbench`: its pixel size."""
 
@@ -71,7 +62,7 @@ class PixelSizeAccess:
         None (unknown: sizes are shown in px only)."""
         if self.entered_pixel_size:
             return self.entered_pixel_size
-        return header_pixel_size(self.learner.micrographs)
+        return micrograph_pixel_size(self.learner.micrographs)
 
     def set_pixel_size(self, value: float | None) -> None:
         """Enter the pixel size (Å/px) for this session and save it with the session's
@@ -89,5 +80,4 @@ __all__ = [
     "PixelSizeAccess",
     "angstrom_text",
     "check_pixel_size",
-    "header_pixel_size",
 ]

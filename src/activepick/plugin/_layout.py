@@ -29,6 +29,7 @@ from superqt import QCollapsible
 from ..active.settings import DEFAULT_REVIEW_K, DEFAULT_TRAIN_STEPS
 from ..constants import DEFAULT_DIAMETER
 from ._browser import MicrographBrowser, follow_viewer, show_micrograph_names
+from ._display import DisplayPanel
 from .review import KEY_BINDINGS
 
 #: Export formats (``io.formats`` names) and their file-dialog filters.
@@ -229,6 +230,10 @@ def build_ui(w) -> None:
     ):
         buttons.addWidget(_button(text, slot, tip), i // 2, i % 2)
     form.addRow(buttons)
+
+    form = _section(root, "Display", expanded=False)
+    w.display = DisplayPanel(w.viewer)
+    form.addRow(w.display)
 
     w._build_model_section(root)
 

@@ -252,6 +252,8 @@ class SettingsForm:
         except ActivePickError as exc:
             self._error(exc)
         self.show_angstrom()
+        if self.image_layer is not None:  # the display filter's unit and cut-off in Å
+            self.display.attach(self.image_layer, self.workbench.pixel_size)
 
     def _update_preview(self) -> None:
         """A circle of the particle diameter at the centre of the view."""
