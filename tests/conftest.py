@@ -99,6 +99,20 @@ def persisted_settings_folder() -> Path:
 
 
 @pytest.fixture
+def plugin_widget(make_napari_viewer):
+    """``plugin_widget(**viewer_kwargs) -> (viewer, widget)``: the dock widget as napari
+    builds it, through the plugin manager (it gets a ``PublicOnlyProxy`` of the viewer,
+    as from the Plugins menu)."""
+
+    def build(**kwargs):
+        viewer = make_napari_viewer(**kwargs)
+        _, widget = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
+        return viewer, widget
+
+    return build
+
+
+@pytest.fixture
 def mics(tmp_path):
     """Three micrograph files a session lists but never reads (odd names included)."""
     folder = tmp_path / "micrographs"

@@ -28,17 +28,11 @@ def _folder(tmp_path: Path, n: int = 2, size: int = 160) -> Path:
     return folder
 
 
-def _widget(make_napari_viewer, **kwargs):
-    viewer = make_napari_viewer(**kwargs)
-    _, widget = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
-    return viewer, widget
-
-
-def test_starting_the_widget_prints_no_future_warning_from_our_code(make_napari_viewer, tmp_path):
+def test_starting_the_widget_prints_no_future_warning_from_our_code(plugin_widget, tmp_path):
     folder = _folder(tmp_path)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        viewer, widget = _widget(make_napari_viewer)
+        viewer, widget = plugin_widget()
         widget.open_folder(folder)
         widget.review.refresh()
     assert widget.learner is not None and len(widget.review.layers) == 4
@@ -85,13 +79,13 @@ def _expand_all(widget) -> None:
 
 
 def test_the_window_opens_at_a_usable_size_with_most_of_the_width_for_the_canvas(
-    make_napari_viewer, qtbot
+    plugin_widget, qtbot
 ):
     from qtpy.QtWidgets import QApplication
 
     free = QApplication.primaryScreen().availableGeometry()
     assert (free.width(), free.height()) == (1920, 1080)  # pyproject: xvfb_width / height
-    viewer, widget = _widget(make_napari_viewer, show=True)
+    viewer, widget = plugin_widget(show=True)
     _settle(qtbot)
     window = widget.window()
     assert window.width() >= 1400 and window.height() >= 850  # napari alone: 1089 x 737
@@ -126,8 +120,8 @@ def test_activepick_gui_opens_the_window_at_a_usable_size():
     assert width >= 1400 and height >= 850
 
 
-def test_no_control_is_squashed_at_the_default_size_or_1280_x_800(make_napari_viewer, qtbot):
-    viewer, widget = _widget(make_napari_viewer, show=True)
+def test_no_control_is_squashed_at_the_default_size_or_1280_x_800(plugin_widget, qtbot):
+    viewer, widget = plugin_widget(show=True)
     widget.load_sample()
     widget.set_status("a long status line " * 12)  # wraps, never widens the dock
     _settle(qtbot)
@@ -173,11 +167,11 @@ TEXT_H, TEXT_W = 16, 32
     [(2048, 2048, 40.0), (1023, 1440, 10.0)],  # a square micrograph; a K3's 4092 x 5760 / 4
 )
 def test_confidence_text_clears_the_current_square_and_stays_inside_the_canvas(
-    make_napari_viewer, qtbot, height, width, d
+    plugin_widget, qtbot, height, width, d
 ):
     from activepick.plugin.review import camera
 
-    viewer, widget = _widget(make_napari_viewer, show=True)
+    viewer, widget = plugin_widget(show=True)
     _settle(qtbot)  # the window at its size
     image = np.zeros((2, height, width), np.float32)
     layer = viewer.add_image(image, name="mics", metadata={"micrographs": ["mic_0", "mic_1"]})

@@ -24,22 +24,16 @@ def _folder(tmp_path: Path, pixel_size: float | None, n: int = 2) -> Path:
     return folder
 
 
-def _widget(make_napari_viewer):
-    viewer = make_napari_viewer()
-    _, widget = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
-    return viewer, widget
-
-
-def _restart(make_napari_viewer, viewer):
+def _restart(plugin_widget, viewer):
     """Close napari and start it again (a new viewer and widget)."""
     viewer.close()
-    return _widget(make_napari_viewer)
+    return plugin_widget()
 
 
-def test_the_last_settings_survive_a_restart(make_napari_viewer, persisted_settings_folder):
+def test_the_last_settings_survive_a_restart(plugin_widget, persisted_settings_folder):
     from magicgui._util import user_cache_dir
 
-    viewer, widget = _widget(make_napari_viewer)
+    viewer, widget = plugin_widget()
     assert widget.diameter.value == 64 and widget.epochs.value == 30  # the defaults
     widget.diameter.value = 50
     widget.epochs.value = 7
@@ -51,15 +45,15 @@ def test_the_last_settings_survive_a_restart(make_napari_viewer, persisted_setti
     saved = list(persisted_settings_folder.rglob("*model_settings"))
     assert [p.name for p in saved] == ["activepick.plugin._settings_form.model_settings"]
 
-    viewer, widget = _restart(make_napari_viewer, viewer)
+    viewer, widget = _restart(plugin_widget, viewer)
     assert (widget.diameter.value, widget.min_distance.value, widget.epochs.value) == (50, 25, 7)
     assert widget.strategy.value == "random" and widget.partial_check.value is False
     widget.diameter.value = 60  # the minimum distance still follows the diameter
     assert widget.min_distance.value == 30
 
 
-def test_a_resumed_session_wins_over_the_persisted_settings(make_napari_viewer, tmp_path):
-    viewer, widget = _widget(make_napari_viewer)
+def test_a_resumed_session_wins_over_the_persisted_settings(plugin_widget, tmp_path):
+    viewer, widget = plugin_widget()
     widget.open_folder(_folder(tmp_path, 1.5))
     widget.diameter.value = 48
     widget.epochs.value = 3
@@ -68,10 +62,10 @@ def test_a_resumed_session_wins_over_the_persisted_settings(make_napari_viewer, 
     widget.diameter.value = 48
     widget.workbench.close()
 
-    viewer, widget = _restart(make_napari_viewer, viewer)
+    viewer, widget = _restart(plugin_widget, viewer)
     widget.diameter.value = 30  # the last settings: persisted
     widget.epochs.value = 9
-    viewer, widget = _restart(make_napari_viewer, viewer)
+    viewer, widget = _restart(plugin_widget, viewer)
     assert (widget.diameter.value, widget.epochs.value) == (30, 9)
     assert widget.open_session(tmp_path / "s")
     assert (widget.diameter.value, widget.min_distance.value, widget.epochs.value) == (48, 24, 3)
@@ -79,14 +73,14 @@ def test_a_resumed_session_wins_over_the_persisted_settings(make_napari_viewer, 
     assert widget.box_size.value() == 72
     widget.workbench.close()
     # the session's settings were shown last: they are what the next start shows
-    viewer, widget = _restart(make_napari_viewer, viewer)
+    viewer, widget = _restart(plugin_widget, viewer)
     assert (widget.diameter.value, widget.epochs.value) == (48, 3)
 
 
-def test_the_diameter_shows_angstrom_when_the_sample_pixel_size_is_set(make_napari_viewer):
+def test_the_diameter_shows_angstrom_when_the_sample_pixel_size_is_set(plugin_widget):
     from activepick.plugin._sample_data import sample_diameter
 
-    viewer, widget = _widget(make_napari_viewer)
+    viewer, widget = plugin_widget()
     assert widget.diameter_angstrom.native.isHidden()  # no micrographs: no pixel size
     widget.load_sample()  # the sample's MRC headers: 1.5 Å/px
     assert widget.workbench.pixel_size == 1.5
@@ -100,8 +94,8 @@ def test_the_diameter_shows_angstrom_when_the_sample_pixel_size_is_set(make_napa
     assert widget.diameter_angstrom.value == "= 150 Å"
 
 
-def test_a_pixel_size_entered_once_is_saved_with_the_session(make_napari_viewer, tmp_path):
-    viewer, widget = _widget(make_napari_viewer)
+def test_a_pixel_size_entered_once_is_saved_with_the_session(plugin_widget, tmp_path):
+    viewer, widget = plugin_widget()
     widget.open_folder(_folder(tmp_path, None))  # headers without a pixel size
     widget.diameter.value = 40
     assert widget.workbench.pixel_size is None and widget.display.unit == "px"
@@ -117,7 +111,7 @@ def test_a_pixel_size_entered_once_is_saved_with_the_session(make_napari_viewer,
     assert settings["pixel_size"] == 1.25
     widget.workbench.close()
 
-    viewer, widget = _restart(make_napari_viewer, viewer)
+    viewer, widget = _restart(plugin_widget, viewer)
     assert widget.open_session(tmp_path / "s")
     assert widget.pixel_size.value() == 1.25 and widget.diameter_angstrom.value == "= 50.0 Å"
     assert widget.display.unit == "Å"  # the resumed session's entered pixel size
