@@ -247,13 +247,19 @@ def test_partial_supervision_leaves_unlabelled_cells_out_of_the_loss():
         anchor=32.0,
     )
     cfg = DetectorConfig(pos_weight=10.0, neg_weight=5.0)
-    _, target, weight = _encode_sample(sample, (0, False), cfg, partial=True)
+    _, target, weight, outer = _encode_sample(sample, (0, False), cfg, partial=True)
     assert weight[2, 2] == 10.0 and weight[12, 12] == 5.0
-    # cells whose centre lies within ring = 0.5 diameters = 16 px of (40, 40): its own
-    # cell (2, 2) and (1, 2), (3, 2), (2, 1), (2, 3) (centres 24 / 56 on one axis, 40 on
-    # the other: 16 px away, on the circle) -> 5 cells; the rejection opens no neighbourhood
-    assert int((weight > 0).sum()) == 5 + 1
-    assert weight[1, 1] == 0  # centre (24, 24): 22.6 px away, outside the ring
+    # inner ring, always background: cell centres within 0.5 diameters = 16 px of (40, 40):
+    # its own cell (2, 2) and (1, 2), (3, 2), (2, 1), (2, 3) (centres 24 / 56 on one axis,
+    # 40 on the other: 16 px away, on the circle) -> 5 cells
+    inner = (weight > 0) & ~outer
+    assert int(inner.sum()) == 5 + 1  # the rejection opens no neighbourhood
+    assert not inner[1, 1]  # centre (24, 24): 22.6 px away
+    # outer ring (ring = 1 diameter = 32 px): rows/cols 1-3 plus (0, 2), (2, 0), (2, 4),
+    # (4, 2) -> 13 cells, less the 5 inner ones; background unless the initial model
+    # sees a particle there
+    assert int(outer.sum()) == 13 - 5 and outer[1, 1] and outer[0, 2] and not outer[2, 2]
+    assert weight[outer].tolist() == [1.0] * 8
     assert weight[11, 12] == 0 and weight[8, 8] == 0
     # a prediction in an unsupervised cell does not change the loss
     out = torch.zeros(1, 6, 16, 16)
@@ -261,7 +267,8 @@ def test_partial_supervision_leaves_unlabelled_cells_out_of_the_loss():
     out[0, 4, 8, 8] = 7.0
     moved, _ = detector_loss(out, torch.as_tensor(target[None]), torch.as_tensor(weight[None]))
     assert float(moved) == float(base)
-    _, _, full = _encode_sample(sample, (0, False), cfg, partial=False)
+    _, _, full, none = _encode_sample(sample, (0, False), cfg, partial=False)
+    assert not none.any()
     assert full[8, 8] == 1.0  # the thesis: unlabelled = background
 
 

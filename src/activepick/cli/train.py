@@ -18,6 +18,7 @@ def register(subparsers) -> None:
     from ..detector.budget import (
         FINETUNE_BATCH,
         FINETUNE_CROP,
+        FINETUNE_LR_PARTIAL,
         MAX_STEPS,
         MIN_STEPS,
         STEPS_PER_LABEL,
@@ -77,7 +78,8 @@ def register(subparsers) -> None:
         "--lr",
         type=float,
         default=None,
-        help=f"Adam learning rate (default: {d.lr} from scratch, {FINETUNE_LR} fine-tuning)",
+        help=f"Adam learning rate (default: {d.lr} from scratch; fine-tuning {FINETUNE_LR}, "
+        f"{FINETUNE_LR_PARTIAL} with --partial)",
     )
     p.add_argument(
         "--input-size",

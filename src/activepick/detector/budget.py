@@ -25,8 +25,13 @@ FINETUNE_BATCH = 4
 MIN_STEPS = 60
 STEPS_PER_LABEL = 0.05
 MAX_STEPS = 600
-#: Weight of the distillation loss on unsupervised cells (partial labels).
-FINETUNE_DISTILL = 1.0
+#: Partial labels: the learning rate and the weight of the distillation loss on the
+#: unsupervised cells. Chosen on a crowded simulated set with a good initial model
+#: (F1 0.901 with no labels: 0.920 after 6 labels) and a sparse one with a weak
+#: initial model (0.529: 0.676 after 12 labels); lr 3e-4 with distill 1 gave 0.889 /
+#: 0.679, lr 1e-4 with distill 3 gave 0.922 / 0.639 (docs/model_card.md).
+FINETUNE_LR_PARTIAL = 2e-4
+FINETUNE_DISTILL = 2.0
 
 
 def finetune_steps(n_labels: int) -> int:
@@ -39,13 +44,13 @@ def finetune_config(
     diameter: float, n_labels: int, *, partial: bool, **fields: Any
 ) -> DetectorConfig:
     """The :class:`DetectorConfig` of a fine-tuning run: :func:`finetune_steps`,
-    :data:`FINETUNE_LR`, crops of :data:`FINETUNE_CROP` px, batches of
+    :data:`FINETUNE_LR_PARTIAL` or (complete labels) :data:`FINETUNE_LR`, crops of :data:`FINETUNE_CROP` px, batches of
     :data:`FINETUNE_BATCH` and, with ``partial`` labels, the distillation loss.
     ``fields`` override any of them (and set the others, e.g. ``arch``, ``seed``)."""
     values: dict[str, Any] = {
         "diameter": float(diameter),
         "steps": finetune_steps(n_labels),
-        "lr": FINETUNE_LR,
+        "lr": FINETUNE_LR_PARTIAL if partial else FINETUNE_LR,
         "crop": FINETUNE_CROP,
         "batch_size": FINETUNE_BATCH,
         "distill": FINETUNE_DISTILL if partial else 0.0,
@@ -59,7 +64,7 @@ def finetuned(
 ) -> DetectorConfig:
     """``config`` with the fine-tuning settings of partial labels (the product
     protocol's rounds): :func:`finetune_config`'s crops, batch and distillation, a
-    learning rate of at most :data:`FINETUNE_LR` and ``max(min_steps,
+    learning rate of at most :data:`FINETUNE_LR_PARTIAL` and ``max(min_steps,
     finetune_steps(n_labels))`` steps (``min_steps`` None: the budget alone)."""
     tuned = finetune_config(config.diameter, n_labels, partial=True)
     return dataclasses.replace(

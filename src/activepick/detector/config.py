@@ -120,9 +120,10 @@ class DetectorConfig:
       instead of whole micrographs: with partial labels each crop is centred near
       a random label or rejection, else drawn anywhere (None = whole micrographs).
     - ``ring``: with partial labels, the cells within ``ring`` diameters of a label
-      (other than its own) are background: the same particle seen off-centre.
-      Crowded neighbours sit at least ~0.8 diameters away, so 0.5 never teaches an
-      unlabelled neighbour as background.
+      (other than its own) are background: within half a diameter always (the same
+      particle seen off-centre; crowded neighbours sit at least ~0.8 diameters
+      away), beyond that only where the initial model sees no particle (an
+      unlabelled neighbour is never taught as background).
     - ``distill``: with partial labels and an initial model, weight of a
       distillation loss on the unsupervised cells: their objectness follows the
       initial model's (binary cross-entropy to its confidence) instead of being
@@ -154,7 +155,7 @@ class DetectorConfig:
     eval_points: int = 10
     freeze_norm: bool = True
     crop: int | None = None
-    ring: float = 0.5
+    ring: float = 1.0
     distill: float = 0.0
 
     def __post_init__(self) -> None:

@@ -44,6 +44,12 @@ from .targets import (
     supervised_cells,
 )
 
+#: Partial labels: background always within this many diameters of a label.
+INNER_RING = 0.5
+#: Outer-ring cells where the initial model's confidence reaches this are not taught
+#: as background (a crowded, unlabelled neighbour).
+PROTECT_CONFIDENCE = 0.5
+
 
 @dataclass
 class _Sample:
@@ -158,11 +164,18 @@ def _encode_sample(
     partial: bool,
     zoom: float = 1.0,
     rng: np.random.Generator | None = None,
-) -> tuple[torch.Tensor, np.ndarray, np.ndarray]:
-    """Augmented image (1, H', W'), target (5, Gh, Gw), weight (Gh, Gw).
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, np.ndarray]:
+    """Augmented image (1, H', W'), target (5, Gh, Gw), weight (Gh, Gw) and the
+    ``outer`` ring (Gh, Gw bool) of partial labels.
 
-    ``zoom`` != 1 rescales image, centres and sizes (edge coordinates scale
-    exactly); ``rng`` with ``config.jitter`` > 0 adds contrast / noise jitter.
+    Partial labels (a micrograph not complete) supervise the label cells, each
+    rejection's cell, and background in a ring around each label: always within
+    :data:`INNER_RING` diameters (the label's own particle seen off-centre; no
+    neighbour's centre can be that close), and out to ``config.ring`` diameters in
+    the ``outer`` cells, which the training step leaves out where the initial
+    model sees a particle (a crowded neighbour). ``zoom`` != 1 rescales image,
+    centres and sizes (edge coordinates scale exactly); ``rng`` with
+    ``config.jitter`` > 0 adds contrast / noise jitter.
     """
     image = transform_image(sample.image, view)
     pos = transform_points(sample.positives, sample.shape, view)
@@ -175,10 +188,12 @@ def _encode_sample(
         image = _jittered(image, config.jitter, rng)
     grid = grid_shape(tuple(image.shape[-2:]))
     supervised = None
+    outer = np.zeros(grid, dtype=bool)
     if partial and not sample.complete:
-        # the label's own particle seen off-centre is background; a rejection
-        # supervises its own cell only; the rest is left to the distillation loss
-        supervised = supervised_cells(pos, config.ring * sample.anchor * zoom, grid)
+        radius = sample.anchor * zoom
+        supervised = supervised_cells(pos, min(INNER_RING, config.ring) * radius, grid)
+        outer = supervised_cells(pos, config.ring * radius, grid) & ~supervised
+        supervised = supervised | outer
     enc = encode_targets(
         pos,
         sizes,
@@ -189,7 +204,7 @@ def _encode_sample(
         pos_weight=config.pos_weight,
         neg_weight=config.neg_weight,
     )
-    return image, enc.target, enc.weight
+    return image, enc.target, enc.weight, outer & (enc.weight == 1.0)
 
 
 def _epoch_batches(
@@ -257,7 +272,7 @@ def _holdout_loss(
     total = 0.0
     with torch.inference_mode():
         for s in held:
-            img, tgt, wgt = _encode_sample(s, (0, False), config, partial)
+            img, tgt, wgt, _ = _encode_sample(s, (0, False), config, partial)
             out = network(img[None].to(device, memory_format=torch.channels_last))
             loss, _ = detector_loss(
                 out,
@@ -401,7 +416,7 @@ def iter_train_detector(
                 break
             if should_stop is not None and should_stop():
                 raise Cancelled(f"training cancelled after {step} of {total} steps")
-            images, targets, weights = [], [], []
+            images, targets, weights, rings = [], [], [], []
             zoom = 1.0
             if config.scale_jitter > 0:
                 zoom = float(rng.uniform(1 - config.scale_jitter, 1 + config.scale_jitter))
@@ -411,10 +426,11 @@ def iter_train_detector(
                     s = crop_sample(s, config.crop, rng, partial)
                 square = s.shape[0] == s.shape[1]
                 view = random_view(rng, square) if config.augment else (0, False)
-                img, tgt, wgt = _encode_sample(s, view, config, partial, zoom, rng)
+                img, tgt, wgt, ring = _encode_sample(s, view, config, partial, zoom, rng)
                 images.append(img)
                 targets.append(tgt)
                 weights.append(wgt)
+                rings.append(ring)
             x = torch.stack(images).to(device, memory_format=torch.channels_last)
             t = torch.as_tensor(np.stack(targets)).to(device)
             w = torch.as_tensor(np.stack(weights)).to(device)
@@ -424,6 +440,9 @@ def iter_train_detector(
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     out = network(x)
                     taught = None if teacher is None else _teacher_logits(teacher, x)
+                if taught is not None:  # the initial model's particles in the outer ring
+                    seen = torch.sigmoid(taught) >= PROTECT_CONFIDENCE
+                    w = torch.where(torch.as_tensor(np.stack(rings)).to(device) & seen, 0.0, w)
                 loss, _parts = detector_loss(out, t, w, coord_weight=config.coord_weight)
                 if taught is not None:
                     loss = loss + config.distill * distillation_loss(out, taught, w)
