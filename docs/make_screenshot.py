@@ -40,8 +40,8 @@ def main() -> None:
 
     widget.load_sample()
     truth = widget.truth
-    widget.review_k.setValue(12)
-    widget.preview_check.setChecked(False)
+    widget.review_k.value = 12
+    widget.preview_check.value = False
 
     # the user's first labels: a few particles on half of the micrographs
     names = [m.name for m in widget.learner.micrographs]
@@ -69,7 +69,7 @@ def main() -> None:
             break
         on = truth[truth["micrograph"] == row["micrograph"]]
         dist = np.hypot(on["x"] - row["x"], on["y"] - row["y"]).min() if len(on) else np.inf
-        (review.accept if dist < 0.3 * widget.diameter.value() else review.reject)()
+        (review.accept if dist < 0.3 * widget.diameter.value else review.reject)()
     review.next()
     review.refresh_current(move_camera=True)
     viewer.layers["predictions"].visible = True

@@ -14,10 +14,13 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 _PROBE = (
@@ -63,6 +66,52 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(mark)
 
 
+def pytest_configure(config):
+    """User cache folders (magicgui's persisted settings of the widget's *Model* form,
+    napari's themed icons) in a temporary folder for the whole run, never the user's
+    home: magicgui and napari follow ``XDG_CACHE_HOME`` (Linux), ``LOCALAPPDATA``
+    (Windows) and the home folder (macOS). Set once, before napari starts: napari
+    registers its icon folder once per process."""
+    folder = tempfile.mkdtemp(prefix="activepick-tests-cache-")
+    config._activepick_cache = folder
+    os.environ["XDG_CACHE_HOME"] = folder
+    os.environ["LOCALAPPDATA"] = folder
+    if sys.platform == "darwin":
+        os.environ["HOME"] = folder
+
+
+def pytest_unconfigure(config):
+    folder = getattr(config, "_activepick_cache", None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def persisted_settings_folder() -> Path:
+    """magicgui's persistence folder (in the run's temporary cache, see
+    :func:`pytest_configure`), emptied before each test: each test starts with the
+    form's defaults."""
+    from magicgui._util import user_cache_dir
+
+    folder = Path(user_cache_dir())
+    shutil.rmtree(folder, ignore_errors=True)
+    return folder
+
+
+@pytest.fixture
+def plugin_widget(make_napari_viewer):
+    """``plugin_widget(**viewer_kwargs) -> (viewer, widget)``: the dock widget as napari
+    builds it, through the plugin manager (it gets a ``PublicOnlyProxy`` of the viewer,
+    as from the Plugins menu)."""
+
+    def build(**kwargs):
+        viewer = make_napari_viewer(**kwargs)
+        _, widget = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
+        return viewer, widget
+
+    return build
+
+
 @pytest.fixture
 def mics(tmp_path):
     """Three micrograph files a session lists but never reads (odd names included)."""
@@ -90,3 +139,50 @@ def disk_full(monkeypatch):
         monkeypatch.setattr(os, "replace", replace)
 
     return fill
+
+
+@pytest.fixture
+def mouse_drag(qtbot):
+    """``mouse_drag(widget, viewer, start, end)``: drag with the left mouse button on the
+    viewer's canvas from world point ``start`` to ``end`` (``(y, x)`` of the shown
+    slice), as a user does: Qt mouse events on the canvas widget (found through the
+    dock ``widget``'s main window: no private napari API), which vispy and napari turn
+    into the active layer's drag callbacks (select mode moves the selected points).
+    The window must be shown. Returns the canvas pixels pressed and released."""
+    from qtpy.QtCore import QEvent, QPointF, Qt
+    from qtpy.QtGui import QMouseEvent
+    from qtpy.QtOpenGLWidgets import QOpenGLWidget
+    from qtpy.QtWidgets import QApplication
+
+    def drag(widget, viewer, start, end, steps: int = 4):
+        qtbot.wait(50)  # pending resizes reach the canvas first
+        canvas = widget.window().findChild(QOpenGLWidget)
+        camera = viewer.camera if not hasattr(viewer, "scene") else viewer.scene.camera
+        cy, cx = camera.center[-2:]
+
+        def pixel(yx):
+            y, x = (float(v) for v in yx)
+            return QPointF(
+                (x - cx) * camera.zoom + canvas.width() / 2,
+                (y - cy) * camera.zoom + canvas.height() / 2,
+            )
+
+        def send(kind, point, button, buttons):
+            qtbot.wait(20)  # vispy drops moves < 10 ms apart; napari throttles them
+            event = QMouseEvent(
+                kind, point, canvas.mapToGlobal(point), button, buttons,
+                Qt.KeyboardModifier.NoModifier,
+            )  # fmt: skip
+            QApplication.sendEvent(canvas, event)
+
+        left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+        start, end = np.asarray(start, float), np.asarray(end, float)
+        send(QEvent.Type.MouseMove, pixel(start), none, none)
+        send(QEvent.Type.MouseButtonPress, pixel(start), left, left)
+        for t in np.linspace(0, 1, steps + 1)[1:]:
+            send(QEvent.Type.MouseMove, pixel(start + t * (end - start)), none, left)
+        send(QEvent.Type.MouseButtonRelease, pixel(end), left, none)
+        qtbot.wait(20)
+        return pixel(start), pixel(end)
+
+    return drag

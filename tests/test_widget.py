@@ -53,19 +53,19 @@ def data(tmp_path):
     return folder, truth
 
 
-def _widget(make_napari_viewer):
+def _widget(make_napari_viewer, **kwargs):
     """The widget as napari builds it: through the plugin manager (the widget gets a
     ``PublicOnlyProxy`` of the viewer, as from the Plugins menu)."""
-    viewer = make_napari_viewer()
+    viewer = make_napari_viewer(**kwargs)
     _, widget = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
     return viewer, widget
 
 
 def _setup(widget, folder):
     widget.open_folder(folder)
-    widget.diameter.setValue(DIAMETER)
-    widget.epochs.setValue(1)
-    widget.review_k.setValue(6)
+    widget.diameter.value = DIAMETER
+    widget.epochs.value = 1
+    widget.review_k.value = 6
     widget.detector_options = dict(TINY)
 
 
@@ -91,9 +91,9 @@ def _over_stack(viewer, layer) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
+def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path, mouse_drag):
     folder, truth = data
-    viewer, widget = _widget(make_napari_viewer)
+    viewer, widget = _widget(make_napari_viewer, show=True)  # shown: a mouse drag below
     _setup(widget, folder)
     learner = widget.learner
     assert [m.name for m in learner.micrographs] == ["mic_00", "mic_01", "mic_02"]
@@ -168,19 +168,23 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     assert _press(viewer, "u")  # undo it
     assert learner.counts(round=1)["accepted"] == 1 and learner.position == 2
 
-    # drag queue point 2 with the mouse: a "move"
+    # drag queue point 2 with the mouse (select mode), as a user does: a "move"
+    queue_layer.mode = "select"  # then made active: the camera stops panning on a drag
     viewer.layers.selection.active = queue_layer
     start = queue_layer.data[2].copy()
-    target = start + np.array([0.0, 3.0, -2.0])
-    queue_layer.selected_data = {2}
-    with queue_layer.events.data.blocker():
-        queue_layer._move({2}, start)
-    queue_layer._move({2}, target)
+    viewer.dims.set_current_step(0, int(start[0]))
+    camera(viewer).center = tuple(start[1:])
+    mouse_drag(widget, viewer, start[1:], start[1:] + [3.0, -2.0])
+    end = queue_layer.data[2]
+    assert end[0] == start[0]
+    # the point follows the cursor to within a screen pixel of the target
+    assert end[1:] == pytest.approx(start[1:] + [3.0, -2.0], abs=1.0 / camera(viewer).zoom)
     moved = learner.labels[learner.labels["pick_id"] == ids[2]].iloc[0]
     assert moved["status"] == "moved"
-    assert (moved["x"], moved["y"]) == pytest.approx((target[2], target[1]))
+    assert (moved["x"], moved["y"]) == pytest.approx((end[2], end[1]))
     assert (moved["pred_x"], moved["pred_y"]) == pytest.approx((start[2], start[1]))
     assert queue_layer.features["status"].iloc[2] == "moved"
+    assert learner.counts(round=1)["moved"] == 1
 
     # c removes the added label nearest the cursor
     added = learner.labels[learner.labels["status"] == "added"].iloc[0]
@@ -254,7 +258,7 @@ def test_afternoon_of_picking(make_napari_viewer, qtbot, data, tmp_path):
     assert l2.position == position and l2.round == 2
     assert l2.queue["pick_id"].tolist() == learner.queue["pick_id"].tolist()
     assert l2.detector is not None
-    assert widget2.diameter.value() == DIAMETER
+    assert widget2.diameter.value == DIAMETER
     assert len(widget2.review.layers["review queue"].data) == len(l2.queue)
     assert len(_over_stack(viewer2, widget2.review.layers["labels"])) == l2.counts()["positive"]
     row = l2.queue.iloc[position]
@@ -283,7 +287,7 @@ def test_cancel_stops_training(make_napari_viewer, qtbot, data):
     viewer, widget = _widget(make_napari_viewer)
     folder, truth = data
     _setup(widget, folder)
-    widget.epochs.setValue(200)
+    widget.epochs.value = 200
     widget.learner.add_labels(truth.head(10))
     assert widget.train() is not None
     qtbot.waitUntil(lambda: "training" in widget.status.text(), timeout=30_000)
@@ -300,11 +304,11 @@ def test_diameter_preview_and_threshold(make_napari_viewer, data):
     _setup(widget, data[0])
     preview = viewer.layers["diameter preview"]
     assert preview.visible and float(np.ravel(preview.size)[0]) == DIAMETER
-    widget.diameter.setValue(40)
+    widget.diameter.value = 40
     assert float(np.ravel(preview.size)[0]) == 40
-    assert widget.min_distance.value() == 20
+    assert widget.min_distance.value == 20
     assert widget.learner.config.diameter == 40
-    widget.preview_check.setChecked(False)
+    widget.preview_check.value = False
     assert not preview.visible
     widget.threshold.setValue(0.3)
     assert "0 picks" in widget.export_count.text()
@@ -315,7 +319,7 @@ def test_partial_labels_and_fully_picked_micrographs(make_napari_viewer, data):
     _setup(widget, data[0])
     learner = widget.learner
     assert learner.partial is True  # the GUI default: a few clicks are not a full labelling
-    widget.partial_check.setChecked(False)
+    widget.partial_check.value = False
     assert learner.partial is False
     viewer.dims.set_current_step(0, 1)
     assert widget.current_micrograph() == "mic_01"
@@ -368,8 +372,8 @@ def test_gui_sample_sets_the_sample_diameter(qtbot):
 
     viewer, widget = open_gui(build_parser().parse_args(["gui", "--sample"]), show=False)
     try:
-        assert widget.diameter.value() == 48 and widget.learner.config.diameter == 48
-        assert (widget.min_distance.value(), widget.box_size.value()) == (24, 72)
+        assert widget.diameter.value == 48 and widget.learner.config.diameter == 48
+        assert (widget.min_distance.value, widget.box_size.value()) == (24, 72)
         assert widget.truth is not None and not viewer.layers["ground truth"].visible
     finally:
         viewer.close()
@@ -442,14 +446,14 @@ def test_camera_zoom_uses_the_public_canvas_size(make_napari_viewer, data):
 def test_resumed_session_keeps_min_distance_and_box_size(make_napari_viewer, data, tmp_path):
     viewer, widget = _widget(make_napari_viewer)
     widget.open_folder(data[0])
-    widget.diameter.setValue(48)
-    assert (widget.min_distance.value(), widget.box_size.value()) == (24, 72)
+    widget.diameter.value = 48
+    assert (widget.min_distance.value, widget.box_size.value()) == (24, 72)
     assert widget.new_session(tmp_path / "s")
     widget.workbench.close()
     viewer2, widget2 = _widget(make_napari_viewer)
     assert widget2.open_session(tmp_path / "s")
-    assert widget2.diameter.value() == 48
-    assert (widget2.min_distance.value(), widget2.box_size.value()) == (24, 72)
+    assert widget2.diameter.value == 48
+    assert (widget2.min_distance.value, widget2.box_size.value()) == (24, 72)
     assert widget2.workbench.min_distance == 24.0
     assert widget2.learner.config.nms_iou == pytest.approx(widget.learner.config.nms_iou)
 
@@ -541,9 +545,9 @@ def test_steps_box_sets_the_round_budget_and_opened_micrographs_stay_lazy(make_n
     folder, _ = data
     _, widget = _widget(make_napari_viewer)
     _setup(widget, folder)
-    assert widget.steps.value() == DEFAULT_TRAIN_STEPS
+    assert widget.steps.value == DEFAULT_TRAIN_STEPS
     assert widget.workbench.settings.train_steps == DEFAULT_TRAIN_STEPS
-    widget.steps.setValue(7)
+    widget.steps.value = 7
     assert widget.workbench.settings.train_steps == 7
     mics = widget.learner.micrographs
     assert all(isinstance(m, LazyMicrograph) for m in mics)

@@ -108,9 +108,9 @@ def micrograph_pixel_size(micrographs: Iterable[Any]) -> float | None:
     """The pixel size (Å/px) the display uses: the first positive ``pixel_size`` of
     ``micrographs`` (``Micrograph`` objects: MRC headers), else None.
 
-    The single place the display learns the pixel size (``plugin/_display.py``
-    calls it once per attached stack): point it at a session-level pixel size once
-    there is one.
+    The headers' part of the session's pixel size: the widget hands the display
+    ``Workbench.pixel_size`` (``active/pixel_size.py``), which is the pixel size
+    entered for the session, else this.
     """
     for m in micrographs:
         size = getattr(m, "pixel_size", None)

@@ -32,6 +32,7 @@ import pandas as pd
 from ..constants import STATUS_PREDICTED, STATUS_REJECTED
 from ..errors import ActivePickError
 from .decisions import ReviewError
+from .pixel_size import PIXEL_SIZE_SETTING, PixelSizeAccess, check_pixel_size
 from .predict_all import (
     PREDICT_ALL_FOLDER,
     PREDICT_ALL_STAMP,
@@ -68,7 +69,7 @@ def nms_iou_for(min_distance: float, diameter: float) -> float:
     return float(min(max(float(circle_iou(float(min_distance), diameter / 2)), 0.01), 0.99))
 
 
-class Workbench:
+class Workbench(PixelSizeAccess):
     """One picking session: the learner, its session, the review rules and rounds.
 
     Build with :meth:`for_micrographs` (in memory; :meth:`create_session` saves it)
@@ -122,10 +123,14 @@ class Workbench:
             if micrographs is None and read is not None:
                 micrographs = read(list(session.micrograph_paths))
             learner = ActiveLearner.from_session(session, micrographs)
+            entered = check_pixel_size(
+                session.settings.get(PIXEL_SIZE_SETTING), f"{session.folder}/session.json"
+            )
         except BaseException:
             session.close()
             raise
         wb = cls(learner, session)
+        wb.entered_pixel_size = entered
         saved = session.settings.get("min_distance")
         if isinstance(saved, (int, float)) and saved >= 0:
             wb.min_distance = float(saved)
@@ -200,6 +205,7 @@ class Workbench:
             **self.settings.to_dict(),
             "complete": sorted(self.learner.complete),
             "min_distance": float(self.min_distance),
+            PIXEL_SIZE_SETTING: self.entered_pixel_size,
         }
 
     def apply_settings(self, settings: LearnerSettings) -> None:
@@ -532,15 +538,17 @@ class Workbench:
         pixel_size: float | None = None,
         force: bool = False,
     ) -> tuple[pd.DataFrame, list[Path]]:
-        """Write the curated picks to ``path`` (``io.formats`` format ``fmt``); an
-        existing output is refused unless ``force``. Returns ``(picks, files)``."""
+        """Write the curated picks to ``path`` (``io.formats`` format ``fmt``; with the
+        session's :attr:`pixel_size` unless ``pixel_size`` is given); an existing output
+        is refused unless ``force``. Returns ``(picks, files)``."""
         from ..io.atomic import refuse_existing
         from ..io.formats import write_coordinates
 
         refuse_existing(path, force=force, what="export")
         picks = self.export_table(include_predictions=include_predictions, threshold=threshold)
+        size = pixel_size or self.pixel_size
         files = write_coordinates(
-            picks, Path(path), fmt, shapes=self.learner.shapes, pixel_size=pixel_size
+            picks, Path(path), fmt, shapes=self.learner.shapes, pixel_size=size
         )
         return picks, files
 
@@ -556,7 +564,8 @@ class Workbench:
         should_stop: Callable[[], bool] | None = None,
     ) -> Generator[Progress, None, pd.DataFrame]:
         """Cut the exported picks into ``out_mrcs`` (``.mrcs``) + a RELION STAR beside
-        it; a progress generator returning the particle table."""
+        it (voxel size and optics block: ``pixel_size``, else the session's); a progress
+        generator returning the particle table."""
         from ..io.atomic import refuse_existing
         from ..io.stack import extract_particles
 
@@ -574,7 +583,7 @@ class Workbench:
             int(box_size),
             out_mrcs,
             out_star,
-            pixel_size=pixel_size,
+            pixel_size=pixel_size or self.pixel_size,
             should_stop=should_stop,
         )
         yield {"stage": "extract", "step": 1, "total": 1}

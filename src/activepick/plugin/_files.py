@@ -8,17 +8,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QCheckBox, QComboBox, QFileDialog, QLabel
+from qtpy.QtWidgets import QCheckBox, QFileDialog, QLabel
 from superqt import QLabeledDoubleSlider
 
 from ..errors import ActivePickError, MicrographError
-from ._layers import PIXEL_SIZE_KEY
 from ._layout import (
     DEFAULTS,
     EXPORT_FORMATS,
     FOLDER_FORMATS,
     _box_for,
     _button,
+    _combo,
     _row,
     _section,
     _spin,
@@ -69,17 +69,20 @@ class FilesPanel:
             "Predict every micrograph with the current model (background, resumable); "
             "exports with predictions use them",
         )
-        form.addRow(_row(self.include_predictions, self.predict_all_btn))
+        form.addRow(self.include_predictions)
+        form.addRow(self.predict_all_btn)
         self.export_count = QLabel("")
         self.export_count.setWordWrap(True)
         form.addRow(self.export_count)
-        self.format_combo = QComboBox()
+        self.format_combo = _combo("Coordinate format of the export")
         for fmt, text in EXPORT_FORMATS.items():
             self.format_combo.addItem(text, fmt)
         form.addRow("Format", _row(self.format_combo, _button("Export…", self._ask_export)))
         self.box_size = _spin(2, 8192, _box_for(DEFAULTS["diameter"]), " px")
+        self.box_size.valueChanged.connect(lambda _: self.show_angstrom())
+        self.box_angstrom = QLabel("")
         extract = _button("Extract…", self._ask_extract, "Cut boxes into .mrcs + STAR")
-        form.addRow("Box size", _row(self.box_size, extract))
+        form.addRow("Box size", _row(self.box_size, self.box_angstrom, extract))
 
     # ------------------------------------------------------------------ export
     def export_table(self, *, include_predictions: bool | None = None, threshold=None):
@@ -90,9 +93,6 @@ class FilesPanel:
         return self.workbench.export_table(
             include_predictions=include_predictions, threshold=threshold
         )
-
-    def _pixel_size(self):
-        return self.image_layer.metadata.get(PIXEL_SIZE_KEY) if self.image_layer else None
 
     def _may_write(self, *paths: Path) -> bool | None:
         """None when no path exists; else the user's answer to "overwrite?"."""
@@ -123,7 +123,6 @@ class FilesPanel:
                 fmt,
                 include_predictions=include_predictions,
                 threshold=float(self.threshold.value()) if threshold is None else threshold,
-                pixel_size=self._pixel_size(),
                 force=bool(force),
             )
         except (ActivePickError, OSError) as exc:
@@ -146,7 +145,6 @@ class FilesPanel:
         kwargs = dict(
             include_predictions=include,
             threshold=float(self.threshold.value()),
-            pixel_size=self._pixel_size(),
             force=bool(force),
         )
 

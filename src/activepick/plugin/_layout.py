@@ -2,20 +2,23 @@
 
 :func:`build_ui` creates the controls as attributes of the widget (``diameter``,
 ``epochs``, ``threshold``, ...; scripts and tests drive them) and connects them to
-the widget's methods. Settings are plain Qt controls rather than a magicgui form:
-eight fields read as well either way, and one toolkit keeps the widget small.
+the widget's methods. The *Model* section is a magicgui form (:mod:`._settings_form`);
+the other sections are Qt controls.
 """
 
 from __future__ import annotations
 
 from qtpy.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFormLayout,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
+    QScrollArea,
     QSpinBox,
     QToolButton,
     QVBoxLayout,
@@ -77,16 +80,88 @@ def _row(*widgets) -> QHBoxLayout:
     return row
 
 
+class _SectionBody(QWidget):
+    """The body of a collapsible section. superqt's ``QCollapsible`` caps its content's
+    height at the content's size hint, and Qt's form layout reports a minimum height
+    that ignores wrapped rows and labels. Both hints here are the height the rows need
+    at the body's current width (they grow as the dock narrows), and a width change
+    re-applies the cap: no row is squashed below its minimum size, the dock's scroll
+    area scrolls instead."""
+
+    def __init__(self, box: QCollapsible) -> None:
+        super().__init__()
+        self._box = box
+
+    def _rows_height(self, hint):
+        """``hint`` at least as tall as the rows need at the current width."""
+        layout = self.layout()
+        if layout is not None and layout.hasHeightForWidth() and self.width() > 0:
+            hint.setHeight(max(hint.height(), layout.totalHeightForWidth(self.width())))
+        return hint
+
+    def sizeHint(self):  # noqa: N802 (Qt)
+        return self._rows_height(super().sizeHint())
+
+    def minimumSizeHint(self):  # noqa: N802 (Qt)
+        return self._rows_height(super().minimumSizeHint())
+
+    def resizeEvent(self, event) -> None:  # noqa: N802 (Qt)
+        super().resizeEvent(event)
+        if event.size().width() != event.oldSize().width():
+            self.updateGeometry()  # the hints above changed with the width
+            if self._box.isExpanded():
+                self._box.expand(animate=False)  # the cap for the new width
+
+
 def _section(root: QVBoxLayout, title: str, expanded: bool = True) -> QFormLayout:
+    """A collapsible section (``QCollapsible`` with a :class:`_SectionBody`) added to
+    ``root``; returns its form layout (labels above the fields when the dock is narrow)."""
     box = QCollapsible(title)
-    inner = QWidget()
-    form = QFormLayout(inner)
-    form.setContentsMargins(0, 0, 0, 0)
-    box.addWidget(inner)
+    default = box.content()
+    box.layout().removeWidget(default)
+    default.deleteLater()
+    body = _SectionBody(box)
+    form = QFormLayout(body)
+    form.setContentsMargins(5, 0, 0, 0)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    box.setContent(body)
     if expanded:
         box.expand(animate=False)
+    else:
+        box.collapse(animate=False)
     root.addWidget(box)
     return form
+
+
+def _combo(tip: str = "") -> QComboBox:
+    """A combo box that elides long entries instead of widening the dock."""
+    combo = QComboBox()
+    combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+    combo.setMinimumContentsLength(10)
+    combo.setToolTip(tip)
+    return combo
+
+
+def wrappable_path(path) -> str:
+    """``path`` as label text that may wrap after each folder separator."""
+    return str(path).replace("/", "/\u200b").replace("\\", "\\\u200b")
+
+
+def _scrolling(w) -> QVBoxLayout:
+    """The widget's sections go into a scroll area filling ``w``: when the dock is smaller
+    than their minimum size they scroll instead of squashing buttons. Returns the layout
+    of the scrolled content."""
+    outer = QVBoxLayout(w)
+    outer.setContentsMargins(0, 0, 0, 0)
+    w.scroll_area = QScrollArea()
+    w.scroll_area.setWidgetResizable(True)
+    w.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+    content = QWidget()
+    w.scroll_area.setWidget(content)
+    outer.addWidget(w.scroll_area)
+    root = QVBoxLayout(content)
+    root.setContentsMargins(4, 4, 4, 4)
+    return root
 
 
 def _box_for(diameter: float) -> int:
@@ -123,23 +198,38 @@ def _device_text() -> str:
 
 def build_ui(w) -> None:
     """Lay out the widget's sections (collapsible) and connect their controls."""
-    root = QVBoxLayout(w)
-    root.setContentsMargins(4, 4, 4, 4)
+    root = _scrolling(w)
     form = _section(root, "Data")
-    w.layer_combo = QComboBox()
-    w.layer_combo.setToolTip("Image layer holding the micrographs (a stack: one per slice)")
+    w.layer_combo = _combo("Image layer holding the micrographs (a stack: one per slice)")
     w.layer_combo.activated.connect(w._on_layer_chosen)
-    form.addRow("Micrographs", _row(w.layer_combo, _button("Folder…", w._ask_folder)))
+    form.addRow("Micrographs", w.layer_combo)
     w.session_label = QLabel("none (decisions are not saved)")
     w.session_label.setWordWrap(True)
     form.addRow("Session", w.session_label)
-    form.addRow(
-        _row(
-            _button("New session…", w._ask_new_session),
-            _button("Open…", w._ask_open_session),
-            _button("Import labels…", w._ask_import),
-        )
+    w.pixel_size = QDoubleSpinBox()
+    w.pixel_size.setRange(0.0, 100.0)
+    w.pixel_size.setDecimals(3)
+    w.pixel_size.setSingleStep(0.01)
+    w.pixel_size.setSuffix(" Å/px")
+    w.pixel_size.setSpecialValueText("unknown")
+    w.pixel_size.setToolTip(
+        "Pixel size of the micrographs: from the MRC header when it gives one; else enter it "
+        "once per session (saved with the session). Sizes then show Å next to px, and exports "
+        "write it (RELION optics block, .mrcs header)."
     )
+    w.pixel_size.editingFinished.connect(w._on_pixel_size)
+    form.addRow("Pixel size", w.pixel_size)
+    buttons = QGridLayout()
+    for i, (text, slot, tip) in enumerate(
+        [
+            ("Open folder…", w._ask_folder, "Open a folder of micrographs"),
+            ("Import labels…", w._ask_import, "Add the particles of a coordinate file"),
+            ("New session…", w._ask_new_session, "Save every decision in a session folder"),
+            ("Open session…", w._ask_open_session, "Resume a session"),
+        ]
+    ):
+        buttons.addWidget(_button(text, slot, tip), i // 2, i % 2)
+    form.addRow(buttons)
 
     form = _section(root, "Display", expanded=False)
     w.display = DisplayPanel(w.viewer)

@@ -8,10 +8,11 @@ width, colours). A key press therefore makes as few calls as it can:
 - points change in place (centres, features, the live colour array) and the layer
   is redrawn once (:func:`redraw_points`);
 - a change of the number of points (a label appended, a micrograph's points
-  replaced) runs inside :func:`one_redraw`, which skips napari's per-property
-  redraws and redraws once at the end;
-- the data event is held back: on each one the viewer recomputes every dims range,
-  and review points always lie inside the micrograph stack's extent.
+  replaced) runs inside :func:`one_redraw`, which holds back napari's per-property
+  redraw events (and the data event: on each one the viewer recomputes every dims
+  range, and review points always lie inside the micrograph stack's extent) and
+  redraws once at the end. Only public napari API is used: through the proxy
+  napari hands plugins, private names print FutureWarnings to the user.
 
 ``tests/test_review_layers.py`` checks that what these edits leave on screen equals
 a full redraw by napari, and fails if the napari behaviour they rely on changes.
@@ -20,7 +21,7 @@ a full redraw by napari, and fails if the napari behaviour they rely on changes.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import lru_cache
 
 import numpy as np
@@ -75,15 +76,18 @@ def redraw_points(layer) -> None:
 def one_redraw(layer) -> Iterator[None]:
     """Batch changes of ``layer`` into one redraw at the end.
 
-    napari redraws a Points layer after every property it sets; inside this block
-    those redraws are skipped (napari's own ``Layer._block_refresh``, which napari uses
-    for the same purpose) and :func:`redraw_points` follows. Nothing in the block may
-    emit an event the canvas redraws on (``refresh_colors``, ``text.refresh``): the
-    canvas would read a stale slice. The data setter is safe (napari blocks its
-    property events itself); colours are written in place. Without
-    ``_block_refresh`` (another napari) the block only costs its redraws."""
-    block = getattr(layer, "_block_refresh", None)
-    with block() if callable(block) else nullcontext():
+    napari redraws a Points layer after every property it sets: it re-slices the
+    layer, then emits the events the canvas redraws on (``set_data``, ``highlight``,
+    ``thumbnail``, ``extent``, ``data``, ...). Inside this block every event of the
+    layer is held back (napari's public ``layer.events.blocker_all()``), so the canvas
+    uploads nothing until :func:`redraw_points` follows; napari's own slicing still runs
+    per property (microseconds for the few hundred points of one micrograph). The data
+    event is held back too: on each one the viewer recomputes every dims range, and
+    review points always lie inside the micrograph stack's extent. Nothing in the
+    block may emit an event of another emitter group the canvas redraws on
+    (``text.refresh``): the canvas would read a stale slice. Colours are written in
+    place."""
+    with layer.events.blocker_all():
         yield
     redraw_points(layer)
 
@@ -92,7 +96,7 @@ def writable_data(layer) -> np.ndarray:
     """``layer.data``, made writable first (once) when napari holds a read-only array (as
     pandas hands out), so that points can be moved in place."""
     if not layer.data.flags.writeable:
-        with layer.events.data.blocker(), one_redraw(layer):
+        with one_redraw(layer):
             layer.data = np.array(layer.data, dtype=np.float64)
     return layer.data
 
@@ -107,7 +111,7 @@ def place_points(layer, coords: np.ndarray) -> None:
             writable_data(layer)[:] = coords
             redraw_points(layer)
         return
-    with layer.events.data.blocker(), one_redraw(layer):
+    with one_redraw(layer):
         layer.data = coords
 
 
@@ -144,8 +148,7 @@ def set_points(
     if layer.selected_data:
         layer.selected_data = set()
     with one_redraw(layer):
-        with layer.events.data.blocker():
-            layer.data = coords
+        layer.data = coords
         table = layer.features
         for column in features.columns:
             table[column] = features[column].array
@@ -174,8 +177,7 @@ def append_points(
     start, n = len(layer.data), len(coords)
     rows = np.arange(start, start + n)
     with one_redraw(layer):
-        with layer.events.data.blocker():
-            layer.data = np.concatenate([np.asarray(layer.data), coords])
+        layer.data = np.concatenate([np.asarray(layer.data), coords])
         table = layer.features
         for column in features.columns:
             values = features[column].to_numpy()

@@ -5,9 +5,8 @@ progress generators (rounds, particle extraction) in a ``thread_worker`` and dra
 the layers (:mod:`activepick.plugin.review`). Every rule, setting, file and
 training step is the workbench's.
 
-Settings are plain Qt controls, not a magicgui form (magicgui is no dependency):
-eight fields in a collapsible section read as well either way, and one toolkit
-keeps the layout (:mod:`._layout`) and the form's sync (:mod:`._settings_form`) small.
+The *Model* settings are a magicgui form whose values persist across restarts
+(:mod:`._settings_form`); the layout is :mod:`._layout`.
 """
 
 from __future__ import annotations
@@ -21,14 +20,14 @@ import pandas as pd
 from qtpy.QtWidgets import QMessageBox, QWidget
 
 from ..constants import DEFAULT_DIAMETER
-from ..display import micrograph_pixel_size
 from ..errors import ActivePickError, Cancelled
 from ._display import is_display_layer
 from ._files import FilesPanel
 from ._layers import MICROGRAPHS_KEY, micrographs_from_layer
-from ._layout import GROUND_TRUTH, build_ui, refresh_browser
+from ._layout import GROUND_TRUTH, build_ui, refresh_browser, wrappable_path
 from ._plot import draw_metrics
 from ._settings_form import SettingsForm
+from ._window import fit_window
 from .review import ReviewLayers
 
 
@@ -57,6 +56,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         self._started = 0.0
         self._preview = None
         self._loading = False
+        self._window_fitted = False
         self.review = ReviewLayers(
             napari_viewer, on_message=self.set_status, on_change=self._update_counts
         )
@@ -72,6 +72,13 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         if layer is not None:
             self.use_layer(layer)
         self._pick_up_ground_truth()
+
+    def showEvent(self, event) -> None:  # noqa: N802 (Qt)
+        """On the first show, enlarge napari's window to a usable size (``_window``)."""
+        super().showEvent(event)
+        if not self._window_fitted and self.window() is not self:
+            self._window_fitted = True
+            fit_window(self.window())
 
     # ------------------------------------------------------------------ state
     @property
@@ -205,7 +212,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
             sample_truth,
         )
 
-        self.diameter.setValue(int(round(sample_diameter())))
+        self.diameter.value = int(round(sample_diameter()))
         self.use_layer(self._add_micrograph_layer(sample_micrograph_paths(), SAMPLE_LAYER))
         if truth:
             self.set_ground_truth(sample_truth())
@@ -243,11 +250,14 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         if resumed:
             self._show_settings()
         self._push_settings()
+        self.show_angstrom()
         self.session_label.setText(
-            str(workbench.session.folder) if workbench.session else "none (decisions are not saved)"
+            wrappable_path(workbench.session.folder)
+            if workbench.session
+            else "none (decisions are not saved)"
         )
         self.review.attach(workbench, dict(layer.metadata or {}))
-        self.display.attach(layer, micrograph_pixel_size(workbench.learner.micrographs))
+        self.display.attach(layer, workbench.pixel_size)
         self.threshold.setValue(float(workbench.learner.t_opt))
         self._refresh_layer_combo()
         self._update_preview()
@@ -274,7 +284,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         except (ActivePickError, OSError) as exc:
             self._error(exc)
             return False
-        self.session_label.setText(str(session.folder))
+        self.session_label.setText(wrappable_path(session.folder))
         self.set_status(f"session {session.folder}: every decision is saved")
         return True
 

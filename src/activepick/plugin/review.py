@@ -88,8 +88,25 @@ KEY_BINDINGS: dict[str, tuple[str, str]] = {
     "u": ("undo", "undo the last decision"),
     "Control-z": ("undo", "undo the last decision"),
 }
-#: Size of the current-pick square relative to the diameter.
-CURRENT_SCALE = 1.5
+#: Size of the current-pick square relative to the diameter, and its border width
+#: (relative to its size): between the pick's circle and the square lies a band of
+#: about a third of a diameter, free for the pick's confidence text.
+CURRENT_SCALE = 2.0
+CURRENT_BORDER = 0.05
+#: Where a queue pick's confidence text is centred: this many diameters above the pick's
+#: centre, in the band between its circle and the current-pick square.
+TEXT_OFFSET = 0.72
+
+
+def queue_text_translation(diameter: float, ndim: int) -> list[float]:
+    """Offset (data px, ``ndim`` coordinates) of a queue pick's confidence text from the
+    pick's centre (napari's ``center`` anchor): :data:`TEXT_OFFSET` diameters up, in the
+    band between the pick's circle and the current-pick square, so that neither covers
+    the other at the review zoom (the text is 9 pt; the band is ~30 px when a diameter
+    is ~85 px on screen). Centred on the pick and nearer to it than the square's edge,
+    the text stays inside the micrograph but for a few pixels, whichever edge the pick
+    lies at (queue picks lie at least half a diameter from the edges)."""
+    return [0.0] * (ndim - 2) + [-TEXT_OFFSET * float(diameter), 0.0]
 
 
 class ReviewLayers(LayerInput):
@@ -199,12 +216,16 @@ class ReviewLayers(LayerInput):
                 symbol="square",
                 face_color="transparent",
                 border_color="white",
-                border_width=0.1,
+                border_width=CURRENT_BORDER,
                 border_width_is_relative=True,
                 metadata=meta,
             )
         features = review_features(empty_review_table())
         style = points_style(d, text=name == QUEUE)
+        if name == QUEUE:
+            style["text"].update(
+                anchor="center", translation=queue_text_translation(d, self._ndim(name))
+            )
         # direct colours: the key path colours each point by its status in place
         # (_points.status_rgba); a point the user draws starts as an added particle
         style.pop("border_color_cycle")
@@ -250,6 +271,9 @@ class ReviewLayers(LayerInput):
             layer.current_size = scale * float(diameter)
             if name != CURRENT:
                 layer.feature_defaults = {**feature_defaults_of(layer), "diameter": float(diameter)}
+            offset = queue_text_translation(diameter, layer.ndim)
+            if name == QUEUE and not np.allclose(layer.text.translation, offset):
+                layer.text.translation = offset
 
     # ------------------------------------------------------------------ workbench -> layers
     def _set_points(self, layer, picks: pd.DataFrame) -> None:
