@@ -141,7 +141,10 @@ def test_prepare_image_resizes_normalises_and_pads():
     t, (sx, sy) = prepare_image(image, 256)
     assert t.shape == (1, 160, 256)  # 154 x 256 resized, padded to 160
     valid = t[0, :154, :]
-    assert float(valid.mean()) == pytest.approx(0.0, abs=1e-4)
-    assert float(valid.std()) == pytest.approx(1.0, abs=1e-3)
+    # robust normalisation: the sigma-clipped (3.5 SD) estimate of a Gaussian's SD is
+    # 0.3 % low, so the result's SD is 1.003; values are clipped at +-5
+    assert float(valid.mean()) == pytest.approx(0.0, abs=1e-2)
+    assert float(valid.std()) == pytest.approx(1.0, abs=1e-2)
+    assert float(valid.abs().max()) <= 5.0
     assert float(t[0, 154:].abs().max()) == 0.0
     assert sx == pytest.approx(256 / 500) and sy == pytest.approx(154 / 300)
