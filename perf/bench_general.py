@@ -57,6 +57,7 @@ def run(
     lr: float | None = None,
     steps: int | None = None,
     freeze_norm: bool = True,
+    model: Path | None = None,
 ) -> dict:
     from activepick import metrics
     from activepick.detector import DetectorConfig, train_detector
@@ -69,7 +70,7 @@ def run(
     labels = pick_labels(truth, n, seed)
     t0 = time.perf_counter()
     if init == "general" and n == 0:
-        det, steps = load_general_detector(diameter, device="cpu"), 0
+        det, steps = load_general_detector(diameter, device="cpu", path=model), 0
     elif init == "general":
         cfg = finetune_config(
             diameter,
@@ -80,7 +81,7 @@ def run(
             seed=seed,
             freeze_norm=freeze_norm,
         )
-        start = load_general_detector(diameter, device="cpu")
+        start = load_general_detector(diameter, device="cpu", path=model)
         det = train_detector(mics, labels, cfg, init=start, partial=n is not None)
         steps = det.meta["steps"]
     else:
@@ -92,6 +93,7 @@ def run(
         "train": train.name,
         "test": test.name,
         "init": init,
+        "model": str(model) if model else "shipped",
         "labels": 0 if n == 0 else len(labels),
         "steps": steps,
         "lr": None if init == "general" and n == 0 else det.config.lr,
@@ -110,6 +112,7 @@ def main() -> None:
     parser.add_argument("--test", type=Path, required=True)
     parser.add_argument("--labels", nargs="+", default=["0", "10", "20", "50", "all"])
     parser.add_argument("--scratch", action="store_true")
+    parser.add_argument("--model", type=Path, default=None, help="general model (default shipped)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=None, help="fine-tuning lr (default: CLI's)")
@@ -128,7 +131,15 @@ def main() -> None:
     rows = []
     for init, n in cases:
         row = run(
-            args.train, args.test, n, init, args.seed, args.lr, args.steps, not args.no_freeze
+            args.train,
+            args.test,
+            n,
+            init,
+            args.seed,
+            args.lr,
+            args.steps,
+            not args.no_freeze,
+            args.model,
         )
         rows.append(row)
         print(json.dumps(row), flush=True)
@@ -136,6 +147,7 @@ def main() -> None:
         r["train"],
         r["test"],
         r["init"],
+        r.get("model", "shipped"),
         r["labels"],
         r.get("lr"),
         r.get("steps"),

@@ -48,14 +48,14 @@ def test_simulated_samples_are_at_the_network_scale():
 
 def test_validation_scores_cover_each_group_with_its_threshold(real):
     val = P.validation_set(seed=3, n_sim=2, real=real)
-    assert val.groups() == ["real", "sim"] and len(val.items) == 4
+    assert val.groups() == ["plain", "real", "sim"] and len(val.items) == 2 + 1 + 2
     scores = P.validation_scores(load_general_detector(32.0, device="cpu"), val)
-    assert set(scores) == {"real", "sim", "real_t_opt", "sim_t_opt", "score", "t_opt"}
+    groups = ("plain", "real", "sim")
+    assert set(scores) == {*groups, *(f"{g}_t_opt" for g in groups), "score", "t_opt"}
     assert scores["real"] > 0.7  # the shipped model finds these easy particles
-    assert scores["score"] == pytest.approx((scores["real"] + scores["sim"]) / 2, abs=1e-4)
-    assert scores["t_opt"] == pytest.approx(
-        (scores["real_t_opt"] + scores["sim_t_opt"]) / 2, abs=1e-3
-    )
+    assert scores["score"] == pytest.approx(np.mean([scores[g] for g in groups]), abs=1e-4)
+    t_opts = [scores[f"{g}_t_opt"] for g in groups]
+    assert scores["t_opt"] == pytest.approx(np.mean(t_opts), abs=1e-3)
 
 
 def test_pretraining_keeps_the_best_validated_step_and_its_threshold(monkeypatch, tmp_path, real):

@@ -59,7 +59,12 @@ def test_draw_spec_draws_every_new_feature():
     assert any(s.contamination for s in specs) and any(s.decoys > 0 for s in specs)
     drawn = {f for s in specs for f in s.filters}
     assert drawn == set(FILTERS)
-    assert 0.2 < np.mean([bool(s.filters) for s in specs]) < 0.5  # the filtered look
+    assert 0.15 < np.mean([bool(s.filters) for s in specs]) < 0.4  # the filtered look
+    plain = [draw_spec(rng, (256, 256), 32.0, style="plain") for _ in range(50)]
+    assert all(s.ice_noise == 0 and not s.filters and not s.poisson for s in plain)
+    assert max(s.density for s in plain) <= 0.3  # sparse, white noise: as ASPIRE draws
+    with pytest.raises(ValueError, match="unknown style"):
+        draw_spec(rng, (64, 64), 8.0, style="cartoon")
 
 
 def test_crowded_image_holds_touching_particles_and_some_cut_by_the_border():

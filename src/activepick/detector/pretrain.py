@@ -15,6 +15,7 @@ every detector of this package works at. The network therefore serves diameters 
 30-300 px: the user's diameter only sets the resize.
 
 The simulated distribution (one draw per image, :func:`~activepick.simulate.realism.draw_spec`):
+a quarter of the images plain (sparse particles in white noise), the rest realistic;
 particle diameter 22-46 input px, the original 1-3.5x larger (the resize averages
 the noise as on real data); eight molecule families (shells, rings, barrels,
 multi-domain and symmetric complexes, rods, globules, blob chains) in random or
@@ -57,7 +58,7 @@ INPUT_DIAMETER = (22.0, 46.0)
 DOWNSAMPLE = (1.0, 3.5)
 SNR = (0.02, 1.0)
 #: Share of a batch drawn from real micrographs when a real set is given.
-REAL_FRACTION = 0.25
+REAL_FRACTION = 0.2
 #: Real crops stay this many diameters inside the micrograph (border artefacts).
 REAL_MARGIN = 1.0
 #: Simulated validation images (fixed seed) and the validation period in steps.
@@ -71,7 +72,7 @@ Sample = tuple
 def distribution(real: RealSource | None = None) -> dict:
     """The pretraining distribution as a JSON-friendly dict (saved in the sidecar)."""
     from ..simulate.molecules import FAMILIES
-    from ..simulate.realism import FILTERS
+    from ..simulate.realism import FILTERS, PLAIN_SHARE
 
     return {
         "crop": CROP,
@@ -83,6 +84,7 @@ def distribution(real: RealSource | None = None) -> dict:
         "particles_per_diameter2": [0.0, 0.8],
         "min_distance_diameters": [0.8, 1.3],
         "molecules": list(FAMILIES),
+        "plain_share": PLAIN_SHARE,
         "noise": "CTF-modulated ice noise (B 20-300 A^2), Poisson or Gaussian counting noise",
         "clutter": "carbon edge or hole (30%), contamination (20%), 0-9 ice blobs, decoys (25%)",
         "filtered_look": list(FILTERS),
@@ -99,15 +101,16 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 # --------------------------------------------------------------------------- samples
 
 
-def simulated_micrograph(rng: np.random.Generator, crop: int = CROP):
-    """One simulated micrograph of the pretraining distribution at its original size;
-    returns the :class:`~activepick.simulate.realism.RealisticMicrograph`."""
+def simulated_micrograph(rng: np.random.Generator, crop: int = CROP, style: str | None = None):
+    """One simulated micrograph of the pretraining distribution at its original size
+    (``style``: see :func:`~activepick.simulate.realism.draw_spec`); returns the
+    :class:`~activepick.simulate.realism.RealisticMicrograph`."""
     from ..simulate.realism import draw_spec, render_realistic
 
     f = _log_uniform(rng, *DOWNSAMPLE)
     diameter = rng.uniform(*INPUT_DIAMETER) * f
     side = int(round(crop * f))
-    return render_realistic(rng, draw_spec(rng, (side, side), diameter, snr=SNR))
+    return render_realistic(rng, draw_spec(rng, (side, side), diameter, snr=SNR, style=style))
 
 
 def training_sample(rng: np.random.Generator, crop: int = CROP) -> Sample:
@@ -188,13 +191,15 @@ class ValidationSet:
 def validation_set(
     seed: int = 12345, n_sim: int = SIM_VAL_IMAGES, real: RealSource | None = None
 ) -> ValidationSet:
-    """A fixed simulated validation set (``n_sim`` images drawn with ``seed``) plus
-    every image of ``real``."""
+    """A fixed simulated validation set drawn with ``seed``: ``n_sim`` realistic images
+    (group "sim") and ``n_sim / 2`` plain ones (sparse particles in white noise, group
+    "plain"), plus every image of ``real`` (group "real")."""
     rng = np.random.default_rng(seed)
     items = []
-    for k in range(n_sim):
-        sim = simulated_micrograph(rng)
-        items.append((f"sim_{k:03d}", sim.image, sim.centres, sim.spec.diameter, "sim"))
+    for k in range(n_sim + n_sim // 2):
+        group = "sim" if k < n_sim else "plain"
+        sim = simulated_micrograph(rng, style="realistic" if group == "sim" else "plain")
+        items.append((f"{group}_{k:03d}", sim.image, sim.centres, sim.spec.diameter, group))
     if real is not None:
         for name, image, centres in zip(real.names, real.images, real.centres, strict=True):
             items.append((name, image, centres, real.diameter, "real"))

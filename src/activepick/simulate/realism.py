@@ -125,38 +125,62 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
+#: Share of :func:`draw_spec`'s images in the plain style: sparse particles in white
+#: noise, as the simulator of :mod:`.physics` and ASPIRE draw them.
+PLAIN_SHARE = 0.25
+#: Styles :func:`draw_spec` can be asked for.
+STYLES: tuple[str, ...] = ("plain", "realistic")
+
+
 def draw_spec(
-    rng: np.random.Generator, shape: tuple[int, int], diameter: float, *, snr=(0.02, 1.0)
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    diameter: float,
+    *,
+    snr=(0.02, 1.0),
+    style: str | None = None,
 ) -> RealismSpec:
-    """A random :class:`RealismSpec` of the pretraining distribution (docs/model_card.md)."""
-    empty = rng.random() < 0.05
-    crowded = rng.random() < 0.4
+    """A random :class:`RealismSpec` of the pretraining distribution (docs/model_card.md).
+
+    ``style`` ``"plain"``: sparse particles (0.02-0.3 per diameter squared, 5 %
+    empty) in white Gaussian noise with blobs, sometimes a ramp-like ice gradient
+    or a carbon edge, no filter; ``"realistic"``: every feature of the module
+    docstring (crowding on 40 %, filtered look on 35 %, ...); None: plain with odds
+    :data:`PLAIN_SHARE`, else realistic.
+    """
+    if style is None:
+        style = "plain" if rng.random() < PLAIN_SHARE else "realistic"
+    if style not in STYLES:
+        raise ValueError(f"unknown style {style!r} (known: {', '.join(STYLES)})")
+    plain = style == "plain"
+    empty = rng.random() < (0.05 if plain else 0.08)
+    crowded = not plain and rng.random() < 0.4
     density = 0.0 if empty else rng.uniform(0.3, 0.8) if crowded else rng.uniform(0.02, 0.3)
     filters = ()
-    if rng.random() < 0.35:
+    if not plain and rng.random() < 0.35:
         filters = tuple(f for f in FILTERS if rng.random() < 0.5) or ("blur",)
     carbon = None
-    if rng.random() < 0.3:
-        carbon = "edge" if rng.random() < 0.6 else "hole"
+    if rng.random() < (0.15 if plain else 0.3):
+        carbon = "edge" if plain or rng.random() < 0.6 else "hole"
     return RealismSpec(
         shape=tuple(int(s) for s in shape),
         diameter=float(diameter),
         pixel_size=rng.uniform(0.7, 3.0),
         defocus_um=rng.uniform(0.5, 4.0),
         density=float(density),
-        min_distance=rng.uniform(0.8, 1.0) if crowded else rng.uniform(0.9, 1.3),
+        min_distance=rng.uniform(0.8, 1.0) if crowded else rng.uniform(1.0, 1.3),
         family=FAMILIES[int(rng.integers(len(FAMILIES)))],
-        preferred=bool(rng.random() < 0.3),
+        preferred=bool(not plain and rng.random() < 0.3),
         snr=_log_uniform(rng, *snr),
-        ice_noise=rng.uniform(0.0, 1.0),
+        ice_noise=0.0 if plain else rng.uniform(0.0, 1.0),
         bfactor=rng.uniform(20.0, 300.0),
         dose=_log_uniform(rng, 1.0, 60.0),
-        poisson=bool(rng.random() < 0.7),
-        thickness=rng.uniform(0.0, 0.4),
+        poisson=bool(not plain and rng.random() < 0.7),
+        thickness=rng.uniform(0.0, 0.4) if not plain or rng.random() < 0.5 else 0.0,
         carbon=carbon,
-        contamination=int(rng.integers(1, 4)) if rng.random() < 0.2 else 0,
-        blobs=int(rng.integers(0, 10)),
-        decoys=rng.uniform(0.1, 0.5) if rng.random() < 0.25 else 0.0,
+        contamination=int(rng.integers(1, 4)) if not plain and rng.random() < 0.2 else 0,
+        blobs=int(rng.integers(0, 13 if plain else 10)),
+        decoys=rng.uniform(0.1, 0.5) if not plain and rng.random() < 0.25 else 0.0,
         filters=filters,
     )
 
