@@ -142,6 +142,43 @@ def _table(rows: list[dict]) -> str:
     return agg.round(3).to_string()
 
 
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """F1 at T_opt against labels (log axis; 0 labels drawn at 1), mean and spread over
+    the label draws, one line per init; "all" labels at the set's training count."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(5.5, 3.6))
+    for (init, model), g in df.groupby(["init", "model"], sort=False):
+        agg = g.groupby("labels")["f1"].agg(["mean", "min", "max"]).sort_index()
+        x = [max(n, 1) for n in agg.index]
+        label = init if model == "shipped" else f"{init} ({Path(model).stem})"
+        ax.errorbar(
+            x,
+            agg["mean"],
+            yerr=[agg["mean"] - agg["min"], agg["max"] - agg["mean"]],
+            marker="o",
+            capsize=3,
+            label=label,
+            linestyle="-" if len(x) > 1 else "none",
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("training labels (0 drawn at 1)")
+    ax.set_ylabel("F1 at the best threshold (test)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def _smoke_set(folder: Path):
     """A tiny labelled set: 4 simulated micrographs of 256 px, split 2 / 2."""
     import numpy as np
@@ -182,6 +219,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of F1 against labels")
     parser.add_argument("--smoke", action="store_true", help="tiny simulated set, few steps")
     args = parser.parse_args()
     import torch
@@ -197,6 +235,7 @@ def main() -> None:
         args.counts, args.draws, args.name = ["0", "2", "all"], 1, "smoke"
         overrides = {"steps": 2, "epochs": 1, "batch_size": 2, "crop": 128, **overrides}
         args.out = Path(tmp.name) / "real.json"
+        args.plot = Path(tmp.name) / "real.png"
     elif not args.micrographs.is_dir():
         parser.error(
             f"{args.micrographs}: no such folder (the shared real set is absent); "
@@ -220,6 +259,9 @@ def main() -> None:
     merged = {key(r): r for r in old}
     merged.update({key(r): r for r in rows})
     write_results(args.out, {"machine": machine_info(), "rows": list(merged.values())})
+    if args.plot is not None:
+        mine = [r for r in merged.values() if r["set"] == args.name]
+        plot(mine, args.plot, f"{args.name}: {args.test_part} part, margin {args.margin:g} px")
     if tmp is not None:
         tmp.cleanup()
 
