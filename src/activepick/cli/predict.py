@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..errors import ActivePickError, MicrographError
+from ._args import at_least, fraction
 
 #: Seconds between progress lines when stderr is not a terminal (batch-job logs).
 LOG_EVERY_S = 30.0
@@ -45,13 +46,19 @@ def register(subparsers) -> None:
         "--format", dest="fmt", default=None, help="output format (default: from the extension)"
     )
     p.add_argument(
-        "--threshold", type=float, default=0.3, help="minimum confidence (default: %(default)s)"
+        "--threshold", type=fraction, default=0.3, help="minimum confidence (default: %(default)s)"
     )
     p.add_argument(
-        "--nms-iou", type=float, default=None, help="circle-IoU of NMS (default: the model's, 0.3)"
+        "--nms-iou",
+        type=fraction,
+        default=None,
+        help="circle-IoU of NMS (default: the model's, 0.3)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=4, help="micrographs per forward pass (default: 4)"
+        "--batch-size",
+        type=at_least(1),
+        default=4,
+        help="micrographs per forward pass (default: 4)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="skip micrographs already done")
@@ -201,12 +208,15 @@ def run(args: argparse.Namespace) -> int:
         write_combined,
     )
     from ..io.atomic import refuse_existing
-    from ..io.micrograph import list_micrographs
+    from ..io.formats import check_writable_names
+    from ..io.micrograph import list_micrographs, micrograph_name
 
     refuse_existing(args.out, force=args.force)
     paths = list_micrographs(args.micrographs)
     if not paths:
         raise MicrographError(f"{args.micrographs}: no micrographs found")
+    # before the work: a name the output cannot hold would lose every pick at the end
+    check_writable_names([micrograph_name(p) for p in paths], args.out, args.fmt)
     parts = parts_folder(args.out)
     earlier = len(done_names(parts))
     if earlier and not (args.resume or args.force):
@@ -215,9 +225,11 @@ def run(args: argparse.Namespace) -> int:
             "--resume to continue it or --force to start over"
         )
     from ..detector import load_checkpoint
+    from ..detector.checkpoint import check_trained
 
     # in process: the model used; on Dask: a check that fails fast (workers load their own)
     detector = load_checkpoint(args.model, device=args.device if not _dask(args) else "cpu")
+    check_trained(detector, args.model)
     client = _client(args)
     if client is not None:
         detector = None
@@ -242,6 +254,12 @@ def run(args: argparse.Namespace) -> int:
             summary = _drive(gen, len(paths))
         finally:
             closing = _start_closing(client)
+        if summary["failed"] and not summary["names"]:
+            shutil.rmtree(parts, ignore_errors=True)
+            raise MicrographError(
+                f"{args.micrographs}: no micrograph could be read "
+                f"({len(summary['failed'])} skipped); nothing written"
+            )
         # written while the Dask workers shut down (seconds on a local cluster)
         picks, written = write_combined(parts, summary["names"], paths, args.out, args.fmt)
     finally:

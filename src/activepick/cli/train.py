@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import CoordinateError, MicrographError
+from ._args import at_least, positive
 
 #: How many unmatched names the report lists before "...".
 _MAX_LISTED = 10
@@ -36,7 +37,7 @@ def register(subparsers) -> None:
         "--format", dest="fmt", default=None, help="coordinate format (default: guessed)"
     )
     p.add_argument(
-        "--diameter", required=True, type=float, help="particle diameter / box size in px"
+        "--diameter", required=True, type=positive, help="particle diameter / box size in px"
     )
     p.add_argument(
         "--arch", choices=ARCHITECTURES, default=d.arch, help="network (default: %(default)s)"
@@ -49,22 +50,24 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=at_least(1),
         default=None,
         help=f"passes over the data when training from scratch without --steps "
         f"(default: {d.epochs})",
     )
     p.add_argument(
         "--steps",
-        type=int,
+        type=at_least(1),
         default=None,
         help=f"optimiser steps (replaces --epochs; default with --init general or a "
         f"checkpoint: {FINETUNE_STEPS})",
     )
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument(
+        "--batch-size", type=at_least(1), default=d.batch_size, help="default: %(default)s"
+    )
     p.add_argument(
         "--lr",
-        type=float,
+        type=positive,
         default=None,
         help=f"Adam learning rate (default: {d.lr} from scratch, {FINETUNE_LR} fine-tuning)",
     )
@@ -153,11 +156,23 @@ def run(args: argparse.Namespace) -> int:
     by_name = {micrograph_name(p): p for p in paths}
     shapes = micrograph_shapes(paths)
     picks = read_coordinates(
-        args.coords, args.fmt, diameter=args.diameter, shapes=shapes, on_error="skip"
+        args.coords,
+        args.fmt,
+        diameter=args.diameter,
+        shapes=shapes,
+        on_error="skip",
+        format_option="--format",
     )
     for line in picks.attrs.get("skipped", []):
         print(line, file=sys.stderr)
+    if not len(picks):
+        why = "every row was skipped, see above" if picks.attrs.get("skipped") else "empty"
+        raise CoordinateError(f"{args.coords}: no picks in this file ({why}); nothing to train on")
     picks = positive_picks(picks)
+    if not len(picks):
+        raise CoordinateError(
+            f"{args.coords}: no particle picks (every row is a rejection or a prediction)"
+        )
     matched, no_picks, no_file = match_micrographs(
         list(by_name), set(picks["micrograph"].astype(str))
     )

@@ -41,6 +41,7 @@ from ._files import (
     SESSION_FILE,
     SESSION_FORMAT,
     SESSION_VERSION,
+    STALE_TEMP_AGE_S,
     SessionWarning,
     _attach,
     _core,
@@ -225,6 +226,10 @@ class Session(QueueRoundsMixin):
         folder = Path(folder).expanduser().resolve()
         path, bak = folder / SESSION_FILE, folder / SESSION_BACKUP
         if not path.is_file() and not bak.is_file():
+            if folder.is_file():
+                raise SessionError(f"{folder}: is a file, not a session folder")
+            if path.is_dir():
+                raise SessionError(f"{path}: is a folder, not a file")
             raise SessionError(f"{path}: no session here (session.json not found)")
         state, notes = _attach(folder, break_lock)
         try:
@@ -268,7 +273,7 @@ class Session(QueueRoundsMixin):
                 f"or relative to the session folder): {', '.join(missing)}. "
                 "Use Session.relocate(new_folder), or open with check_files=False."
             )
-        _remove_stale_temp_files(folder)
+        _remove_stale_temp_files(folder, 0.0 if state.users == 1 else STALE_TEMP_AGE_S)
         session = cls(folder, settings, paths, str(info.get("created", "")), _state=state)
         with state.mutex:
             if state.users == 1:  # first opener in this process: read the label record

@@ -31,12 +31,17 @@ from types import ModuleType
 import numpy as np
 import pandas as pd
 
-from ...constants import STATUS_IMPORTED
+from ...constants import MAX_COORDINATE, STATUS_IMPORTED
 from ...errors import CoordinateError
 from ..picks import check_bounds, empty_picks, validate_picks
 from . import box, cbox, cryoppp, cryosparc, star, topaz
 from . import csv as csv_format
-from ._common import WriteOptions, per_micrograph_groups, remove_stale_files
+from ._common import (
+    WriteOptions,
+    check_name_tokens,
+    per_micrograph_groups,
+    remove_stale_files,
+)
 
 #: Format name -> module (``read(path)``, ``write(...)``, ``EXTENSIONS``, ``PER_MICROGRAPH``).
 FORMATS: dict[str, ModuleType] = {
@@ -73,11 +78,12 @@ def _guess_file(path: Path) -> str | None:
     return _BY_EXTENSION.get(ext)
 
 
-def guess_format(path: str | os.PathLike) -> str:
+def guess_format(path: str | os.PathLike, *, format_option: str = "fmt=") -> str:
     """The format of a coordinate file (by extension; ``.csv`` by its header) or folder.
 
     For a folder, the most common known extension among its files decides.
-    Raises :class:`CoordinateError` when nothing fits.
+    Raises :class:`CoordinateError` when nothing fits, naming ``format_option`` (how the
+    caller's user names a format: ``fmt=``, or a command's flag) as the way out.
     """
     path = Path(path)
     if path.is_dir():
@@ -93,7 +99,7 @@ def guess_format(path: str | os.PathLike) -> str:
     if fmt is None:
         raise CoordinateError(
             f"{path}: cannot tell the coordinate format from the extension {path.suffix!r}; "
-            f"give fmt= / --from (one of {', '.join(FORMATS)})"
+            f"give {format_option} (one of {', '.join(FORMATS)})"
         )
     return fmt
 
@@ -118,8 +124,8 @@ def _files_in(folder: Path, fmt: str) -> list[Path]:
 
 
 def _bad_rows(df: pd.DataFrame, source: Path, on_error: str, skipped: list[str]) -> pd.DataFrame:
-    """Drop (or raise on) rows with missing / non-numeric / non-finite / negative values
-    or an empty micrograph name.
+    """Drop (or raise on) rows with missing / non-numeric / non-finite / negative values,
+    values beyond :data:`~activepick.constants.MAX_COORDINATE`, or an empty micrograph name.
 
     A centre left of or above the image (x < 0 or y < 0) is outside every
     micrograph, so it is refused even when no micrograph shape is known (with
@@ -143,6 +149,15 @@ def _bad_rows(df: pd.DataFrame, source: Path, on_error: str, skipped: list[str])
             what = "missing, NaN or non-numeric" + (" or non-positive" if col == "diameter" else "")
             problems.append(
                 f"{int(rows.sum())} row(s) with {what} {col} (first: row {int(np.flatnonzero(rows)[0])})"
+            )
+            bad |= rows
+    for col in ("x", "y", "diameter"):
+        rows = (np.abs(df[col].to_numpy(dtype=np.float64)) > MAX_COORDINATE) & ~bad
+        if rows.any():
+            first = int(np.flatnonzero(rows)[0])
+            problems.append(
+                f"{int(rows.sum())} row(s) with {col} beyond any micrograph (first: row {first}, "
+                f"{col} = {df[col].iloc[first]:g}; |{col}| <= {MAX_COORDINATE:g} px)"
             )
             bad |= rows
     for col in ("x", "y"):
@@ -221,6 +236,7 @@ def read_coordinates(
     shapes: Mapping[str, tuple[int, int]] | None = None,
     flip_y: bool = False,
     on_error: str = "raise",
+    format_option: str = "fmt=",
 ) -> pd.DataFrame:
     """Read a coordinate file or a folder of them into a validated pick table.
 
@@ -238,14 +254,15 @@ def read_coordinates(
     micrograph) raise :class:`CoordinateError` naming the file; with
     ``on_error="skip"`` they are dropped and described in ``df.attrs["skipped"]``.
     Returns status ``imported``, round 0 (our CSV keeps its own status / round /
-    time), confidence where the format carries one, else NaN.
+    time), confidence where the format carries one, else NaN. ``format_option`` names
+    the way to give the format in the error when it cannot be guessed (a CLI's flag).
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
     path = Path(path)
     if not path.exists():
         raise CoordinateError(f"{path}: no such file or folder")
-    fmt = "star" if fmt == "relion" else (fmt or guess_format(path))
+    fmt = "star" if fmt == "relion" else (fmt or guess_format(path, format_option=format_option))
     _format_module(fmt)
     if path.is_dir():
         if micrograph is not None:
@@ -370,6 +387,16 @@ def write_coordinates(
     return written
 
 
+def check_writable_names(names, path: str | os.PathLike, fmt: str | None = None) -> None:
+    """Refuse micrograph ``names`` that :func:`write_coordinates` to ``path`` in ``fmt``
+    could not store (whitespace in a STAR or Topaz file), before any work is done:
+    :class:`CoordinateError` naming the file and the first such name."""
+    path = Path(path)
+    what = getattr(FORMATS[_write_format(path, fmt)], "NAMES_IN_TEXT", None)
+    if what is not None:
+        check_name_tokens(names, path, what)
+
+
 def _check_output_path(path: Path) -> None:
     """Refuse, in one line, an output whose folder cannot exist or be written."""
     for parent in (path, *path.parents):
@@ -383,6 +410,7 @@ def _check_output_path(path: Path) -> None:
 
 __all__ = [
     "FORMATS",
+    "check_writable_names",
     "flip_y",
     "guess_format",
     "read_coordinates",
