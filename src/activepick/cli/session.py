@@ -93,12 +93,15 @@ def run_create(args: argparse.Namespace) -> int:
             f"{args.folder}) or pass --force to replace it"
         )
     changes = {"diameter": args.diameter, **parse_settings(args.settings)}
+    paths = list_micrographs(args.micrographs)
+    micrographs = lazy_micrographs(LazyStack(paths))  # headers only; refuses an unreadable one
     try:
         settings = LearnerSettings().replace(**changes)
-    except (TypeError, ValueError) as exc:  # ConfigError and SettingsError are ValueErrors
-        raise SettingsError(f"--diameter / --set: {exc}") from None
-    paths = list_micrographs(args.micrographs)
-    wb = Workbench.for_micrographs(lazy_micrographs(LazyStack(paths)), settings)
+        wb = Workbench.for_micrographs(micrographs, settings)  # checks the strategy
+    except ActivePickError:
+        raise
+    except (TypeError, ValueError) as exc:  # a setting of a wrong type, an unknown strategy
+        raise SettingsError(f"--set: {exc}") from None
     labels = 0
     if args.labels is not None:
         picks = wb.import_labels(args.labels)
