@@ -60,7 +60,7 @@ def run(
 ) -> dict:
     from activepick import metrics
     from activepick.cli.train import FINETUNE_STEPS
-    from activepick.detector import DetectorConfig, train_detector
+    from activepick.detector import DetectorConfig, predict_picks, train_detector
     from activepick.detector.config import FINETUNE_LR
     from activepick.detector.general import load_general_detector
 
@@ -86,7 +86,7 @@ def run(
         det = train_detector(mics, labels, DetectorConfig(diameter=diameter, seed=seed))
         steps = det.meta["steps"]
     train_s = time.perf_counter() - t0
-    s = metrics.summary(det.predict(tmics, threshold=0.0), ttruth)
+    s = metrics.summary(predict_picks(det, tmics, threshold=0.0), ttruth)
     return {
         "train": train.name,
         "test": test.name,
