@@ -47,3 +47,19 @@ def smoke_results(path: str | os.PathLike) -> Path:
         tempfile.gettempdir(), "activepick-perf-smoke"
     )
     return Path(folder) / Path(path).name
+
+
+def add_smoke_flag(parser) -> None:
+    """``--smoke``: every script's tiny run (seconds), which ``tests/test_perf_smoke.py``
+    runs so that a change in the package cannot break a script unnoticed."""
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes, a few seconds: checks that the script runs; results go to "
+        f"${SMOKE_DIR_ENV} (default: the temporary folder), not perf/results/",
+    )
+
+
+def results_path(path: str | os.PathLike, smoke: bool) -> Path:
+    """``path``, or where a ``--smoke`` run writes instead (:func:`smoke_results`)."""
+    return smoke_results(path) if smoke else Path(path)

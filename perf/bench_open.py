@@ -29,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "open.json"
 
@@ -73,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--real", type=int, default=3)
     ap.add_argument("--size", type=int, default=4096)
     ap.add_argument("--moves", type=int, default=20)
+    add_smoke_flag(ap)  # 10 micrographs of 256 px, 2 moves
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.files, args.real, args.size, args.moves = 10, 1, 256, 2
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -114,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, value, target in rows:
         print(f"{name:28s} {value:>12s}  {target}")
     write_results(
-        RESULTS,
+        results_path(RESULTS, args.smoke),
         {
             **machine_info(),
             "load_average": load,

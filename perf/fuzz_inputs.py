@@ -40,7 +40,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from _common import machine_info, smoke_results, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).parent / "results" / "fuzz.json"
 CLASSES = ("clean", "traceback", "silent", "unclear", "raw_warning", "wrong_refusal", "hang")
@@ -114,10 +114,12 @@ def _good_image(seed: int = 0):
 
 
 def build_fixtures(root: Path) -> dict[str, Path]:
-    """The good inputs every case varies: two micrographs, their picks, a model."""
+    """The good inputs every case varies: two micrographs, their picks, a trained-looking
+    model (a tiny untrained network with a training record: prediction runs, fast)."""
     import numpy as np
+    import torch
 
-    from activepick.detector.general import general_model_path
+    from activepick.detector import Detector, DetectorConfig, build_network, save_checkpoint
     from activepick.io.formats import write_coordinates
     from activepick.io.micrograph import write_micrograph
     from activepick.io.picks import make_picks
@@ -131,10 +133,11 @@ def build_fixtures(root: Path) -> dict[str, Path]:
     write_coordinates(picks, csv)
     star = root / "good" / "picks.star"
     write_coordinates(picks, star)
+    torch.manual_seed(0)
+    config = DetectorConfig(arch="light", width=0.125, input_size=128, diameter=24.0)
+    net = build_network("light", width=0.125)
     model = root / "good" / "model.pt"
-    shutil.copy(general_model_path(), model)
-    shutil.copy(general_model_path().with_name(general_model_path().name + ".json"),
-                model.with_name(model.name + ".json"))  # fmt: skip
+    save_checkpoint(Detector(net, config, {"steps": 10, "final_loss": 0.5}), model)
     return {"mics": mics, "csv": csv, "star": star, "model": model}
 
 
@@ -236,6 +239,13 @@ def coordinate_inputs(root: Path) -> dict[str, tuple[Path, str, str | None]]:
     return out
 
 
+class _Hostile:
+    """Pickled as a call of ``os.system``: what a malicious "checkpoint" holds."""
+
+    def __reduce__(self):
+        return (os.system, ("echo this checkpoint ran a command",))
+
+
 def checkpoint_inputs(root: Path, model: Path) -> dict[str, tuple[Path, str | None]]:
     """``{name: (model path, says)}``: checkpoints that must be refused."""
     import torch
@@ -278,21 +288,7 @@ def checkpoint_inputs(root: Path, model: Path) -> dict[str, tuple[Path, str | No
 
     hostile = d / "hostile" / "model.pt"
     hostile.parent.mkdir(parents=True, exist_ok=True)
-    import io as _io
-    import pickle
-    import zipfile
-
-    buf = _io.BytesIO()
-    pickle.dump({"w": os.system}, buf)  # a pickled function: torch's safe loader refuses it
-    torch.save({"conv.weight": torch.zeros(1)}, hostile)  # a zip container ...
-    with zipfile.ZipFile(hostile) as zf:  # ... whose data.pkl is replaced below
-        names = zf.namelist()
-    pkl = next(n for n in names if n.endswith("data.pkl"))
-    rebuilt = hostile.with_name("rebuilt.pt")
-    with zipfile.ZipFile(hostile) as src, zipfile.ZipFile(rebuilt, "w") as dst:
-        for n in names:
-            dst.writestr(n, buf.getvalue() if n == pkl else src.read(n))
-    rebuilt.replace(hostile)
+    torch.save({"conv.weight": _Hostile()}, hostile)  # runs a command when unpickled
     _write(hostile.with_name("model.pt.json"), good_side)
     out["hostile-pickle"] = (hostile, "posix.system|os.system|system")
     folder = d / "a-folder.pt"
@@ -530,7 +526,7 @@ def known_commands(env: dict) -> set[str]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--smoke", action="store_true", help="three cases only (seconds)")
+    add_smoke_flag(ap)  # three cases
     ap.add_argument("--only", default=None, help="run the cases whose name holds this")
     ap.add_argument("--jobs", type=int, default=2, help="cases run at once (default: 2)")
     ap.add_argument("--timeout", type=float, default=120.0, help="seconds per case")
@@ -587,7 +583,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(seconds, 1),
         "outcomes": [asdict(o) for o in outcomes],
     }
-    write_results(smoke_results(RESULTS) if args.smoke else RESULTS, record)
+    write_results(results_path(RESULTS, args.smoke), record)
     return 0
 
 

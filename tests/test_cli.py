@@ -204,13 +204,16 @@ def test_train_on_an_empty_coordinate_file_says_no_picks(tmp_path, capsys, conte
 def test_a_warning_of_the_core_is_one_activepick_line(tmp_path, capsys):
     """A NaN pixel's warning reached the user as ``batch.py:173: NonFinitePixelsWarning:
     ...`` plus a source line; the CLI prints one ``activepick COMMAND: warning:`` line."""
-    from activepick.detector.general import general_model_path
+    from activepick.detector import Detector, DetectorConfig, build_network, save_checkpoint
     from activepick.io.micrograph import write_micrograph
 
     image = np.ones((64, 64), np.float32)
     image[0, :3] = np.nan
     mic = write_micrograph(tmp_path / "mics" / "a.mrc", image)
-    argv = ["predict", "--model", str(general_model_path()), "--micrographs", str(mic.parent)]
+    config = DetectorConfig(arch="light", width=0.125, input_size=64, diameter=16.0)
+    detector = Detector(build_network("light", width=0.125), config, {"final_loss": 0.5})
+    model = save_checkpoint(detector, tmp_path / "model.pt")
+    argv = ["predict", "--model", str(model), "--micrographs", str(mic.parent)]
     assert main([*argv, "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) == 0
     err = capsys.readouterr().err.splitlines()
     warned = [line for line in err if "warning" in line.lower()]

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 
@@ -131,49 +131,45 @@ def _bad_rows(df: pd.DataFrame, source: Path, on_error: str, skipped: list[str])
     micrograph, so it is refused even when no micrograph shape is known (with
     shapes, ``check_bounds`` also checks the far edges). Rows are 0-based.
     """
-    problems = []
+    problems: list[str] = []
     bad = np.zeros(len(df), dtype=bool)
+
+    def flag(rows: np.ndarray, what: Callable[[int], str]) -> None:
+        """Mark ``rows`` (not marked yet) bad; ``what(first row)`` describes them."""
+        nonlocal bad
+        rows = rows & ~bad
+        if rows.any():
+            problems.append(f"{int(rows.sum())} row(s) with {what(int(np.flatnonzero(rows)[0]))}")
+            bad |= rows
+
     names = df["micrograph"].astype(str).str.strip().to_numpy()
-    rows = (names == "") | (names == "nan")
-    if rows.any():
-        problems.append(
-            f"{int(rows.sum())} row(s) with an empty micrograph name "
-            f"(first: row {int(np.flatnonzero(rows)[0])})"
+    flag((names == "") | (names == "nan"), lambda i: f"an empty micrograph name (first: row {i})")
+    values = {col: df[col].to_numpy(dtype=np.float64) for col in ("x", "y", "diameter")}
+    for col, v in values.items():
+        diameter = col == "diameter"
+        what = "missing, NaN or non-numeric" + (" or non-positive" if diameter else "")
+        flag(
+            ~np.isfinite(v) | ((v <= 0) if diameter else False),
+            lambda i, what=what, col=col: f"{what} {col} (first: row {i})",
         )
-        bad |= rows
-    for col in ("x", "y", "diameter"):
-        values = df[col].to_numpy(dtype=np.float64)
-        rows = ~np.isfinite(values) | ((values <= 0) if col == "diameter" else False)
-        rows &= ~bad
-        if rows.any():
-            what = "missing, NaN or non-numeric" + (" or non-positive" if col == "diameter" else "")
-            problems.append(
-                f"{int(rows.sum())} row(s) with {what} {col} (first: row {int(np.flatnonzero(rows)[0])})"
-            )
-            bad |= rows
-    for col in ("x", "y", "diameter"):
-        rows = (np.abs(df[col].to_numpy(dtype=np.float64)) > MAX_COORDINATE) & ~bad
-        if rows.any():
-            first = int(np.flatnonzero(rows)[0])
-            problems.append(
-                f"{int(rows.sum())} row(s) with {col} beyond any micrograph (first: row {first}, "
-                f"{col} = {df[col].iloc[first]:g}; |{col}| <= {MAX_COORDINATE:g} px)"
-            )
-            bad |= rows
+    for col, v in values.items():
+        flag(
+            np.abs(v) > MAX_COORDINATE,
+            lambda i, col=col, v=v: (
+                f"{col} beyond any micrograph (first: row {i}, {col} = "
+                f"{v[i]:g}; |{col}| <= {MAX_COORDINATE:g} px)"
+            ),
+        )
     for col in ("x", "y"):
-        rows = (df[col].to_numpy(dtype=np.float64) < 0) & ~bad
-        if rows.any():
-            first = int(np.flatnonzero(rows)[0])
-            problems.append(
-                f"{int(rows.sum())} row(s) with a negative centre {col} "
-                f"(first: row {first}, {col} = {df[col].iloc[first]:g}), outside any micrograph"
-            )
-            bad |= rows
+        flag(
+            values[col] < 0,
+            lambda i, col=col: (
+                f"a negative centre {col} (first: row {i}, {col} = "
+                f"{values[col][i]:g}), outside any micrograph"
+            ),
+        )
     conf = df["confidence"].to_numpy(dtype=np.float64)
-    rows = ((conf < 0) | (conf > 1) | np.isinf(conf)) & ~bad
-    if rows.any():
-        problems.append(f"{int(rows.sum())} row(s) with a confidence outside [0, 1]")
-        bad |= rows
+    flag((conf < 0) | (conf > 1) | np.isinf(conf), lambda i: "a confidence outside [0, 1]")
     if not problems:
         return df
     if on_error == "raise":
