@@ -341,3 +341,14 @@ def test_predict_refuses_a_model_trained_without_a_finite_loss(data, tmp_path, c
         "(final loss None, 0 steps): it was never trained; train it again"
     )
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_an_output_of_unknown_format_is_refused_before_predicting(data, tmp_path, capsys):
+    out = tmp_path / "picks.xyz"
+    argv = ["predict", "--model", str(data / "model.pt"), "--micrographs", str(data / "mics")]
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"activepick predict: error: {out}: cannot tell the format to write from '.xyz'; "
+        "give --format"
+    )
+    assert not batch.parts_folder(out).exists()

@@ -216,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
     if not paths:
         raise MicrographError(f"{args.micrographs}: no micrographs found")
     # before the work: a name the output cannot hold would lose every pick at the end
-    check_writable_names([micrograph_name(p) for p in paths], args.out, args.fmt)
+    names = [micrograph_name(p) for p in paths]
+    check_writable_names(names, args.out, args.fmt, format_option="--format")
     parts = parts_folder(args.out)
     earlier = len(done_names(parts))
     if earlier and not (args.resume or args.force):

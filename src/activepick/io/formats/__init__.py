@@ -295,7 +295,7 @@ def read_coordinates(
     return picks
 
 
-def _write_format(path: Path, fmt: str | None) -> str:
+def _write_format(path: Path, fmt: str | None, format_option: str = "fmt= / --to") -> str:
     if fmt is not None:
         _format_module(fmt)
         return fmt
@@ -306,7 +306,7 @@ def _write_format(path: Path, fmt: str | None) -> str:
     guessed = _BY_EXTENSION.get(path.suffix.lower())
     if guessed is None:
         raise CoordinateError(
-            f"{path}: cannot tell the format to write from {path.suffix!r}; give fmt= / --to"
+            f"{path}: cannot tell the format to write from {path.suffix!r}; give {format_option}"
         )
     return guessed
 
@@ -383,12 +383,15 @@ def write_coordinates(
     return written
 
 
-def check_writable_names(names, path: str | os.PathLike, fmt: str | None = None) -> None:
+def check_writable_names(
+    names, path: str | os.PathLike, fmt: str | None = None, *, format_option: str = "fmt="
+) -> None:
     """Refuse micrograph ``names`` that :func:`write_coordinates` to ``path`` in ``fmt``
-    could not store (whitespace in a STAR or Topaz file), before any work is done:
-    :class:`CoordinateError` naming the file and the first such name."""
+    could not store (whitespace in a STAR or Topaz file), or an output whose format
+    cannot be told (``format_option`` names the way to give it), before any work is
+    done: :class:`CoordinateError` naming the file and the first such name."""
     path = Path(path)
-    what = getattr(FORMATS[_write_format(path, fmt)], "NAMES_IN_TEXT", None)
+    what = getattr(FORMATS[_write_format(path, fmt, format_option)], "NAMES_IN_TEXT", None)
     if what is not None:
         check_name_tokens(names, path, what)
 
