@@ -224,3 +224,21 @@ def test_a_warning_of_the_core_is_one_activepick_line(tmp_path, capsys):
     assert not [line for line in err if ".py:" in line]
     with pytest.warns(UserWarning, match="after the command"):  # the hook was the command's
         warnings.warn("after the command", UserWarning, stacklevel=1)
+
+
+def test_train_on_names_that_match_no_micrograph_lists_them(tmp_path, capsys):
+    """With the micrograph shapes given to the reader, picks on unknown names were dropped
+    first, and the error listed no name: '(coordinate names: )'."""
+    from activepick.io.micrograph import write_micrograph
+
+    write_micrograph(tmp_path / "mics" / "a.mrc", np.zeros((32, 32), np.float32))
+    coords = tmp_path / "picks.csv"
+    coords.write_text("micrograph,x,y,diameter\nelsewhere,10,10,8\nother,5,5,8\n")
+    argv = ["train", "--micrographs", str(tmp_path / "mics"), "--coords", str(coords)]
+    assert main([*argv, "--diameter", "8", "--out", str(tmp_path / "m.pt")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"activepick train: error: {coords}: no micrograph name matches a file in "
+        f"{tmp_path / 'mics'} (coordinate names: elsewhere, other)"
+    )
+    assert f"{coords}: 2 pick(s) on 2 micrograph name(s) with no file in" in err[0]

@@ -133,3 +133,17 @@ def test_a_file_given_as_the_micrograph_folder_is_named_a_file(tmp_path):
     path = write_micrograph(tmp_path / "a.mrc", np.zeros((8, 8), np.float32))
     with pytest.raises(MicrographError, match=r"a\.mrc: is a file, not a folder$"):
         list_micrographs(path)
+
+
+@pytest.mark.parametrize("mode, message", [(4, "complex-valued data (MRC mode 4)"),
+                                           (77, "MRC header gives an unknown mode 77")])  # fmt: skip
+def test_a_header_of_a_complex_or_unknown_mode_is_refused_by_read_shape(tmp_path, mode, message):
+    """``session create`` reads headers only: it took such files into a session."""
+    path = tmp_path / "x.mrc"
+    image = np.zeros((8, 8), np.complex64 if mode == 4 else np.float32)
+    head = bytearray(_mrc(np.zeros((8, 8), np.float32), "<", "<")[:1024])
+    struct.pack_into("<i", head, 12, mode)
+    path.write_bytes(bytes(head) + image.tobytes())
+    with pytest.raises(MicrographError) as info:
+        read_shape(path)
+    assert str(info.value) == f"{path}: {message}" + (" is not a micrograph" if mode == 4 else "")

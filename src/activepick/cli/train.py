@@ -146,7 +146,7 @@ def run(args: argparse.Namespace) -> int:
         micrograph_shapes,
         read_micrograph,
     )
-    from ..io.picks import positive_picks
+    from ..io.picks import check_bounds, positive_picks
 
     refuse_existing(args.out, force=args.force, what="checkpoint")
     refuse_existing(sidecar_path(args.out), force=args.force, what="checkpoint settings")
@@ -156,12 +156,7 @@ def run(args: argparse.Namespace) -> int:
     by_name = {micrograph_name(p): p for p in paths}
     shapes = micrograph_shapes(paths)
     picks = read_coordinates(
-        args.coords,
-        args.fmt,
-        diameter=args.diameter,
-        shapes=shapes,
-        on_error="skip",
-        format_option="--format",
+        args.coords, args.fmt, diameter=args.diameter, on_error="skip", format_option="--format"
     )
     for line in picks.attrs.get("skipped", []):
         print(line, file=sys.stderr)
@@ -173,25 +168,34 @@ def run(args: argparse.Namespace) -> int:
         raise CoordinateError(
             f"{args.coords}: no particle picks (every row is a rejection or a prediction)"
         )
-    matched, no_picks, no_file = match_micrographs(
-        list(by_name), set(picks["micrograph"].astype(str))
-    )
+    names = set(picks["micrograph"].astype(str))
+    matched, no_picks, no_file = match_micrographs(list(by_name), names)
     if no_file:
         print(
             f"{args.coords}: {int(picks['micrograph'].isin(no_file).sum())} pick(s) on {len(no_file)} "
             f"micrograph name(s) with no file in {args.micrographs}: {_listed(no_file)}",
             file=sys.stderr,
         )
+    if not matched:
+        raise CoordinateError(
+            f"{args.coords}: no micrograph name matches a file in {args.micrographs} "
+            f"(coordinate names: {_listed(names)})"
+        )
+    picks = check_bounds(
+        picks[picks["micrograph"].isin(matched)], shapes, str(args.coords), on_error="drop"
+    )
+    for line in picks.attrs.get("skipped", []):
+        print(line, file=sys.stderr)
+    inside = set(picks["micrograph"])
+    no_picks |= {n for n in matched if n not in inside}
+    matched = [n for n in matched if n in inside]
     if no_picks:
         print(
             f"{len(no_picks)} micrograph(s) without picks, not used: {_listed(no_picks)}",
             file=sys.stderr,
         )
     if not matched:
-        raise CoordinateError(
-            f"{args.coords}: no micrograph name matches a file in {args.micrographs} "
-            f"(coordinate names: {_listed(set(picks['micrograph']))})"
-        )
+        raise CoordinateError(f"{args.coords}: no pick lies inside its micrograph")
     mics = [read_micrograph(by_name[n]) for n in matched]
     picks = picks[picks["micrograph"].isin(matched)]
     init = load_init(args.init, args.diameter, args.arch, args.device)

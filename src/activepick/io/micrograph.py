@@ -357,14 +357,21 @@ def read_shape(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` of a micrograph (of each image of a stack) from its header.
 
     Reads only the MRC header, the first TIFF page's tags, or the PNG/JPEG
-    header, so it is cheap enough for bounds checks over thousands of files.
+    header, so it is cheap enough for bounds checks over thousands of files. An MRC
+    header of a complex or unknown mode is refused here already.
     """
     path = Path(path)
     kind = _kind(path)
     _check_exists(path)
     if kind == "mrc":
         with _open_mrc(path, header_only=True) as mrc:
-            h, w = int(mrc.header.ny), int(mrc.header.nx)
+            h, w, mode = int(mrc.header.ny), int(mrc.header.nx), int(mrc.header.mode)
+        if mode in (3, 4):
+            raise MicrographError(
+                f"{path}: complex-valued data (MRC mode {mode}) is not a micrograph"
+            )
+        if mode not in _MRC_MODE_BYTES:
+            raise MicrographError(f"{path}: MRC header gives an unknown mode {mode}")
     elif kind == "tiff":
         import tifffile
 
