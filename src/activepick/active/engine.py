@@ -203,6 +203,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         ``should_stop()`` turns true.
         """
         from ..detector import input_cache, iter_train_detector
+        from ..detector.budget import finetuned
 
         positives = self.positive_labels()
         if len(positives) == 0:
@@ -217,11 +218,10 @@ class ActiveLearner(LabelEditing, SettingsAccess):
                 else ("general" if init.meta.get("general") else "previous")
             )
         config = self.config
-        if init is not None and self.protocol == "product":
-            from ..detector.config import FINETUNE_LR
-
-            config = dataclasses.replace(config, lr=min(config.lr, FINETUNE_LR))
-        if self.train_steps is not None:
+        finetune = init is not None and self.protocol == "product"
+        if finetune:  # crops, distillation, a budget that grows with the labels
+            config = finetuned(config, len(positives), min_steps=self.train_steps)
+        elif self.train_steps is not None:
             config = dataclasses.replace(config, steps=self.train_steps)
         yield {
             "stage": "train",
@@ -280,16 +280,20 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             return self.init
         if self.init == "previous" and self.detector is not None:
             return self.detector
+        general = self.general_detector()
+        if general is None:  # none of this size: train from scratch, and say so in the history
+            cfg = self.config
+            self.init_used = f"scratch (no general model for {cfg.arch} width {cfg.channel_width})"
+        return general
+
+    def general_detector(self) -> Detector | None:
+        """The shipped general model for this run's diameter (loaded once); None if none
+        is shipped for the config's architecture and width."""
         if getattr(self, "_general", None) is None:
             from ..detector.config import DEFAULT_LIGHT_WIDTH
             from ..detector.general import load_general_detector
 
             if self.config.arch != "light" or self.config.channel_width != DEFAULT_LIGHT_WIDTH:
-                # no general model of this size: train from scratch, and say so in the history
-                self.init_used = (
-                    f"scratch (no general model for {self.config.arch} width "
-                    f"{self.config.channel_width})"
-                )
                 return None
             self._general = load_general_detector(
                 self.config.diameter, arch=self.config.arch, device=self.config.device

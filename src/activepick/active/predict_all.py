@@ -45,7 +45,8 @@ def detector_fingerprint(detector: Detector) -> str:
 
 
 def saved_predict_all(learner: ActiveLearner, parts: Path) -> pd.DataFrame | None:
-    """The table of a finished Predict all of the learner's current detector in
+    """The table of a finished Predict all of the learner's current detector (the
+    general model before any round) in
     ``parts`` (every micrograph has its part, the stamp names this round and
     detector), else None: a cancelled or outdated run is not taken for a done one."""
     from ..batch import combine_parts, done_names
@@ -55,11 +56,14 @@ def saved_predict_all(learner: ActiveLearner, parts: Path) -> pd.DataFrame | Non
     except (OSError, ValueError):
         return None
     names = [m.name for m in learner.micrographs]
-    if learner.detector is None or stamp.get("round") != int(learner.round):
+    if stamp.get("round") != int(learner.round):
         return None
-    if not set(names) <= done_names(parts):
+    detector = learner.detector
+    if detector is None and int(learner.round) == 0:  # before any round: the general model
+        detector = learner.general_detector()
+    if detector is None or not set(names) <= done_names(parts):
         return None
-    if stamp.get("detector") != detector_fingerprint(learner.detector):
+    if stamp.get("detector") != detector_fingerprint(detector):
         return None
     picks = combine_parts(parts, names)
     picks["round"] = int(learner.round)

@@ -288,7 +288,8 @@ class Workbench:
         *,
         batch_size: int = 4,
     ) -> Generator[Progress, None, pd.DataFrame]:
-        """Predict EVERY micrograph of the pool with the current detector, streamed.
+        """Predict EVERY micrograph of the pool with the current detector (before any
+        round: the shipped general model), streamed.
 
         Runs :func:`activepick.batch.iter_predict_batch` in process (``batch_size``
         micrographs in memory at a time, ``should_stop`` checked between them) and writes one part file per micrograph into
@@ -306,7 +307,8 @@ class Workbench:
         from ..io.micrograph import micrograph_name
 
         learner = self.learner
-        if learner.detector is None:
+        detector = learner.detector or learner.general_detector()
+        if detector is None:
             raise ReviewError("no detector yet: train a round first")
         paths = []
         for m in learner.micrographs:
@@ -317,7 +319,7 @@ class Workbench:
                 )
             paths.append(Path(m.path))
         parts = Path(out) if out is not None else self.predict_all_folder()
-        stamp = {"round": int(learner.round), "detector": detector_fingerprint(learner.detector)}
+        stamp = {"round": int(learner.round), "detector": detector_fingerprint(detector)}
         stamp_file = parts / PREDICT_ALL_STAMP
         try:
             resume = json.loads(stamp_file.read_text(encoding="utf-8")) == stamp
@@ -329,7 +331,7 @@ class Workbench:
         summary = yield from iter_predict_batch(
             paths,
             parts,
-            detector=learner.detector,
+            detector=detector,
             threshold=learner.min_confidence,
             batch_size=batch_size,
             resume=resume,

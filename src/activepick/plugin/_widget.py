@@ -21,7 +21,9 @@ import pandas as pd
 from qtpy.QtWidgets import QMessageBox, QWidget
 
 from ..constants import DEFAULT_DIAMETER
+from ..display import micrograph_pixel_size
 from ..errors import ActivePickError, Cancelled
+from ._display import is_display_layer
 from ._files import FilesPanel
 from ._layers import MICROGRAPHS_KEY, micrographs_from_layer
 from ._layout import GROUND_TRUTH, build_ui, refresh_browser
@@ -117,7 +119,11 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
 
     # ------------------------------------------------------------------ layers
     def _layer_names(self, kind: str = "Image") -> list[str]:
-        return [ly.name for ly in self.viewer.layers if type(ly).__name__ == kind]
+        return [
+            ly.name
+            for ly in self.viewer.layers
+            if type(ly).__name__ == kind and not is_display_layer(ly)
+        ]
 
     def _candidate_layer(self):
         images = [self.viewer.layers[n] for n in self._layer_names()]
@@ -241,6 +247,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
             str(workbench.session.folder) if workbench.session else "none (decisions are not saved)"
         )
         self.review.attach(workbench, dict(layer.metadata or {}))
+        self.display.attach(layer, micrograph_pixel_size(workbench.learner.micrographs))
         self.threshold.setValue(float(workbench.learner.t_opt))
         self._refresh_layer_combo()
         self._update_preview()
