@@ -3,11 +3,15 @@
 The block is read out of README.md, so the two cannot drift apart. It runs as written
 except for sizes, through :data:`SMALL` (each substitution must match, so a changed
 README line fails here instead of running at full size): 256 px micrographs, fewer of
-them, and 2 training steps.
+them; and every fine-tuning run (``train --init general``, the session's round) is
+held to 2 optimiser steps: the step budget's floor
+(``activepick.detector.budget.MIN_STEPS``, 60) is set to 2 for the test, and the
+session gets ``--set train_steps=2``.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -23,9 +27,11 @@ SMALL = [
     ("--n 10", "--n 2", 1),
     ("--n 4", "--n 1", 1),
     ("--particles 40", "--particles 4", 2),
-    ("--init general", "--init general --steps 2", 1),
+    # a session's rounds train at least its train_steps (60 by default)
     ("--set strategy=entropy", "--set strategy=entropy --set train_steps=2", 1),
 ]
+#: Optimiser steps of every fine-tuning run of the test (the budget's floor).
+SMALL_STEPS = 2
 
 
 def command_line_block(text: str) -> str:
@@ -61,6 +67,9 @@ def test_the_readme_command_line_block_runs_top_to_bottom(tmp_path, monkeypatch,
     for text, small, count in SMALL:
         assert block.count(text) == count, f"README block: {text!r} occurs {block.count(text)}x"
         block = block.replace(text, small)
+    from activepick.detector import budget
+
+    monkeypatch.setattr(budget, "MIN_STEPS", SMALL_STEPS)
     monkeypatch.chdir(tmp_path)  # an empty folder
     for argv in commands(block):
         rc = main(argv[1:])
@@ -69,6 +78,9 @@ def test_the_readme_command_line_block_runs_top_to_bottom(tmp_path, monkeypatch,
         if argv[1] == "evaluate":
             assert "F1" in out.out
     assert (tmp_path / "my_picks.star").is_file() and (tmp_path / "model.pt").is_file()
+    assert json.loads((tmp_path / "model.pt.json").read_text())["training"]["steps"] == 2
     assert (tmp_path / "picks.star").is_file()
     assert (tmp_path / "my_session" / "rounds" / "round_001" / "model.pt").is_file()
     assert (tmp_path / "my_session" / "queue.csv").is_file()
+    history = json.loads((tmp_path / "my_session" / "history.json").read_text())
+    assert history[-1]["train_steps"] == 2
