@@ -395,12 +395,10 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         stage = str(info.get("stage", ""))
         done, total = int(info.get("step") or 0), int(info.get("total") or info.get("steps") or 0)
         text = f"{stage}: {done}/{total}" if total else stage
-        if stage == "train" and info.get("epochs"):
-            steps = int(info.get("steps") or 1)
-            done = (int(info.get("epoch", 1)) - 1) * steps + done
-            total = int(info["epochs"]) * steps
+        if stage == "train" and total:
+            # the status counts what the bar counts: optimiser steps ("step" runs 1..total)
             loss = info.get("loss")
-            text = f"training: epoch {info.get('epoch', 0)}/{info['epochs']}" + (
+            text = f"training: step {done}/{total}" + (
                 f", loss {loss:.3f}" if isinstance(loss, float) else ""
             )
         if total:
