@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cli_startup.json"
 
@@ -40,7 +40,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
+    add_smoke_flag(ap)  # one run of each
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.repeat = 1
     floor = measure([sys.executable, "-c", "pass"], args.repeat)
     rss_floor = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     help_ = measure([sys.executable, "-m", "activepick", "--help"], args.repeat)
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_1min": load,
         **machine_info(),
     }
-    write_results(RESULTS, out)
+    write_results(results_path(RESULTS, args.smoke), out)
     return 0
 
 

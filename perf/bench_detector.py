@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from _common import write_results
+from _common import add_smoke_flag, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "detector.json"
 SIZE = 1024
@@ -35,7 +35,7 @@ BACKGROUND_LOGIT = -6.0
 MIN_CONFIDENCE = 0.01
 
 
-def _data(n: int, seed: int = 0):
+def _data(n: int, seed: int = 0, size: int = SIZE):
     import numpy as np
     import pandas as pd
 
@@ -48,8 +48,8 @@ def _data(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     mics, picks = [], []
     for i in range(n):
-        mics.append(_Image(f"bench_{i:03d}", rng.normal(size=(SIZE, SIZE)).astype(np.float32)))
-        xy = rng.uniform(DIAMETER / 2, SIZE - DIAMETER / 2, (PARTICLES, 2))
+        mics.append(_Image(f"bench_{i:03d}", rng.normal(size=(size, size)).astype(np.float32)))
+        xy = rng.uniform(DIAMETER / 2, size - DIAMETER / 2, (PARTICLES, 2))
         picks.append(make_picks(f"bench_{i:03d}", xy[:, 0], xy[:, 1], DIAMETER))
     return mics, pd.concat(picks, ignore_index=True)
 
@@ -96,7 +96,7 @@ def run_case(case: dict) -> dict:
         batch_size=4,
         device=case["device"],
     )
-    mics, picks = _data(case["n"])
+    mics, picks = _data(case["n"], size=case.get("size", SIZE))
     if case["task"] == "train":
         stamps = []
         t0 = time.perf_counter()
@@ -171,6 +171,7 @@ def main(argv=None) -> int:
         "--task", choices=("train", "predict", "nms"), action="append", help="default: all three"
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    add_smoke_flag(p)  # light on CPU: one micrograph of 256 px, input 64, train and predict
     args = p.parse_args(argv)
     if args.worker:
         print(json.dumps(run_case(json.loads(args.worker))))
@@ -179,12 +180,18 @@ def main(argv=None) -> int:
 
     devices = args.device or (["cpu", "cuda"] if torch.cuda.is_available() else ["cpu"])
     rows = []
-    for case in _cases(
+    cases = _cases(
         args.arch or ["light", "full"],
         devices,
         args.task or ["train", "predict", "nms"],
         args.full_n,
-    ):
+    )
+    if args.smoke:
+        cases = [
+            {"arch": "light", "device": "cpu", "task": task, "input_size": 64, "n": 1, "size": 256}
+            for task in ("train", "predict")
+        ]
+    for case in cases:
         proc = subprocess.run(
             [sys.executable, __file__, "--worker", json.dumps(case)],
             capture_output=True,
@@ -206,9 +213,9 @@ def main(argv=None) -> int:
         "diameter_px": DIAMETER,
         "results": rows,
     }
-    if RESULTS.is_file():  # keep the rows of cases this run did not repeat
+    if RESULTS.is_file() and not args.smoke:  # keep the rows of cases this run did not repeat
         info["results"] = _merge(json.loads(RESULTS.read_text()).get("results", []), rows)
-    write_results(RESULTS, info)
+    write_results(results_path(RESULTS, args.smoke), info)
     return 0
 
 

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "evaluate.json"
 FIELD = 4096.0
@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, nargs="+", default=[100_000, 300_000, 1_000_000])
     ap.add_argument("--micrographs", type=int, default=1000)
+    add_smoke_flag(ap)  # 2,000 picks on 10 micrographs
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.n, args.micrographs = [2000], 10
     rng = np.random.default_rng(0)
     print(f"{'picks':>9}{'mics':>7}{'summary':>10}{'cli':>9}{'F1':>7}{'load':>7}   (seconds)")
     rows = []
@@ -109,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         **machine_info(),
         "rows": rows,
     }
-    write_results(RESULTS, out)
+    write_results(results_path(RESULTS, args.smoke), out)
     return 0
 
 

@@ -20,10 +20,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
-from _common import write_results
+from _common import add_smoke_flag, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "general.json"
 
@@ -60,7 +61,7 @@ def run(
     model: Path | None = None,
 ) -> dict:
     from activepick import metrics
-    from activepick.detector import DetectorConfig, train_detector
+    from activepick.detector import DetectorConfig, predict_picks, train_detector
     from activepick.detector.budget import finetune_config
     from activepick.detector.general import load_general_detector
 
@@ -88,7 +89,7 @@ def run(
         det = train_detector(mics, labels, DetectorConfig(diameter=diameter, seed=seed))
         steps = det.meta["steps"]
     train_s = time.perf_counter() - t0
-    s = metrics.summary(det.predict(tmics, threshold=0.0), ttruth)
+    s = metrics.summary(predict_picks(det, tmics, threshold=0.0), ttruth)
     return {
         "train": train.name,
         "test": test.name,
@@ -108,8 +109,8 @@ def run(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", type=Path, required=True)
-    parser.add_argument("--test", type=Path, required=True)
+    parser.add_argument("--train", type=Path, help="simulated folder (required but with --smoke)")
+    parser.add_argument("--test", type=Path, help="simulated folder (required but with --smoke)")
     parser.add_argument("--labels", nargs="+", default=["0", "10", "20", "50", "all"])
     parser.add_argument("--scratch", action="store_true")
     parser.add_argument("--model", type=Path, default=None, help="general model (default shipped)")
@@ -120,11 +121,27 @@ def main() -> None:
     parser.add_argument(
         "--no-freeze", action="store_true", help="fine-tune BatchNorm statistics too"
     )
+    add_smoke_flag(parser)  # one simulated 256 px micrograph each, 0 and 2 labels, 1 step
     args = parser.parse_args()
+    if not args.smoke and (args.train is None or args.test is None):
+        parser.error("--train and --test are required (or --smoke)")
     import torch
 
-    torch.set_num_threads(args.threads)
-    old = json.loads(RESULTS.read_text())["rows"] if RESULTS.is_file() else []
+    torch.set_num_threads(1 if args.smoke else args.threads)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.smoke:
+            from activepick.simulate import simulate_dataset
+
+            args.train, args.test = Path(tmp) / "train", Path(tmp) / "test"
+            for seed, folder in enumerate((args.train, args.test)):
+                simulate_dataset(folder, n=1, particles=4, size=256, diameter=48, seed=seed)
+            args.labels, args.steps, args.threads = ["0", "2"], 1, 1
+        return _run_cases(args)
+
+
+def _run_cases(args) -> None:
+    keep = RESULTS.is_file() and not args.smoke
+    old = json.loads(RESULTS.read_text())["rows"] if keep else []
     cases = [("general", None if n == "all" else int(n)) for n in args.labels]
     if args.scratch:
         cases.append(("scratch", None))
@@ -155,7 +172,7 @@ def main() -> None:
     )
     fresh = {key(r) for r in rows}
     record = {"rows": [r for r in old if key(r) not in fresh] + rows}
-    write_results(RESULTS, record)
+    write_results(results_path(RESULTS, args.smoke), record)
 
 
 if __name__ == "__main__":

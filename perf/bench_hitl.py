@@ -25,7 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import write_results
+from _common import add_smoke_flag, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hitl_sizing.json"
 
@@ -73,6 +73,7 @@ def main() -> None:
         default=1,
         help="torch threads (default 1: CPU time without OpenMP spin-waits on a busy machine)",
     )
+    add_smoke_flag(parser)  # 2 + 1 + 1 micrographs of 128 px, one epoch
     args = parser.parse_args()
     import torch
 
@@ -83,7 +84,8 @@ def main() -> None:
     from activepick.active.benchmark.run import detector_config, drain
     from activepick.detector import iter_predict_picks, train_detector
 
-    settings = benchmark_settings("hitl", epochs=args.epochs)
+    small = dict(n_train=2, n_val=1, n_test=1, size=128, particles=3, decoys_max=2, epochs=1)
+    settings = benchmark_settings("hitl", **(small if args.smoke else {"epochs": args.epochs}))
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         data, sim_wall, sim_cpu = _timed(lambda: prepare_data(settings, Path(tmp)))
@@ -150,7 +152,7 @@ def main() -> None:
             f"baselines {b['baseline_s'] / 60:.1f} min = {b['total_s'] / 60:.1f} min"
         )
 
-    write_results(RESULTS, result, indent=1, default=float)
+    write_results(results_path(RESULTS, args.smoke), result, indent=1, default=float)
 
 
 if __name__ == "__main__":

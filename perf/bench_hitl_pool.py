@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import write_results
+from _common import add_smoke_flag, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "hitl_pool.json"
 
@@ -41,7 +41,7 @@ DESIGNS: dict[str, dict] = {
 }  # fmt: skip
 
 
-def score(name: str, overrides: dict, root: Path) -> dict:
+def score(name: str, overrides: dict, root: Path, n: int = 16, n_val: int = 6) -> dict:
 
     from activepick import metrics
     from activepick.active.benchmark.data import simulate_mixed
@@ -51,10 +51,10 @@ def score(name: str, overrides: dict, root: Path) -> dict:
     from activepick.io.micrograph import list_micrographs, read_micrograph
 
     settings = benchmark_settings("hitl", **overrides)
-    truth = simulate_mixed(root, settings, 16)
+    truth = simulate_mixed(root, settings, n)
     truth = truth.astype({"micrograph": str})
     mics = [read_micrograph(p) for p in list_micrographs(root / "micrographs")]
-    val, test = mics[:6], mics[6:]
+    val, test = mics[:n_val], mics[n_val:]
     part = lambda ms: truth[truth["micrograph"].isin([m.name for m in ms])]  # noqa: E731
     det = load_general_detector(float(settings["diameter"]), arch="light", device="cpu")
     t_opt = float(metrics.find_t_opt(predict_picks(det, val, threshold=0.0), part(val)))
@@ -63,8 +63,8 @@ def score(name: str, overrides: dict, root: Path) -> dict:
     return {
         "design": name,
         "overrides": overrides,
-        "particles": int(sum(r["particles"] for r in record[6:])),
-        "decoys": int(sum(r.get("decoys", 0) for r in record[6:])),
+        "particles": int(sum(r["particles"] for r in record[n_val:])),
+        "decoys": int(sum(r.get("decoys", 0) for r in record[n_val:])),
         **{k: round(float(s[k]), 3) for k in ("f1_topt", "precision_topt", "recall_topt")},
         "pr_auc": round(float(s["pr_auc"]), 3),
         "t_opt": round(t_opt, 2),
@@ -74,6 +74,7 @@ def score(name: str, overrides: dict, root: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=None, help="keep the data here")
+    add_smoke_flag(parser)  # the shipped design on 2 micrographs of 128 px
     args = parser.parse_args()
     import torch
 
@@ -81,9 +82,13 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         base = args.out or Path(tmp)
-        for i, (name, over) in enumerate(DESIGNS.items()):
+        designs = list(DESIGNS.items())
+        if args.smoke:
+            designs = [("smoke", {"size": 128, "particles": 3, "decoys_max": 2})]
+        sizes = (2, 1) if args.smoke else (16, 6)
+        for i, (name, over) in enumerate(designs):
             t0 = time.perf_counter()
-            rows.append(score(name, over, base / f"design_{i}"))
+            rows.append(score(name, over, base / f"design_{i}", *sizes))
             rows[-1]["wall_s"] = round(time.perf_counter() - t0, 1)
     head = f"{'design':36} {'particles':>9} {'decoys':>6} {'F1':>6} {'prec':>6} {'rec':>6} {'PR-AUC':>6}"
     print(head)
@@ -94,7 +99,7 @@ def main() -> None:
         )
 
     record = {"rows": rows, "load_avg_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
-    write_results(RESULTS, record, indent=1)
+    write_results(results_path(RESULTS, args.smoke), record, indent=1)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "io.json"
 
@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--files", type=int, default=20)
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--picks", type=int, default=100_000)
+    add_smoke_flag(ap)  # 2 files of 256 px, 1,000 picks
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.files, args.size, args.picks = 2, 256, 1000
     rng = np.random.default_rng(0)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -126,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, n, total, per, unit in rows:
         print(f"{name:38s} {n:8d} {total:9.3f} {per:10.3f} {unit}")
     write_results(
-        RESULTS,
+        results_path(RESULTS, args.smoke),
         {
             **machine_info(),
             "args": vars(args),

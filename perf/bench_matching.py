@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "matching.json"
 
@@ -94,7 +94,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=int, nargs="+", default=[1000, 5000, 20000])
     ap.add_argument("--field", type=float, default=4096.0)
     ap.add_argument("--repeat", type=int, default=3)
+    add_smoke_flag(ap)  # 200 picks, once
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.n, args.repeat = [200], 1
     rng = np.random.default_rng(0)
 
     rows = [bench_one(rng, n, args.field, args.repeat) for n in args.n]
@@ -139,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         **machine_info(),
         "rows": rows,
     }
-    write_results(RESULTS, out)
+    write_results(results_path(RESULTS, args.smoke), out)
     return 0
 
 

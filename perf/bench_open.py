@@ -37,7 +37,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "open.json"
 
@@ -118,7 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         metavar="A",
         help="display low-pass cut-offs (Å, at 1 Å/px) to measure besides the plain slider",
     )
+    add_smoke_flag(ap)  # 10 micrographs of 256 px, 2 moves
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.files, args.real, args.size, args.moves = 10, 1, 256, 2
     rng = np.random.default_rng(0)
     modes = ["plain"] + (["contrast"] + [f"{a:g}" for a in args.filter] if args.filter else [])
     results: dict[str, dict] = {}
@@ -169,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, value, target in rows:
         print(f"{name:36s} {value:>12s}  {target}")
     write_results(
-        RESULTS,
+        results_path(RESULTS, args.smoke),
         {
             **machine_info(),
             "load_average": load,

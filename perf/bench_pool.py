@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "pool.json"
 LABELLED = 3
@@ -283,7 +283,7 @@ def main_engine(args) -> int:
                 f"{m['predict_s']:10.2f}"
             )
     print("(means over rounds)")
-    out = RESULTS.with_name("pool_engine.json")
+    out = results_path(RESULTS.with_name("pool_engine.json"), args.smoke)
     write_results(
         out,
         {
@@ -317,9 +317,15 @@ def main(argv: list[str] | None = None) -> int:
         "(writes perf/results/pool_engine.json)",
     )
     ap.add_argument("--train-steps", type=int, default=4)
+    add_smoke_flag(ap)  # both modes: a pool of 6 micrographs of 256 px, one round, input 64
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.threads, args.pools, args.real, args.size, args.rounds = 1, [6], 1, 256, 1
+        args.max_size, args.input_size, args.train_steps = 2, 64, 1
     torch.set_num_threads(args.threads)
-    if args.engine:
+    if args.smoke:
+        main_engine(args)
+    elif args.engine:
         return main_engine(args)
     torch.manual_seed(0)
     cfg = DetectorConfig(arch="light", diameter=200.0, input_size=args.input_size, device="cpu")
@@ -357,7 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     print("(means over rounds; today = every micrograph read and predicted each round)")
     write_results(
-        RESULTS,
+        results_path(RESULTS, args.smoke),
         {
             **machine_info(),
             "load_average": load,

@@ -44,7 +44,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "predict.json"
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -168,7 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="new,old,w1,w2")
     ap.add_argument("--repeat", type=int, default=1)
     ap.add_argument("--baseline-src", type=Path, default=None)
+    add_smoke_flag(ap)  # in process only: 2 micrographs of 256 px, input 64
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.files, args.real, args.size, args.input_size, args.cases = 2, 1, 256, 64, "new"
     cases = [c for c in args.cases.split(",") if c]
     if "old" in cases and args.baseline_src is None:
         cases.remove("old")
@@ -245,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
             summary[f"new/old {f}"] = ratio
             print(f"new / old, {f} throughput (medians): {ratio:.2f}x")
     write_results(
-        RESULTS,
+        results_path(RESULTS, args.smoke),
         {
             **machine_info(),
             "load_average": "per row",

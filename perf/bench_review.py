@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "review.json"
 SIZE = 4096
@@ -223,7 +223,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--micrographs", type=int, default=100)
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--layers", action="store_true", help="also time the napari layers")
+    add_smoke_flag(ap)  # 200 labels on 4 micrographs, 3 presses (no --layers: no display)
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.labels, args.micrographs, args.repeat = 200, 4, 3
     rng = np.random.default_rng(0)
     rows = []
     layer_rows: list[tuple[str, dict]] = []
@@ -274,7 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             cols += ["painted_min_s", "painted_median_s", "painted_max_s"]
             print(f"{case:<40}" + "".join(f"{1e3 * e[c]:>12.2f}" for c in cols))
     write_results(
-        RESULTS,
+        results_path(RESULTS, args.smoke),
         {
             "labels": labels_n,
             "micrographs": args.micrographs,

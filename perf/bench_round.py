@@ -30,19 +30,20 @@ import platform
 import time
 from pathlib import Path
 
-from _common import write_results
+from _common import add_smoke_flag, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "round.json"
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _sample():
+def _sample(n_mics: int | None = None):
     from activepick.io.formats import read_coordinates
     from activepick.io.micrograph import list_micrographs, read_micrograph
 
     folder = ROOT / "sample_data"
-    mics = [read_micrograph(p) for p in list_micrographs(folder / "micrographs")]
-    return mics, read_coordinates(folder / "ground_truth.csv", "csv")
+    mics = [read_micrograph(p) for p in list_micrographs(folder / "micrographs")[:n_mics]]
+    truth = read_coordinates(folder / "ground_truth.csv", "csv")
+    return mics, truth[truth["micrograph"].isin([m.name for m in mics])]
 
 
 def _initial(truth, n: int, seed: int):
@@ -55,17 +56,21 @@ def _initial(truth, n: int, seed: int):
     return truth.iloc[np.sort(idx[:n])]
 
 
-def run_mode(mode: str, n_labels: int, seed: int, rounds: int) -> list[dict]:
+def run_mode(
+    mode: str, n_labels: int, seed: int, rounds: int, steps: int | None = None, n_mics=None
+) -> list[dict]:
     from activepick import metrics
     from activepick.active.engine import ActiveLearner
     from activepick.active.oracle import HumanOracle
     from activepick.detector import DetectorConfig
 
-    mics, truth = _sample()
+    mics, truth = _sample(n_mics)
     diameter = float(truth["diameter"].iloc[0])
     config = DetectorConfig(diameter=diameter, device="cpu", seed=seed)
     kwargs = {"init": "general"} if mode == "finetune" else {"init": "scratch", "train_steps": None}
-    learner = ActiveLearner(mics, config, strategy="entropy", batch_size=20, seed=seed, **kwargs)
+    if steps is not None:
+        kwargs["train_steps"] = steps
+    learner = ActiveLearner(mics, config, strategy="entropy", review_k=20, seed=seed, **kwargs)
     learner.add_labels(_initial(truth, n_labels, seed), source="initial")
     oracle = HumanOracle(truth)
     rows = []
@@ -129,15 +134,20 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--modes", nargs="+", default=["finetune", "scratch"])
+    add_smoke_flag(parser)  # fine-tuning on 1 sample micrograph, 1 step per round
     args = parser.parse_args()
+    steps, n_mics = (1, 1) if args.smoke else (None, None)
+    if args.smoke:
+        args.modes, args.labels, args.threads = ["finetune"], 2, 1
     import torch
 
     torch.set_num_threads(args.threads)
     print("  ".join(f"{c:>9}" for c in COLUMNS))
     rows = []
     for mode in args.modes:
-        rows += run_mode(mode, args.labels, args.seed, args.rounds)
-    old = json.loads(RESULTS.read_text()).get("rows", []) if RESULTS.is_file() else []
+        rows += run_mode(mode, args.labels, args.seed, args.rounds, steps, n_mics)
+    keep = RESULTS.is_file() and not args.smoke
+    old = json.loads(RESULTS.read_text()).get("rows", []) if keep else []
     rows = [r for r in old if r["mode"] not in args.modes] + rows  # other modes' rows are kept
     record = {
         "what": "seconds per GUI round (train + predict) on sample_data, fine-tune vs scratch",
@@ -147,7 +157,7 @@ def main() -> None:
         "torch": torch.__version__,
         "rows": rows,
     }
-    write_results(RESULTS, record)
+    write_results(results_path(RESULTS, args.smoke), record)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "session.json"
 
@@ -134,7 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", default="1000,10000,100000")
     ap.add_argument("--appends", type=int, default=200)
+    add_smoke_flag(ap)  # 300 labels (the queue takes 200), 5 appends
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.labels, args.appends = "300", 5
     sizes = [int(v) for v in args.labels.split(",")]
     load_before = os.getloadavg()
     rows = []
@@ -152,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         f"{os.cpu_count()} CPUs"
     )
     write_results(
-        RESULTS,
+        results_path(RESULTS, args.smoke),
         {
             **machine_info(),
             "load_average_before": load_before,

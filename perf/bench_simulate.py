@@ -24,7 +24,7 @@ import tracemalloc
 from pathlib import Path
 
 import numpy as np
-from _common import write_results
+from _common import add_smoke_flag, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "simulate.json"
 
@@ -103,7 +103,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=10)
     ap.add_argument("--aspire", action="store_true", help="also time the ASPIRE backend")
     ap.add_argument("--output", type=Path, default=RESULTS, help="JSON file (default: %(default)s)")
+    add_smoke_flag(ap)  # the first case, once
     args = ap.parse_args(argv)
+    if args.smoke:
+        args.repeat = 1
     base = {"n_particles": 40, "diameter": 64, "snr": 0.05}
     cases = [
         (
@@ -121,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             lambda: time_dataset(1024, args.repeat, particles=40, diameter=64, snr=0.05),
         ),
     ]
+    if args.smoke:
+        cases = cases[:1]
     if args.aspire:
         cases.append(
             (
@@ -161,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": rows,
     }
 
-    write_results(args.output, record)
+    write_results(results_path(args.output, args.smoke), record)
     print(f"load average (1 min) {load:.2f} on {os.cpu_count()} CPUs")
     return 0
 

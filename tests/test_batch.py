@@ -282,3 +282,73 @@ def test_unreachable_scheduler_gives_one_clear_line(data, tmp_path, monkeypatch,
     assert len(err.splitlines()) == 1
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
     assert not (tmp_path / "p.csv").exists()
+
+
+# ------------------------------------------------------------------ issue 21: exit codes
+
+
+def test_a_folder_where_no_micrograph_can_be_read_exits_non_zero(data, tmp_path, capsys):
+    """A pipeline could not tell: a folder of one unreadable file gave a header-only STAR
+    and exit 0. Now one line, exit 2, and nothing written."""
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    (mics / "x.mrc").write_bytes(bytes(1024))  # a header of zeros: an empty image
+    out = tmp_path / "picks.star"
+    argv = ["predict", "--model", str(data / "model.pt"), "--micrographs", str(mics)]
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == f"activepick predict: error: {mics}: no micrograph could be read " + (
+        "(1 skipped); nothing written"
+    )
+    assert any("skipped:" in line and "x.mrc" in line for line in err)
+    assert not out.exists() and not batch.parts_folder(out).exists()
+
+
+def test_a_name_with_whitespace_is_refused_before_predicting(data, tmp_path, capsys):
+    """``rlnMicrographName`` cannot hold a space: the refusal came after prediction ran,
+    and the picks were lost. Now before any work; a CSV output takes the name."""
+    mics = tmp_path / "mics"
+    mics.mkdir()
+    (mics / "mic 0.mrc").symlink_to(data / "mics" / "mic_0.mrc")
+    out = tmp_path / "picks.star"
+    argv = ["predict", "--model", str(data / "model.pt"), "--micrographs", str(mics)]
+    assert main([*argv, "--out", str(out), "--threshold", "0", "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"activepick predict: error: {out}: micrograph name 'mic 0' is empty or holds "
+        "whitespace, which a STAR file cannot store (rename the micrograph, or write another "
+        "format such as .csv)"
+    )
+    assert not batch.parts_folder(out).exists()  # nothing was predicted
+    csv = tmp_path / "picks.csv"
+    assert main([*argv, "--out", str(csv), "--threshold", "0", "--device", "cpu"]) == 0
+    assert set(read_coordinates(csv)["micrograph"]) == {"mic 0"}
+
+
+@pytest.mark.parametrize("loss", [float("nan"), None])
+def test_predict_refuses_a_model_trained_without_a_finite_loss(data, tmp_path, capsys, loss):
+    """``train --steps 0`` wrote such models (final loss NaN) and predict used them."""
+    cfg = DetectorConfig(arch="light", width=0.125, input_size=128, diameter=16.0, device="cpu")
+    meta = {"steps": 0, "final_loss": loss}
+    model = save_checkpoint(
+        Detector(build_network("light", width=0.125), cfg, meta), tmp_path / "m.pt"
+    )
+    argv = ["predict", "--model", str(model), "--micrographs", str(data / "mics")]
+    assert main([*argv, "--out", str(tmp_path / "p.csv"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"activepick predict: error: {model}: the model's training ended without a finite loss "
+        "(final loss None, 0 steps): it was never trained; train it again"
+    )
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_an_output_of_unknown_format_is_refused_before_predicting(data, tmp_path, capsys):
+    out = tmp_path / "picks.xyz"
+    argv = ["predict", "--model", str(data / "model.pt"), "--micrographs", str(data / "mics")]
+    assert main([*argv, "--out", str(out), "--device", "cpu"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"activepick predict: error: {out}: cannot tell the format to write from '.xyz'; "
+        "give --format"
+    )
+    assert not batch.parts_folder(out).exists()

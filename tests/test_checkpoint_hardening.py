@@ -74,3 +74,80 @@ def test_good_values_are_kept_and_integral_floats_become_ints():
     assert cfg.epochs == 3 and isinstance(cfg.epochs, int)
     assert cfg.input_size == 256 and isinstance(cfg.input_size, int)
     assert cfg.channel_width == 1.0
+
+
+# ------------------------------------------------------------------ issue 21
+
+
+class _Hostile:
+    """Unpickles as a call of ``os.system``: what a malicious "checkpoint" holds."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("touch ran-the-command",))
+
+
+def test_a_hostile_checkpoint_is_refused_naming_the_object_without_torchs_advice(
+    tmp_path, monkeypatch
+):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    model = checkpoint(tmp_path)
+    torch.save({"conv.weight": _Hostile()}, model)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(model, device="cpu")
+    assert str(info.value) == (
+        f"{model}: refused: the file holds a Python object (posix.system), which model weights "
+        "never do; load only checkpoints written by activepick"
+    )
+    assert not (tmp_path / "ran-the-command").exists()
+
+
+def test_garbage_weights_are_one_line_without_torchs_advice(tmp_path):
+    model = checkpoint(tmp_path)
+    model.write_bytes(bytes(range(256)) * 8)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(model, device="cpu")
+    msg = str(info.value)
+    assert msg.startswith(f"{model}: cannot read the model weights (not a torch weights file")
+    assert "weights_only" not in msg and "\n" not in msg
+
+
+def test_a_folder_where_the_model_or_its_settings_belong_is_named_a_folder(tmp_path):
+    folder = tmp_path / "model.pt"
+    folder.mkdir()
+    with pytest.raises(CheckpointError, match=r"model\.pt: model file is a folder, not a file$"):
+        load_checkpoint(folder, device="cpu")
+    other = tmp_path / "other"
+    other.mkdir()
+    model = checkpoint(other)
+    (other / "model.pt.json").unlink()
+    (other / "model.pt.json").mkdir()
+    with pytest.raises(CheckpointError, match=r"model\.pt\.json is a folder, not a file"):
+        load_checkpoint(model, device="cpu")
+
+
+def test_a_sidecar_never_holds_nan_a_finite_loss_is_kept(tmp_path):
+    """A run of 0 steps once wrote ``"final_loss": NaN``, which is not JSON."""
+    from activepick.detector import Detector, build_network, save_checkpoint
+
+    config = DetectorConfig(arch="light", width=0.125, input_size=64, diameter=16.0)
+    net = build_network("light", width=0.125)
+    for loss, stored in [(float("nan"), None), (float("inf"), None), (0.25, 0.25)]:
+        path = save_checkpoint(Detector(net, config, {"final_loss": loss}), tmp_path / "m.pt")
+        text = (tmp_path / "m.pt.json").read_text()
+        info = json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the sidecar"))
+        assert info["training"]["final_loss"] == stored
+        assert load_checkpoint(path, device="cpu").meta["final_loss"] == stored
+
+
+def test_the_shipped_general_models_sidecar_stays_strict_json_and_loads():
+    from activepick.detector.checkpoint import check_trained, sidecar_path
+    from activepick.detector.general import general_model_path, load_general_detector
+
+    text = sidecar_path(general_model_path()).read_text()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"{c} in the sidecar"))
+    detector = load_general_detector(64.0, device="cpu")
+    check_trained(detector, general_model_path())  # the general model passes

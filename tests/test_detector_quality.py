@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from activepick.detector import DetectorConfig, train_detector
+from activepick.detector import DetectorConfig, predict_picks, train_detector
 from activepick.io.picks import make_picks
 
 QUALITY_FLOOR_F1 = 0.8
@@ -62,7 +62,7 @@ def train_and_score(seed: int, epochs: int = QUALITY_EPOCHS) -> dict:
     started = time.perf_counter()
     det = train_detector(train_mics, train_labels, cfg)
     train_s = time.perf_counter() - started
-    picks = det.predict(test_mics)
+    picks = predict_picks(det, test_mics)
     t_opt = find_t_opt(picks, truth)
     return {"t_opt": t_opt, "train_s": train_s, **evaluate(picks, truth, t_opt)}
 

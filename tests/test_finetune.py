@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from activepick import metrics
-from activepick.detector import DetectorConfig, train_detector
+from activepick.detector import DetectorConfig, predict_picks, train_detector
 from activepick.detector.budget import (
     FINETUNE_BATCH,
     FINETUNE_CROP,
@@ -153,7 +153,7 @@ def _crowded(seed: int, n: int):
 
 def _f1(det, mics, truth) -> float:
     shapes = {m.name: m.data.shape for m in mics}
-    pred = metrics.inside_margin(det.predict(mics, threshold=0.0), shapes, 16)
+    pred = metrics.inside_margin(predict_picks(det, mics, threshold=0.0), shapes, 16)
     return metrics.summary(pred, metrics.inside_margin(truth, shapes, 16))["f1_topt"]
 
 

@@ -295,3 +295,35 @@ def test_a_folder_format_onto_a_regular_file_is_one_line(tmp_path):
         write_coordinates(picks, target, "box")
     one_line(info)
     assert target.read_text() == "a file"
+
+
+# ------------------------------------------------------------------ issue 21, item 3
+
+
+@pytest.mark.parametrize(
+    "row, col, value",
+    [("a,1e300,10,24", "x", "1e+300"), ("a,10,-2e12,24", "y", "-2e+12"),
+     ("a,10,10,1e300", "diameter", "1e+300")],
+)  # fmt: skip
+def test_a_coordinate_beyond_any_micrograph_is_refused_by_the_reader(tmp_path, row, col, value):
+    """``convert`` kept x = 1e300 while ``evaluate`` refused it: the bound is the readers'."""
+    path = write(tmp_path / "p.csv", f"micrograph,x,y,diameter\na,5,5,24\n{row}\n")
+    with pytest.raises(CoordinateError) as info:
+        read_coordinates(path)
+    assert one_line(info) == (
+        f"{path}: 1 row(s) with {col} beyond any micrograph (first: row 1, {col} = {value}; "
+        f"|{col}| <= 1e+09 px)"
+    )
+    kept = read_coordinates(path, on_error="skip")
+    assert kept[["x", "y"]].to_numpy().tolist() == [[5.0, 5.0]]
+    assert "beyond any micrograph" in kept.attrs["skipped"][0]
+
+
+def test_convert_refuses_a_huge_coordinate_in_one_line(tmp_path, capsys):
+    from activepick.cli import main
+
+    path = write(tmp_path / "p.csv", "micrograph,x,y,diameter\na,1e300,10,24\n")
+    assert main(["convert", str(path), str(tmp_path / "out.star")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("activepick convert: error:") and "beyond any micrograph" in err
+    assert not (tmp_path / "out.star").exists()

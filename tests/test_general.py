@@ -9,7 +9,13 @@ import torch
 from activepick import metrics
 from activepick.cli import main
 from activepick.cli.train import load_init
-from activepick.detector import Detector, DetectorConfig, build_network, save_checkpoint
+from activepick.detector import (
+    Detector,
+    DetectorConfig,
+    build_network,
+    predict_picks,
+    save_checkpoint,
+)
 from activepick.detector.general import general_model_path, load_general_detector
 from activepick.errors import CheckpointError
 from activepick.io.picks import make_picks
@@ -44,7 +50,7 @@ def test_general_model_finds_particles_with_zero_labels():
     )
     truth = make_picks("m", centres[:, 0], centres[:, 1], 48.0)
     det = load_general_detector(48.0, device="cpu")
-    pred = det.predict([image], threshold=0.0)
+    pred = predict_picks(det, [image], threshold=0.0)
     pred["micrograph"] = "m"
     assert metrics.summary(pred, truth)["f1_topt"] >= 0.7
 

@@ -318,6 +318,38 @@ def test_stale_temp_files_are_removed_on_open_recent_ones_kept(session):
     assert not old.exists() and new.exists()
 
 
+def test_temporary_files_left_by_a_kill_are_removed_when_the_session_reopens(session):
+    """After a SIGKILL mid-write, ``.queue.json.*.tmp.json`` files stayed in 5 of 30
+    sessions (recent files were kept: an hour had to pass). The reopening process holds
+    the folder's lock, so no other process writes them: every one is removed."""
+    folder = session.folder
+    session.close()
+    left = [
+        folder / ".queue.json.k3j2h1.tmp.json",
+        folder / ".labels.csv.x9y8z7.tmp.csv",
+        folder / "rounds" / "round_001" / ".model.pt.q1w2e3.tmp.pt",
+    ]
+    for p in left:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text("partial write of a killed process")
+    reopened = Session.open(folder)
+    try:
+        assert [p for p in left if p.exists()] == []
+    finally:
+        reopened.close()
+
+
+def test_a_folder_where_a_session_file_belongs_is_named(tmp_path, session):
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    with pytest.raises(SessionError, match=r"a-file: is a file, not a session folder$"):
+        Session.open(file)
+    other = tmp_path / "other"
+    (other / "session.json").mkdir(parents=True)
+    with pytest.raises(SessionError, match=r"session\.json: is a folder, not a file$"):
+        Session.open(other)
+
+
 # ----------------------------------------------------------------------------- queue
 
 

@@ -115,7 +115,7 @@ def test_auto_input_size_and_non_square_training():
         mics, labels, _tiny_config(input_size=None, diameter=32.0, epochs=2, batch_size=1)
     )
     assert det.config.input_size == 288  # 300 * 32 / 32 = 300 -> nearest multiple of 32
-    picks = det.predict(mics)
+    picks = predict_picks(det, mics)
     assert (picks["x"] < 300).all() and (picks["y"] < 150).all()
 
 
@@ -191,13 +191,13 @@ def test_prediction_lands_on_the_right_place_non_square():
 def test_threshold_and_circle_nms():
     image = _spots((320, 320), [[40.0, 40.0], [56.0, 40.0], [200.0, 200.0]])
     det = _bright_detector(diameter=40.0, input_size=320)
-    picks = det.predict([_Image("a", image)], threshold=0.5)
+    picks = predict_picks(det, [_Image("a", image)], threshold=0.5)
     # the first two spots lie in neighbouring cells 16 px apart: IoU(d=16, r=20) = 0.35 > 0.3 -> one kept
     assert len(picks) == 2
     assert (picks["confidence"] >= 0.5).all()
-    picks = det.predict([_Image("a", image)], threshold=0.5, nms_iou=1.0)
+    picks = predict_picks(det, [_Image("a", image)], threshold=0.5, nms_iou=1.0)
     assert len(picks) == 3
-    all_cells = det.predict([_Image("a", image)], threshold=0.0, nms_iou=1.0)
+    all_cells = predict_picks(det, [_Image("a", image)], threshold=0.0, nms_iou=1.0)
     assert len(all_cells) == 20 * 20
     assert np.all(np.diff(all_cells["confidence"].to_numpy()) <= 0)  # most confident first
 
@@ -206,16 +206,16 @@ def test_mc_dropout_and_tta_disagreement():
     image = _spots((400, 640), [[600.0, 50.0]])
     det = _bright_detector()
     mics = [_Image("rect", image), _Image("square", _spots((320, 320), [[100.0, 60.0]]))]
-    mc1 = det.predict(mics, threshold=0.5, mc_dropout=20, seed=3)
-    mc2 = det.predict(mics, threshold=0.5, mc_dropout=20, seed=3)
+    mc1 = predict_picks(det, mics, threshold=0.5, mc_dropout=20, seed=3)
+    mc2 = predict_picks(det, mics, threshold=0.5, mc_dropout=20, seed=3)
     assert DISAGREEMENT_COLUMN in mc1 and len(mc1) == 2
     assert mc1[DISAGREEMENT_COLUMN].equals(mc2[DISAGREEMENT_COLUMN])
     # with p = 0.2 the single feature of the bright cell is dropped in some of 20 passes
     assert (mc1[DISAGREEMENT_COLUMN] > 0.05).all()
-    tta = det.predict(mics, threshold=0.5, tta=True)
+    tta = predict_picks(det, mics, threshold=0.5, tta=True)
     # the stand-in is equivariant: every view finds the spot in the same cell once mapped back
     assert len(tta) == 2 and (tta[DISAGREEMENT_COLUMN] < 1e-6).all()
-    plain = det.predict(mics, threshold=0.5)
+    plain = predict_picks(det, mics, threshold=0.5)
     assert DISAGREEMENT_COLUMN not in plain
     assert np.allclose(plain["confidence"], tta["confidence"])
 

@@ -40,6 +40,11 @@ POSITIVE_STATUSES: tuple[str, ...] = (
 #: Default particle diameter = box size, in pixels of the original micrographs.
 DEFAULT_DIAMETER = 64.0
 
+#: Largest |x|, |y| or diameter (px) any pick may have: beyond any micrograph, and far
+#: below where squared distances overflow (1e300 once gave a scipy traceback). The
+#: coordinate readers and the metrics refuse what lies beyond.
+MAX_COORDINATE = 1e9
+
 #: IoU above which a prediction matches a ground-truth particle in the metrics.
 DEFAULT_TP_IOU = 0.5
 #: Circle-IoU threshold of non-maximum suppression.

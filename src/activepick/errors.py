@@ -7,6 +7,8 @@ the napari layer can show it without a traceback.
 
 from __future__ import annotations
 
+import os
+
 
 class ActivePickError(Exception):
     """Base class of all errors raised on bad input or bad state."""
@@ -30,3 +32,11 @@ class SessionError(ActivePickError):
 
 class Cancelled(ActivePickError):
     """Long work (training, prediction, simulation) was stopped by the user."""
+
+
+def not_a_file(path, missing: str = "not found") -> str | None:
+    """Why ``path`` cannot be read as a file: ``"is a folder, not a file"``, ``missing``,
+    or None when it is a file. For one-line messages: ``f"{path}: model file {why}"``."""
+    if os.path.isfile(path):
+        return None
+    return "is a folder, not a file" if os.path.isdir(path) else missing

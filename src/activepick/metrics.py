@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .constants import DEFAULT_TP_IOU, PR_STEPS, T_OPT_STEPS
+from .constants import DEFAULT_TP_IOU, MAX_COORDINATE, PR_STEPS, T_OPT_STEPS
 from .errors import CoordinateError
 from .matching import match_pairs, pairwise_iou
 
@@ -49,9 +49,6 @@ __all__ = [
 
 #: Columns of :func:`pr_curve`.
 CURVE_COLUMNS: tuple[str, ...] = ("threshold", "tp", "fp", "fn", "recall", "precision", "f1")
-#: Largest |x|, |y| or diameter (px) the metrics accept: beyond any micrograph, and
-#: far below where squared distances overflow (1e300 once gave a scipy traceback).
-MAX_COORDINATE = 1e9
 #: The second fixed threshold SPEC section 5 reports metrics at (besides T_opt).
 FIXED_THRESHOLD = 0.3
 

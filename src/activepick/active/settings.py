@@ -127,7 +127,8 @@ class LearnerSettings:
         det = {k: v for k, v in changes.items() if k not in names}
         unknown = set(det) - det_names
         if unknown:
-            raise SettingsError(f"unknown setting(s) {sorted(unknown)}")
+            known = ", ".join(sorted((names | det_names) - {"detector"}))
+            raise SettingsError(f"unknown setting(s) {sorted(unknown)}; known: {known}")
         if det:
             mine["detector"] = dataclasses.replace(mine.get("detector", self.detector), **det)
         return dataclasses.replace(self, **mine)

@@ -2,7 +2,10 @@
 
 Each subcommand module defines ``register(subparsers)``, which adds its parser and
 sets ``func`` to a function taking the parsed arguments and returning an exit code.
-The modules stay thin: they parse, call the core, and print.
+The modules stay thin: they parse, call the core, and print. Errors of the core
+reach the user as one ``activepick COMMAND: error: ...`` line, and its warnings as
+one ``activepick COMMAND: warning: ...`` line each (:func:`warning_printer`), not as
+Python's ``file.py:12: SomeWarning: ...`` with a source line.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from ..errors import ActivePickError
 
@@ -22,6 +26,7 @@ SUBCOMMANDS = (
     "benchmark",
     "convert",
     "round",
+    "session",
     "gui",
 )
 
@@ -53,10 +58,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def warning_printer(command: str):
+    """A ``warnings.showwarning`` that prints ``activepick COMMAND: warning: MESSAGE`` to
+    stderr, once per message (a warning repeated for every micrograph is one line)."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = f"activepick {command}: warning: {message}"
+        if text not in seen:
+            seen.add(text)
+            print(text, file=sys.stderr, flush=True)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the ``activepick`` command; returns the process exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    with warnings.catch_warnings():  # the hook is this command's only
+        warnings.showwarning = warning_printer(args.command)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.func(args) or 0)
     except ActivePickError as exc:

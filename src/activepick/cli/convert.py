@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from ..constants import COORDINATE_FORMATS as FORMATS
+from ._args import positive
 
 
 def register(subparsers) -> None:
@@ -35,7 +36,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--diameter",
-        type=float,
+        type=positive,
         default=None,
         metavar="PX",
         help="particle diameter / box size in px (needed for STAR, Topaz, cryoSPARC input)",
@@ -62,7 +63,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--pixel-size",
-        type=float,
+        type=positive,
         default=None,
         metavar="A",
         help="Å/px: adds a RELION 3.1 optics block to STAR output",
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         shapes=shapes,
         flip_y=args.flip_y,
         on_error="skip" if args.skip_errors else "raise",
+        format_option="--from",
     )
     for line in picks.attrs.get("skipped", []):
         print(f"skipped: {line}", file=sys.stderr)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..constants import DEFAULT_TP_IOU
 from ..errors import CoordinateError
+from ._args import fraction, positive
 
 
 def register(subparsers) -> None:
@@ -26,24 +27,24 @@ def register(subparsers) -> None:
     p.add_argument("--truth-format", default=None, help="format of --truth (default: guessed)")
     p.add_argument(
         "--diameter",
-        type=float,
+        type=positive,
         default=None,
         help="particle diameter in px, for formats without one (and overriding stored ones)",
     )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=fraction,
         default=None,
         help="report at this confidence threshold instead of the F-beta-optimal T_opt",
     )
     p.add_argument(
         "--iou",
-        type=float,
+        type=fraction,
         default=DEFAULT_TP_IOU,
         help="a match is a TP when its circle IoU exceeds this (default: %(default)s)",
     )
     p.add_argument(
-        "--beta", type=float, default=1.0, help="T_opt maximises F-beta (default: %(default)s)"
+        "--beta", type=positive, default=1.0, help="T_opt maximises F-beta (default: %(default)s)"
     )
     p.add_argument("--curve", type=Path, default=None, help="also write the PR curve as CSV here")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -51,12 +52,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
-def _read(path: Path, fmt: str | None, diameter: float | None):
+def _read(path: Path, fmt: str | None, diameter: float | None, option: str):
     from ..io.formats import read_coordinates
 
     if not path.exists():
         raise CoordinateError(f"{path}: no such file or folder")
-    return read_coordinates(path, fmt, diameter=diameter)
+    return read_coordinates(path, fmt, diameter=diameter, format_option=option)
 
 
 def _check_names(pred, truth, pred_path: Path, truth_path: Path) -> None:
@@ -112,8 +113,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.curve is not None:
         refuse_existing(args.curve, force=args.force, what="PR curve file")
-    pred = _read(args.pred, args.pred_format, args.diameter)
-    truth = _read(args.truth, args.truth_format, args.diameter)
+    pred = _read(args.pred, args.pred_format, args.diameter, "--pred-format")
+    truth = _read(args.truth, args.truth_format, args.diameter, "--truth-format")
     _check_names(pred, truth, args.pred, args.truth)
     result = metrics.summary(
         pred,

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from ..errors import ActivePickError, MicrographError
+from ._args import at_least, fraction, positive
 
 #: Seconds between progress lines when stderr is not a terminal (batch-job logs).
 LOG_EVERY_S = 30.0
@@ -42,7 +43,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--diameter",
-        type=float,
+        type=positive,
         default=None,
         help="particle diameter in px, for the general model (a trained model keeps its own)",
     )
@@ -57,16 +58,22 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--threshold",
-        type=float,
+        type=fraction,
         default=None,
         help="minimum confidence (default: the general model's calibrated threshold from its "
         f"model card, {DEFAULT_THRESHOLD} for a trained model)",
     )
     p.add_argument(
-        "--nms-iou", type=float, default=None, help="circle-IoU of NMS (default: the model's, 0.3)"
+        "--nms-iou",
+        type=fraction,
+        default=None,
+        help="circle-IoU of NMS (default: the model's, 0.3)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=4, help="micrographs per forward pass (default: 4)"
+        "--batch-size",
+        type=at_least(1),
+        default=4,
+        help="micrographs per forward pass (default: 4)",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--resume", action="store_true", help="skip micrographs already done")
@@ -241,13 +248,18 @@ def run(args: argparse.Namespace) -> int:
         summary_line,
         write_combined,
     )
+    from ..detector.checkpoint import check_trained
     from ..io.atomic import refuse_existing
-    from ..io.micrograph import list_micrographs
+    from ..io.formats import check_writable_names
+    from ..io.micrograph import list_micrographs, micrograph_name
 
     refuse_existing(args.out, force=args.force)
     paths = list_micrographs(args.micrographs)
     if not paths:
         raise MicrographError(f"{args.micrographs}: no micrographs found")
+    # before the work: a name the output cannot hold would lose every pick at the end
+    names = [micrograph_name(p) for p in paths]
+    check_writable_names(names, args.out, args.fmt, format_option="--format")
     parts = parts_folder(args.out)
     earlier = len(done_names(parts))
     if earlier and not (args.resume or args.force):
@@ -259,6 +271,7 @@ def run(args: argparse.Namespace) -> int:
     detector, model_path, threshold = load_model(
         args.model, args.diameter, args.device if not _dask(args) else "cpu"
     )
+    check_trained(detector, model_path)
     general = bool(detector.meta.get("general"))
     if args.threshold is not None:
         threshold = args.threshold
@@ -287,6 +300,12 @@ def run(args: argparse.Namespace) -> int:
             summary = _drive(gen, len(paths))
         finally:
             closing = _start_closing(client)
+        if summary["failed"] and not summary["names"]:
+            shutil.rmtree(parts, ignore_errors=True)
+            raise MicrographError(
+                f"{args.micrographs}: no micrograph could be read "
+                f"({len(summary['failed'])} skipped); nothing written"
+            )
         # written while the Dask workers shut down (seconds on a local cluster)
         picks, written = write_combined(parts, summary["names"], paths, args.out, args.fmt)
     finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import warnings
 from pathlib import Path
 
 
@@ -67,9 +68,13 @@ def run(args: argparse.Namespace) -> int:
 
     from ..active.workbench import Workbench
     from ..progress import drive
+    from ..session import SessionWarning
 
     started = time.perf_counter()
-    with Workbench.open(args.session, break_lock=args.break_lock) as wb:
+    with warnings.catch_warnings():  # said below, once, as open_warnings
+        warnings.simplefilter("ignore", SessionWarning)
+        wb = Workbench.open(args.session, break_lock=args.break_lock)
+    with wb:
         for line in wb.open_warnings:
             print(f"activepick round: warning: {line}", file=sys.stderr)
         learner = wb.learner

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._args import at_least, non_negative, positive
+
 
 def register(subparsers) -> None:
     """Add the ``simulate`` subcommand."""
@@ -16,19 +18,22 @@ def register(subparsers) -> None:
         "(ground_truth.csv, ground_truth.star) and simulation.json.",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--n", type=int, default=10, help="micrographs (default: %(default)s)")
+    p.add_argument("--n", type=at_least(1), default=10, help="micrographs (default: %(default)s)")
     p.add_argument(
-        "--particles", type=int, default=40, help="particles per micrograph (default: %(default)s)"
+        "--particles",
+        type=at_least(0),
+        default=40,
+        help="particles per micrograph (default: %(default)s)",
     )
     p.add_argument(
         "--snr",
-        type=float,
+        type=positive,
         default=0.05,
         help="signal variance inside the particles / noise variance (default: %(default)s)",
     )
     p.add_argument(
         "--size",
-        type=int,
+        type=at_least(1),
         nargs="+",
         default=[1024],
         metavar="PX",
@@ -36,22 +41,25 @@ def register(subparsers) -> None:
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
     p.add_argument(
-        "--diameter", type=float, default=64, help="particle diameter in px (default: %(default)s)"
+        "--diameter",
+        type=positive,
+        default=64,
+        help="particle diameter in px (default: %(default)s)",
     )
     p.add_argument(
         "--distractors",
-        type=int,
+        type=at_least(0),
         default=0,
         help="ice / aggregate blobs per micrograph, not in the ground truth (default: 0)",
     )
     p.add_argument(
         "--gradient",
-        type=float,
+        type=non_negative,
         default=0.0,
         help="background ramp height in noise standard deviations (default: 0)",
     )
     p.add_argument(
-        "--pixel-size", type=float, default=1.5, help="Å per pixel (default: %(default)s)"
+        "--pixel-size", type=positive, default=1.5, help="Å per pixel (default: %(default)s)"
     )
     p.add_argument("--backend", choices=("numpy", "aspire"), default="numpy")
     p.set_defaults(func=run)

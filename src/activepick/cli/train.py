@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import CoordinateError, MicrographError
+from ._args import at_least, positive
 
 #: How many unmatched names the report lists before "...".
 _MAX_LISTED = 10
@@ -42,7 +43,7 @@ def register(subparsers) -> None:
         "--format", dest="fmt", default=None, help="coordinate format (default: guessed)"
     )
     p.add_argument(
-        "--diameter", required=True, type=float, help="particle diameter / box size in px"
+        "--diameter", required=True, type=positive, help="particle diameter / box size in px"
     )
     p.add_argument(
         "--arch", choices=ARCHITECTURES, default=d.arch, help="network (default: %(default)s)"
@@ -55,28 +56,28 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--epochs",
-        type=int,
+        type=at_least(1),
         default=None,
         help=f"passes over the data when training from scratch without --steps "
         f"(default: {d.epochs})",
     )
     p.add_argument(
         "--steps",
-        type=int,
+        type=at_least(1),
         default=None,
         help="optimiser steps (replaces --epochs; default with --init general or a "
         f"checkpoint: {MIN_STEPS} + {STEPS_PER_LABEL:g} per label, at most {MAX_STEPS})",
     )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=at_least(1),
         default=None,
         help=f"default: {d.batch_size} micrographs from scratch, {FINETUNE_BATCH} crops of "
         f"{FINETUNE_CROP} px fine-tuning",
     )
     p.add_argument(
         "--lr",
-        type=float,
+        type=positive,
         default=None,
         help=f"Adam learning rate (default: {d.lr} from scratch; fine-tuning {FINETUNE_LR}, "
         f"{FINETUNE_LR_PARTIAL} with --partial)",
@@ -156,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
         micrograph_shapes,
         read_micrograph,
     )
-    from ..io.picks import positive_picks
+    from ..io.picks import check_bounds, positive_picks
 
     refuse_existing(args.out, force=args.force, what="checkpoint")
     refuse_existing(sidecar_path(args.out), force=args.force, what="checkpoint settings")
@@ -166,30 +167,46 @@ def run(args: argparse.Namespace) -> int:
     by_name = {micrograph_name(p): p for p in paths}
     shapes = micrograph_shapes(paths)
     picks = read_coordinates(
-        args.coords, args.fmt, diameter=args.diameter, shapes=shapes, on_error="skip"
+        args.coords, args.fmt, diameter=args.diameter, on_error="skip", format_option="--format"
     )
     for line in picks.attrs.get("skipped", []):
         print(line, file=sys.stderr)
+    if not len(picks):
+        why = "every row was skipped, see above" if picks.attrs.get("skipped") else "empty"
+        raise CoordinateError(f"{args.coords}: no picks in this file ({why}); nothing to train on")
     picks = positive_picks(picks)
-    matched, no_picks, no_file = match_micrographs(
-        list(by_name), set(picks["micrograph"].astype(str))
-    )
+    if not len(picks):
+        raise CoordinateError(
+            f"{args.coords}: no particle picks (every row is a rejection or a prediction)"
+        )
+    names = set(picks["micrograph"].astype(str))
+    matched, no_picks, no_file = match_micrographs(list(by_name), names)
     if no_file:
         print(
             f"{args.coords}: {int(picks['micrograph'].isin(no_file).sum())} pick(s) on {len(no_file)} "
             f"micrograph name(s) with no file in {args.micrographs}: {_listed(no_file)}",
             file=sys.stderr,
         )
+    if not matched:
+        raise CoordinateError(
+            f"{args.coords}: no micrograph name matches a file in {args.micrographs} "
+            f"(coordinate names: {_listed(names)})"
+        )
+    picks = check_bounds(
+        picks[picks["micrograph"].isin(matched)], shapes, str(args.coords), on_error="drop"
+    )
+    for line in picks.attrs.get("skipped", []):
+        print(line, file=sys.stderr)
+    inside = set(picks["micrograph"])
+    no_picks |= {n for n in matched if n not in inside}
+    matched = [n for n in matched if n in inside]
     if no_picks:
         print(
             f"{len(no_picks)} micrograph(s) without picks, not used: {_listed(no_picks)}",
             file=sys.stderr,
         )
     if not matched:
-        raise CoordinateError(
-            f"{args.coords}: no micrograph name matches a file in {args.micrographs} "
-            f"(coordinate names: {_listed(set(picks['micrograph']))})"
-        )
+        raise CoordinateError(f"{args.coords}: no pick lies inside its micrograph")
     mics = [read_micrograph(by_name[n]) for n in matched]
     picks = picks[picks["micrograph"].isin(matched)]
     init = load_init(args.init, args.diameter, args.arch, args.device)

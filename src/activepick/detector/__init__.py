@@ -4,7 +4,7 @@ Public API (SPEC section 2)::
 
     cfg = DetectorConfig(arch="light", diameter=64, epochs=40)
     det = train_detector(micrographs, labels, cfg, progress=print)
-    picks = predict_picks(det, micrographs, threshold=0.1)   # == det.predict(...)
+    picks = predict_picks(det, micrographs, threshold=0.1)
     save_checkpoint(det, "model.pt"); det = load_checkpoint("model.pt")
 """
 

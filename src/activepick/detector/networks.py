@@ -15,7 +15,6 @@ every channel count scaled (x0.25 by default, ~3.2 M parameters).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -174,9 +173,3 @@ class Detector:
         """Move the network to ``device`` (``"auto"`` allowed); returns self."""
         self.network.to(resolve_device(device))
         return self
-
-    def predict(self, micrographs: Sequence, **kwargs: Any):
-        """:func:`activepick.detector.predict.predict_picks` with this detector."""
-        from .predict import predict_picks
-
-        return predict_picks(self, micrographs, **kwargs)

@@ -10,7 +10,6 @@ decoded box size is not used, so every pick of one model has the same size).
 from __future__ import annotations
 
 from collections.abc import Callable, Generator, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,10 +33,8 @@ from .data import (
     micrograph_shape,
     transform_image,
 )
+from .networks import Detector
 from .targets import decode_grid
-
-if TYPE_CHECKING:  # pragma: no cover - for type hints only: networks imports this module
-    from .networks import Detector
 
 #: Extra column of the pick table returned with ``mc_dropout`` or ``tta``.
 DISAGREEMENT_COLUMN = "disagreement"

@@ -46,7 +46,9 @@ MODEL_FILE = "model.pt"
 PREDICTIONS_FILE = "predictions.csv"
 METRICS_FILE = "metrics.json"
 
-#: Temporary files of interrupted writes older than this (seconds) are removed on open.
+#: Temporary files of interrupted writes are removed on open: all of them by the first
+#: opener in a process (the folder lock says no other process writes), only those older
+#: than this (seconds) by a second one (its sibling's background thread may be writing).
 STALE_TEMP_AGE_S = 3600.0
 
 _ROUND_RE = re.compile(r"^round_(\d+)$")

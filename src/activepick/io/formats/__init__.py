@@ -24,19 +24,24 @@ from __future__ import annotations
 
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pandas as pd
 
-from ...constants import STATUS_IMPORTED
+from ...constants import MAX_COORDINATE, STATUS_IMPORTED
 from ...errors import CoordinateError
 from ..picks import check_bounds, empty_picks, validate_picks
 from . import box, cbox, cryoppp, cryosparc, star, topaz
 from . import csv as csv_format
-from ._common import WriteOptions, per_micrograph_groups, remove_stale_files
+from ._common import (
+    WriteOptions,
+    check_name_tokens,
+    per_micrograph_groups,
+    remove_stale_files,
+)
 
 #: Format name -> module (``read(path)``, ``write(...)``, ``EXTENSIONS``, ``PER_MICROGRAPH``).
 FORMATS: dict[str, ModuleType] = {
@@ -73,11 +78,12 @@ def _guess_file(path: Path) -> str | None:
     return _BY_EXTENSION.get(ext)
 
 
-def guess_format(path: str | os.PathLike) -> str:
+def guess_format(path: str | os.PathLike, *, format_option: str = "fmt=") -> str:
     """The format of a coordinate file (by extension; ``.csv`` by its header) or folder.
 
     For a folder, the most common known extension among its files decides.
-    Raises :class:`CoordinateError` when nothing fits.
+    Raises :class:`CoordinateError` when nothing fits, naming ``format_option`` (how the
+    caller's user names a format: ``fmt=``, or a command's flag) as the way out.
     """
     path = Path(path)
     if path.is_dir():
@@ -93,7 +99,7 @@ def guess_format(path: str | os.PathLike) -> str:
     if fmt is None:
         raise CoordinateError(
             f"{path}: cannot tell the coordinate format from the extension {path.suffix!r}; "
-            f"give fmt= / --from (one of {', '.join(FORMATS)})"
+            f"give {format_option} (one of {', '.join(FORMATS)})"
         )
     return fmt
 
@@ -118,47 +124,52 @@ def _files_in(folder: Path, fmt: str) -> list[Path]:
 
 
 def _bad_rows(df: pd.DataFrame, source: Path, on_error: str, skipped: list[str]) -> pd.DataFrame:
-    """Drop (or raise on) rows with missing / non-numeric / non-finite / negative values
-    or an empty micrograph name.
+    """Drop (or raise on) rows with missing / non-numeric / non-finite / negative values,
+    values beyond :data:`~activepick.constants.MAX_COORDINATE`, or an empty micrograph name.
 
     A centre left of or above the image (x < 0 or y < 0) is outside every
     micrograph, so it is refused even when no micrograph shape is known (with
     shapes, ``check_bounds`` also checks the far edges). Rows are 0-based.
     """
-    problems = []
+    problems: list[str] = []
     bad = np.zeros(len(df), dtype=bool)
+
+    def flag(rows: np.ndarray, what: Callable[[int], str]) -> None:
+        """Mark ``rows`` (not marked yet) bad; ``what(first row)`` describes them."""
+        nonlocal bad
+        rows = rows & ~bad
+        if rows.any():
+            problems.append(f"{int(rows.sum())} row(s) with {what(int(np.flatnonzero(rows)[0]))}")
+            bad |= rows
+
     names = df["micrograph"].astype(str).str.strip().to_numpy()
-    rows = (names == "") | (names == "nan")
-    if rows.any():
-        problems.append(
-            f"{int(rows.sum())} row(s) with an empty micrograph name "
-            f"(first: row {int(np.flatnonzero(rows)[0])})"
+    flag((names == "") | (names == "nan"), lambda i: f"an empty micrograph name (first: row {i})")
+    values = {col: df[col].to_numpy(dtype=np.float64) for col in ("x", "y", "diameter")}
+    for col, v in values.items():
+        diameter = col == "diameter"
+        what = "missing, NaN or non-numeric" + (" or non-positive" if diameter else "")
+        flag(
+            ~np.isfinite(v) | ((v <= 0) if diameter else False),
+            lambda i, what=what, col=col: f"{what} {col} (first: row {i})",
         )
-        bad |= rows
-    for col in ("x", "y", "diameter"):
-        values = df[col].to_numpy(dtype=np.float64)
-        rows = ~np.isfinite(values) | ((values <= 0) if col == "diameter" else False)
-        rows &= ~bad
-        if rows.any():
-            what = "missing, NaN or non-numeric" + (" or non-positive" if col == "diameter" else "")
-            problems.append(
-                f"{int(rows.sum())} row(s) with {what} {col} (first: row {int(np.flatnonzero(rows)[0])})"
-            )
-            bad |= rows
+    for col, v in values.items():
+        flag(
+            np.abs(v) > MAX_COORDINATE,
+            lambda i, col=col, v=v: (
+                f"{col} beyond any micrograph (first: row {i}, {col} = "
+                f"{v[i]:g}; |{col}| <= {MAX_COORDINATE:g} px)"
+            ),
+        )
     for col in ("x", "y"):
-        rows = (df[col].to_numpy(dtype=np.float64) < 0) & ~bad
-        if rows.any():
-            first = int(np.flatnonzero(rows)[0])
-            problems.append(
-                f"{int(rows.sum())} row(s) with a negative centre {col} "
-                f"(first: row {first}, {col} = {df[col].iloc[first]:g}), outside any micrograph"
-            )
-            bad |= rows
+        flag(
+            values[col] < 0,
+            lambda i, col=col: (
+                f"a negative centre {col} (first: row {i}, {col} = "
+                f"{values[col][i]:g}), outside any micrograph"
+            ),
+        )
     conf = df["confidence"].to_numpy(dtype=np.float64)
-    rows = ((conf < 0) | (conf > 1) | np.isinf(conf)) & ~bad
-    if rows.any():
-        problems.append(f"{int(rows.sum())} row(s) with a confidence outside [0, 1]")
-        bad |= rows
+    flag((conf < 0) | (conf > 1) | np.isinf(conf), lambda i: "a confidence outside [0, 1]")
     if not problems:
         return df
     if on_error == "raise":
@@ -221,6 +232,7 @@ def read_coordinates(
     shapes: Mapping[str, tuple[int, int]] | None = None,
     flip_y: bool = False,
     on_error: str = "raise",
+    format_option: str = "fmt=",
 ) -> pd.DataFrame:
     """Read a coordinate file or a folder of them into a validated pick table.
 
@@ -238,14 +250,15 @@ def read_coordinates(
     micrograph) raise :class:`CoordinateError` naming the file; with
     ``on_error="skip"`` they are dropped and described in ``df.attrs["skipped"]``.
     Returns status ``imported``, round 0 (our CSV keeps its own status / round /
-    time), confidence where the format carries one, else NaN.
+    time), confidence where the format carries one, else NaN. ``format_option`` names
+    the way to give the format in the error when it cannot be guessed (a CLI's flag).
     """
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, not {on_error!r}")
     path = Path(path)
     if not path.exists():
         raise CoordinateError(f"{path}: no such file or folder")
-    fmt = "star" if fmt == "relion" else (fmt or guess_format(path))
+    fmt = "star" if fmt == "relion" else (fmt or guess_format(path, format_option=format_option))
     _format_module(fmt)
     if path.is_dir():
         if micrograph is not None:
@@ -282,7 +295,7 @@ def read_coordinates(
     return picks
 
 
-def _write_format(path: Path, fmt: str | None) -> str:
+def _write_format(path: Path, fmt: str | None, format_option: str = "fmt= / --to") -> str:
     if fmt is not None:
         _format_module(fmt)
         return fmt
@@ -293,7 +306,7 @@ def _write_format(path: Path, fmt: str | None) -> str:
     guessed = _BY_EXTENSION.get(path.suffix.lower())
     if guessed is None:
         raise CoordinateError(
-            f"{path}: cannot tell the format to write from {path.suffix!r}; give fmt= / --to"
+            f"{path}: cannot tell the format to write from {path.suffix!r}; give {format_option}"
         )
     return guessed
 
@@ -370,6 +383,19 @@ def write_coordinates(
     return written
 
 
+def check_writable_names(
+    names, path: str | os.PathLike, fmt: str | None = None, *, format_option: str = "fmt="
+) -> None:
+    """Refuse micrograph ``names`` that :func:`write_coordinates` to ``path`` in ``fmt``
+    could not store (whitespace in a STAR or Topaz file), or an output whose format
+    cannot be told (``format_option`` names the way to give it), before any work is
+    done: :class:`CoordinateError` naming the file and the first such name."""
+    path = Path(path)
+    what = getattr(FORMATS[_write_format(path, fmt, format_option)], "NAMES_IN_TEXT", None)
+    if what is not None:
+        check_name_tokens(names, path, what)
+
+
 def _check_output_path(path: Path) -> None:
     """Refuse, in one line, an output whose folder cannot exist or be written."""
     for parent in (path, *path.parents):
@@ -383,6 +409,7 @@ def _check_output_path(path: Path) -> None:
 
 __all__ = [
     "FORMATS",
+    "check_writable_names",
     "flip_y",
     "guess_format",
     "read_coordinates",

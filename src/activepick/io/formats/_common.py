@@ -385,7 +385,7 @@ def check_name_tokens(names, path: Path, what: str) -> None:
         if not name or any(c.isspace() for c in name):
             raise CoordinateError(
                 f"{path}: micrograph name {name!r} is empty or holds whitespace, which {what} "
-                "cannot store"
+                "cannot store (rename the micrograph, or write another format such as .csv)"
             )
 
 

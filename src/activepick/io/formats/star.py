@@ -63,6 +63,8 @@ EXTENSIONS = (".star",)
 PER_MICROGRAPH = True
 INDEX_BLOCK = "coordinate_files"
 INDEX_NAME = "autopick.star"
+#: Micrograph names are whitespace-separated tokens here (see check_name_tokens).
+NAMES_IN_TEXT = "a STAR file"
 
 #: RELION optics defaults used when writing particle STAR files.
 DEFAULT_VOLTAGE = 300.0
@@ -240,7 +242,7 @@ def write_table(picks: pd.DataFrame, path: Path, opts: WriteOptions) -> list[Pat
     """One multi-micrograph STAR (``data_particles``; ``data_optics`` when pixel_size is set)."""
     with_fom = bool(np.isfinite(picks["confidence"].to_numpy()).any())
     cols = {"rlnMicrographName": [opts.full_name(n) for n in picks["micrograph"]]}
-    check_name_tokens(cols["rlnMicrographName"], path, "a STAR file")
+    check_name_tokens(cols["rlnMicrographName"], path, NAMES_IN_TEXT)
     cols.update(_coordinates(picks, with_fom))
     blocks = {}
     if opts.pixel_size:
@@ -265,7 +267,7 @@ def write_relion(picks: pd.DataFrame, folder: Path, opts: WriteOptions, groups) 
         out.append(write_star({"": pd.DataFrame(_coordinates(rows, with_fom))}, target))
         names.append(opts.full_name(name))
         rels.append(os.path.join(base, target.name).replace(os.sep, "/"))
-    check_name_tokens(names, folder / INDEX_NAME, "a STAR file")
+    check_name_tokens(names, folder / INDEX_NAME, NAMES_IN_TEXT)
     index = pd.DataFrame(
         {"rlnMicrographName": names, "rlnMicrographCoordinates": rels}, dtype=object
     )

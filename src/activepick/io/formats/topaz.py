@@ -33,6 +33,8 @@ from ._common import (
 EXTENSIONS = (".txt", ".tsv")
 PER_MICROGRAPH = False
 COLUMNS = ("image_name", "x_coord", "y_coord", "score")
+#: Micrograph names are whitespace-separated tokens here (see check_name_tokens).
+NAMES_IN_TEXT = "a Topaz file"
 
 
 def read(path: Path) -> pd.DataFrame:
@@ -60,7 +62,7 @@ def read(path: Path) -> pd.DataFrame:
 
 def write(picks: pd.DataFrame, path: Path, opts: WriteOptions) -> list[Path]:
     """One tab-separated Topaz file with the micrograph names as ``image_name``."""
-    check_name_tokens(picks["micrograph"], path, "a Topaz file")
+    check_name_tokens(picks["micrograph"], path, NAMES_IN_TEXT)
     conf = picks["confidence"].to_numpy(dtype=np.float64)
     out = pd.DataFrame(
         {
