@@ -205,13 +205,7 @@ def test_product_batch_is_reviewed_micrograph_by_micrograph():
     # a 0.50 (0), c 0.48 (1), b 0.45 (2), a 0.40 (3), c 0.30 (4), b 0.20 (5)
     conf = [0.50, 0.45, 0.48, 0.40, 0.20, 0.30]
     mics = ["a", "b", "c", "a", "b", "c"]
-    df = pd.concat(
-        [
-            cands([c], micrograph=m, x=[100.0 * i], y=[0.0])
-            for i, (c, m) in enumerate(zip(conf, mics))
-        ],
-        ignore_index=True,
-    )
+    df = cands(conf, micrograph=mics, x=np.arange(6) * 100.0)
     flat = rank_candidates(df, "boundary_distance", 6, protocol="thesis")
     assert flat["micrograph"].tolist() == ["a", "c", "b", "a", "c", "b"]
     grouped = rank_candidates(df, "boundary_distance", 6, protocol="thesis", by_micrograph=True)

@@ -35,6 +35,7 @@ from ..metrics import jsonable
 from .decisions import LabelEditing, ReviewError
 from .label_store import near_labels, overlaps_labels
 from .pool import DEFAULT_MAX_SIZE, prediction_subset
+from .regions import RegionReview, inside_regions
 from .settings import (
     DEFAULT_MC_PASSES,
     DEFAULT_REVIEW_K,
@@ -57,7 +58,7 @@ DEFAULT_T_OPT = 0.5
 Progress = dict[str, Any]
 
 
-class ActiveLearner(LabelEditing, SettingsAccess):
+class ActiveLearner(LabelEditing, RegionReview, SettingsAccess):
     """Pool-based active learning over a set of micrographs (SPEC sections 3-5).
 
     Parameters
@@ -238,6 +239,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             init=init,
             partial=self.partial or self.protocol == "product",
             complete=set(self.complete),
+            complete_regions=self.complete_regions(),
             should_stop=should_stop,
             prepare=input_cache.session_prepare(self.session),
         )
@@ -426,9 +428,9 @@ class ActiveLearner(LabelEditing, SettingsAccess):
     def candidates(self) -> pd.DataFrame:
         """Predictions that may be queued (SPEC section 3).
 
-        Confidence >= ``min_confidence``; not on a complete micrograph; not
-        decided or reviewed already; centre farther than half a diameter from
-        every label and rejection on its micrograph; one per (micrograph, x, y).
+        Confidence >= ``min_confidence``; not on a complete micrograph or inside a
+        complete region; not decided or reviewed already; centre farther than half a
+        diameter from every label and rejection on its micrograph; one per (micrograph, x, y).
         """
         if self.predictions is None or len(self.predictions) == 0:
             return self._empty_queue().drop(columns=["uncertainty", "rank"])
@@ -439,6 +441,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         c = c[~c["pick_id"].isin(done)]
         c = c.drop_duplicates(subset=["micrograph", "x", "y"])
         c = c[~self._near_labels(c, self.labels, c["diameter"].to_numpy(float) / 2)]
+        c = c[~inside_regions(c, self.complete_regions())]
         if self.protocol == "product":
             from .strategies import plausible_candidates
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Collection, Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,7 @@ from .data import (
     transform_points,
 )
 from .networks import Detector, network_for_config, resolve_device
+from .regions import NO_REGIONS, region_cells, sample_regions, transform_regions
 from .targets import detector_loss, encode_targets, grid_shape, supervised_cells
 
 
@@ -50,6 +51,8 @@ class _Sample:
     negatives: np.ndarray  # (M, 2)
     complete: bool
     anchor: float  # box size (config.diameter) in input px
+    # complete regions (u, v, r) in input px: every cell inside is supervised (regions.py)
+    regions: np.ndarray = field(default_factory=lambda: NO_REGIONS)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -68,13 +71,15 @@ def _prepare_samples(
     partial: bool,
     complete: Collection[str],
     prepare: Prepare = default_prepare,
+    complete_regions: pd.DataFrame | None = None,
 ) -> list[_Sample]:
     samples = []
     for m in micrographs:
         pos = _rows_for(labels, m.name)
         neg = _rows_for(negatives, m.name)
         is_complete = m.name in complete
-        if partial and len(pos) == 0 and len(neg) == 0 and not is_complete:
+        has_regions = complete_regions is not None and len(_rows_for(complete_regions, m.name))
+        if partial and len(pos) == 0 and len(neg) == 0 and not is_complete and not has_regions:
             continue  # nothing reviewed on this micrograph: no loss to compute
         image, scale = prepare(m, config.input_size)
         mean_scale = 0.5 * (scale[0] + scale[1])
@@ -87,6 +92,7 @@ def _prepare_samples(
                 negatives=to_input_points(neg[["x", "y"]].to_numpy(), scale),
                 complete=is_complete,
                 anchor=config.diameter * mean_scale,
+                regions=sample_regions(complete_regions, m.name, scale),
             )
         )
     return samples
@@ -135,6 +141,9 @@ def _encode_sample(
     if partial and not sample.complete:
         # reviewed neighbourhoods: around labels; a rejection supervises its own cell only
         supervised = supervised_cells(pos, sample.anchor * zoom, grid)
+        if len(sample.regions):
+            regions = transform_regions(sample.regions, sample.shape, view, zoom)
+            supervised |= region_cells(regions, grid)
     enc = encode_targets(
         pos,
         sizes,
@@ -245,6 +254,7 @@ def iter_train_detector(
     complete: Collection[str] | None = None,
     should_stop: StopFn | None = None,
     prepare: Prepare | None = None,
+    complete_regions: pd.DataFrame | None = None,
 ) -> Generator[dict, None, Detector]:
     """Train a detector; yield a progress dict after every optimiser step.
 
@@ -264,7 +274,9 @@ def iter_train_detector(
     - ``partial``: False (thesis) = every unlabelled cell is background; True = the
       objectness loss only covers cells within one diameter of a label, the cell
       of each rejection (at ``config.neg_weight``), and every cell of the
-      micrographs named in ``complete`` (fully picked).
+      micrographs named in ``complete`` (fully picked), and every cell inside
+      ``complete_regions`` (a table of circles: ``micrograph``, ``x``, ``y``,
+      ``diameter``, px of the original micrograph; :mod:`.regions`).
     - ``should_stop``: checked before every step; when true raises
       :class:`activepick.errors.Cancelled`.
     - ``prepare(micrograph, input_size) -> (tensor, scale)``: each micrograph's
@@ -293,7 +305,14 @@ def iter_train_detector(
     config = replace(config, input_size=int(input_size))
 
     samples = _prepare_samples(
-        mics, labels, negatives, config, partial, complete, prepare or default_prepare
+        mics,
+        labels,
+        negatives,
+        config,
+        partial,
+        complete,
+        prepare or default_prepare,
+        complete_regions=complete_regions,
     )
     if not samples:
         raise CoordinateError(
@@ -394,6 +413,7 @@ def iter_train_detector(
         "n_negatives": int(sum(len(s.negatives) for s in samples)),
         "partial": bool(partial),
         "n_complete": int(sum(s.complete for s in samples)),
+        "n_complete_regions": int(sum(len(s.regions) for s in samples)),
         "warm_start": init is not None,
         "init": None if init is None else ("general" if init.meta.get("general") else "model"),
     }
@@ -412,6 +432,7 @@ def train_detector(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
     prepare: Prepare | None = None,
+    complete_regions: pd.DataFrame | None = None,
 ) -> Detector:
     """Run :func:`iter_train_detector` to the end, calling ``progress(dict)`` per step.
 
@@ -428,5 +449,6 @@ def train_detector(
         complete=complete,
         should_stop=should_stop,
         prepare=prepare,
+        complete_regions=complete_regions,
     )
     return drive(gen, progress)

@@ -229,6 +229,8 @@ def _real_data(settings: dict) -> BenchmarkData:
             f"micrograph(s) in {data} (e.g. {missing[0]}); label them or move them out"
         )
     _check_diameter(settings, truth, mics)
+    if settings.get("split"):
+        return _split(mics, paths, truth, _file_split(settings, names))
     rng = np.random.default_rng(int(settings["split_seed"]))
     order = rng.permutation(len(names))
     n_small = max(1, round(0.15 * len(names)))
@@ -238,6 +240,40 @@ def _real_data(settings: dict) -> BenchmarkData:
         "test": order[n_small : 2 * n_small],
     }
     return _split(mics, paths, truth, parts)
+
+
+def _file_split(settings: dict, names: list[str]) -> dict[str, list[int]]:
+    """The split of a JSON file ``{"train": [...], "test": [...]}`` (micrograph names;
+    optional ``"val"``). Without ``"val"``, a seeded 15 % (at least one) of the train
+    names validate (T_opt) and the rest are the pool; test scores."""
+    path = Path(settings["split"])
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BenchmarkError(f"{path}: cannot read the split ({exc})") from None
+    if not isinstance(split, dict) or not all(
+        isinstance(split.get(k), list) for k in ("train", "test")
+    ):
+        raise BenchmarkError(f'{path}: a split needs "train" and "test" lists of micrograph names')
+    index = {n: i for i, n in enumerate(names)}
+    parts: dict[str, list[int]] = {}
+    for key in ("train", "val", "test"):
+        listed = [str(n) for n in split.get(key, [])]
+        missing = [n for n in listed if n not in index]
+        if missing:
+            raise BenchmarkError(
+                f"{path}: {len(missing)} {key} micrograph(s) not in {settings['data']} "
+                f"(e.g. {missing[0]})"
+            )
+        parts[key] = [index[n] for n in listed]
+    if not parts["val"]:
+        rng = np.random.default_rng(int(settings["split_seed"]))
+        train = list(rng.permutation(parts["train"]))
+        n_val = max(1, round(0.15 * len(train)))
+        parts["val"], parts["train"] = train[:n_val], train[n_val:]
+    if len(parts["train"]) < 2 or not parts["test"]:
+        raise BenchmarkError(f"{path}: the split leaves fewer than 2 pool or no test micrographs")
+    return parts
 
 
 def _check_diameter(settings: dict, truth: pd.DataFrame, mics: list) -> None:
