@@ -86,11 +86,15 @@ def test_complete_marks_the_reviewed_neighbourhoods_and_retires_their_candidates
     # regions are no picks: counts, positives and the nearest label ignore them
     assert lr.counts()["positive"] == 1 and len(lr.positive_labels()) == 1
     assert lr.label_store.nearest("m0", 150.0, 50.0)[0] == 100
-    # nothing new to mark; a micrograph with no reviewed pick has nothing either
+    # nothing new to mark on m0; on m1, the pick under review (the user added its missed
+    # particles, marks its neighbourhood, then decides it)
     with pytest.raises(Exception, match="no pick reviewed on m0 since"):
         wb.complete_reviewed("m0")
+    assert wb.current_pick()["pick_id"] == 105
+    assert len(wb.complete_reviewed("m1")) == 1
     with pytest.raises(Exception, match="no pick reviewed on m1"):
         wb.complete_reviewed("m1")
+    wb.undo()
     with pytest.raises(CoordinateError, match="not in the pool"):
         lr.complete_reviewed("m9")
     wb.undo()  # one step: both regions

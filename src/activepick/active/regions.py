@@ -2,9 +2,9 @@
 
 Two actions cut the clicks a review costs besides one decision per queued pick:
 
-- **Complete** (``f`` in the viewer): after deciding the queued picks of a micrograph
+- **Complete** (``f`` in the viewer): after reviewing the queued picks of a micrograph
   and adding the particles the model missed around them, one action marks the
-  neighbourhood of every pick reviewed there complete: a circle of
+  neighbourhood of every pick reviewed there (and of the one under review) complete: a circle of
   :data:`REGION_DIAMETERS` particle diameters (radius) around each. A complete region
   is a row of the label table with status ``complete`` (centre ``x``, ``y`` = the
   reviewed pick's predicted centre, ``diameter`` = the region's, px of the original
@@ -95,21 +95,24 @@ class RegionReview:
 
     def reviewed_centres(self, micrograph: str) -> list[tuple[float, float]]:
         """Predicted centres of the queued picks on ``micrograph`` that were reviewed
-        (decided, or skipped by a simulated reviewer), in queue order."""
-        q = self.queue[self.queue["micrograph"].astype(str) == str(micrograph)]
+        (decided, or skipped by a simulated reviewer) or are under review, in queue order."""
+        q = self.queue
+        current = int(q["pick_id"].iat[self.position]) if self.position < len(q) else None
+        q = q[q["micrograph"].astype(str) == str(micrograph)]
         return [
             (float(x), float(y))
             for pid, x, y in zip(q["pick_id"].tolist(), q["x"], q["y"], strict=True)
-            if self.is_decided(int(pid))
+            if self.is_decided(int(pid)) or int(pid) == current
         ]
 
     def complete_reviewed(
         self, micrograph: str, *, source: str = "human", radius: float | None = None
     ) -> list[int]:
         """Mark the neighbourhood (``radius`` px, default :data:`REGION_DIAMETERS`
-        diameters) of every pick reviewed on ``micrograph`` complete, except where a
-        region of that centre exists; one undo step. Returns the new regions' ids
-        (empty when there was nothing to mark)."""
+        diameters) of every pick reviewed or under review on ``micrograph`` complete
+        (:meth:`reviewed_centres`: the user adds the missed particles around the last
+        pick, presses the key, then decides it), except where a region of that centre
+        exists; one undo step. Returns the new regions' ids (empty: nothing to mark)."""
         if str(micrograph) not in self._by_name:
             raise CoordinateError(f"complete region: micrograph {micrograph!r} is not in the pool")
         radius = REGION_DIAMETERS * float(self.config.diameter) if radius is None else radius

@@ -451,13 +451,14 @@ class Workbench:
             raise ReviewRefused("nothing to undo")
 
     def complete_reviewed(self, micrograph: str) -> list[int]:
-        """Mark the neighbourhoods of the picks reviewed on ``micrograph`` complete (after
-        adding their missed particles; ``active.regions``). Returns the regions' ids."""
+        """Mark the neighbourhoods of the picks reviewed (or under review) on ``micrograph``
+        complete, after adding their missed particles (``active.regions``). Returns the
+        regions' ids."""
         ids = self.learner.complete_reviewed(micrograph)
         if not ids:
             raise ReviewRefused(
                 f"no pick reviewed on {micrograph} since its neighbourhoods were last "
-                "marked complete: review picks there (x / z) first"
+                "marked complete: review its picks first"
             )
         return ids
 
