@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", default="0,1,2")
+    ap.add_argument(
+        "--strategies",
+        default="random,low_confidence,boundary_distance,diverse_boundary,micrograph_entropy",
+    )
     ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--truth", type=Path, default=None)
     ap.add_argument("--diameter", type=float, default=None)
@@ -71,7 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = benchmark_settings(
-        "hitl", seeds=seeds, data=args.data, truth=args.truth, diameter=args.diameter
+        "hitl",
+        seeds=seeds,
+        data=args.data,
+        truth=args.truth,
+        diameter=args.diameter,
+        strategies=args.strategies.split(","),
     )
     rows, records = [], []
     with tempfile.TemporaryDirectory() as tmp:

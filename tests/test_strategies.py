@@ -219,3 +219,17 @@ def test_product_batch_is_reviewed_micrograph_by_micrograph():
     # a batch of 3 of the 6: the strategy's top 3 (ranks 0-2), grouped
     top = rank_candidates(df, "boundary_distance", 3, t_opt=0.5)
     assert top["confidence"].tolist() == [0.50, 0.48, 0.45]
+
+
+def test_micrograph_entropy_takes_whole_micrographs_least_sure_first():
+    # H(0.5) = 1, H(0.9) = H(0.1) = 0.469, H(0.6) = 0.971, H(0.99) = 0.081 bits
+    # means: a (0.9, 0.1, 0.99) 0.340; b (0.5, 0.6) 0.985; c (0.6, 0.5, 0.9) 0.813
+    conf = [0.9, 0.5, 0.6, 0.1, 0.6, 0.99, 0.5, 0.9]
+    mics = ["a", "b", "c", "a", "b", "a", "c", "c"]
+    df = cands(conf, micrograph=mics, x=np.arange(8) * 100.0)
+    # b first (0.5 then 0.6 by |c - 0.5|), then c (0.5, 0.6, 0.9), then a
+    assert order(df, "micrograph_entropy") == [1, 4, 6, 2, 7, 0, 3, 5]
+    assert order(df, "micrograph_entropy", 3) == [1, 4, 6]
+    out = rank_candidates(df, "micrograph_entropy", 4, t_opt=0.5)
+    assert out["micrograph"].tolist() == ["b", "b", "c", "c"]
+    np.testing.assert_allclose(out["uncertainty"], [1.0, 0.970951, 1.0, 0.970951], rtol=1e-5)

@@ -285,6 +285,25 @@ def diverse_boundary(
     return np.asarray(chosen, dtype=np.int64)
 
 
+@register_strategy("micrograph_entropy", uncertainty=entropy_score)
+def micrograph_entropy(
+    candidates: pd.DataFrame, k: int, *, rng: np.random.Generator, t_opt: float
+) -> np.ndarray:
+    """Whole micrographs, least sure first (issue 20): micrographs ordered by the mean
+    binary entropy of their candidates, highest first (ties: name), and each one's
+    candidates in boundary-distance order, until ``k``. A batch then spans few
+    micrographs: the person reviews (and completes) a micrograph at a time."""
+    n = len(candidates)
+    k = min(max(int(k), 0), n)
+    if k == 0:
+        return np.empty(0, np.int64)
+    h = entropy_score(candidates, t_opt)
+    codes, _ = pd.factorize(candidates["micrograph"].astype(str), sort=True)
+    mean = pd.Series(h).groupby(codes).transform("mean").to_numpy()
+    boundary = np.abs(_confidence(candidates) - float(t_opt))
+    return np.lexsort((boundary, codes, -mean))[:k].astype(np.int64)
+
+
 @register_strategy("mc_dropout", needs="mc_dropout", uncertainty=disagreement_score)
 def mc_dropout(
     candidates: pd.DataFrame, k: int, *, rng: np.random.Generator, t_opt: float
