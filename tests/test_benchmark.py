@@ -350,3 +350,35 @@ def test_hitl_preset_and_real_data_use_the_train_defaults(tmp_path):
     assert benchmark_settings("hitl", data=mics, truth=truth, epochs=3)["epochs"] == 3
     prepare_data(s, tmp_path / "out")
     assert s["input_size"] == auto_input_size(80, 16.0) == 256  # automatic, as activepick train
+
+
+@pytest.mark.slow
+def test_tiny_hitl_with_cheaper_review_actions_counts_what_they_cost(tmp_path, capsys):
+    from activepick.active.benchmark.run import review_cost
+    from activepick.session import Session
+
+    out = tmp_path / "cheap"
+    args = [*TINY_HITL[:5], "--seeds", "0", *TINY_HITL[7:], "--review-actions", "complete,bulk"]
+    assert main([*args, "--out", str(out)]) == 0
+    settings = json.loads((out / "benchmark.json").read_text())
+    assert settings["review_actions"] == ["complete", "bulk"]
+    rounds = pd.read_csv(out / "rounds.csv")
+    for strategy in ("random", "low_confidence"):
+        session = Session.open(out / "runs" / f"{strategy}__s0__partial-on")
+        counts = session.settings["benchmark"]["decisions"]["1"]
+        labels = session.load_labels()
+        made = labels[labels["round"] == 1]
+        # one region action per micrograph of the batch where a pick was reviewed: its
+        # neighbourhoods are label rows of status complete, made by the oracle
+        queued = set(made.loc[made["strategy"] == strategy, "micrograph"])
+        assert counts["complete"] == len(queued)
+        regions = made[made["status"] == "complete"]
+        assert set(regions["micrograph"]) == queued and set(regions["source"]) == {"oracle"}
+        bulk = made[made["strategy"] == "bulk_confirm"]
+        assert (bulk["status"] == "accepted").sum() == counts["confirmed"]
+        r = rounds[(rounds["strategy"] == strategy) & (rounds["seed"] == 0)]
+        assert list(r["reviews"]) == [0, review_cost(counts)]
+        assert review_cost(counts) == sum(counts.values()) - counts["confirmed"]
+    capsys.readouterr()
+    assert main([*args[:-1], "colour", "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown review action(s) ['colour']" in capsys.readouterr().err
