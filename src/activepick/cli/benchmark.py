@@ -133,6 +133,14 @@ def register(subparsers) -> None:
         help='real data: JSON {"train": [...], "test": [...]} of micrograph names '
         "(optional val; else 15%% of train validate)",
     )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="real data: cut each micrograph into PX x PX tiles (each keeps its "
+        "micrograph's split); a training step then costs a tile, not a micrograph",
+    )
     sim = p.add_argument_group("overrides of the preset (synthetic data and detector)")
     sim.add_argument(
         "--micrographs",
@@ -205,6 +213,7 @@ def run(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         review_actions=_actions(args.review_actions),
         split=args.split,
+        tile=args.tile,
         **_split_sizes(args.micrographs),
     )
     if args.truth is not None and settings.get("diameter") is None:

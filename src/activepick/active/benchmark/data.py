@@ -63,7 +63,7 @@ def prepare_data(
     ``activepick train``).
     """
     if settings.get("truth"):
-        return _real_data(settings)
+        return _real_data(settings, out_dir)
     from ...io.micrograph import list_micrographs, read_micrograph
 
     root = Path(settings["data"]) if settings.get("data") else out_dir / "data"
@@ -199,7 +199,7 @@ def simulate_mixed(root: Path, settings: dict[str, Any], n: int) -> pd.DataFrame
     return truth
 
 
-def _real_data(settings: dict) -> BenchmarkData:
+def _real_data(settings: dict, out_dir: Path) -> BenchmarkData:
     from ...io.formats import read_coordinates
     from ...io.micrograph import list_micrographs, read_micrograph
 
@@ -228,18 +228,59 @@ def _real_data(settings: dict) -> BenchmarkData:
             f"{settings['truth']}: no ground truth for {len(missing)} of {len(names)} "
             f"micrograph(s) in {data} (e.g. {missing[0]}); label them or move them out"
         )
-    _check_diameter(settings, truth, mics)
     if settings.get("split"):
-        return _split(mics, paths, truth, _file_split(settings, names))
-    rng = np.random.default_rng(int(settings["split_seed"]))
-    order = rng.permutation(len(names))
-    n_small = max(1, round(0.15 * len(names)))
-    parts = {
-        "train": order[2 * n_small :],
-        "val": order[:n_small],
-        "test": order[n_small : 2 * n_small],
-    }
+        parts = _file_split(settings, names)
+    else:
+        rng = np.random.default_rng(int(settings["split_seed"]))
+        order = rng.permutation(len(names))
+        n_small = max(1, round(0.15 * len(names)))
+        parts = {
+            "train": order[2 * n_small :],
+            "val": order[:n_small],
+            "test": order[n_small : 2 * n_small],
+        }
+    if settings.get("tile"):
+        mics, paths, truth, parts = tile_micrographs(
+            mics, truth, parts, int(settings["tile"]), Path(out_dir) / "data" / "tiles"
+        )
+    _check_diameter(settings, truth, mics)
     return _split(mics, paths, truth, parts)
+
+
+def tile_micrographs(
+    mics: list, truth: pd.DataFrame, parts: dict, tile: int, folder: Path
+) -> tuple[list, list[Path], pd.DataFrame, dict[str, list[int]]]:
+    """Cut every micrograph into ``tile`` x ``tile`` px tiles (row-major, a remainder
+    narrower than a tile is left out), written once to ``folder/<name>__y<row>x<col>.mrc``
+    with the micrograph's pixel size; each tile's truth is the particles centred in it,
+    shifted to the tile's origin. A tile keeps its micrograph's split (``parts``: indices
+    into ``mics`` -> indices into the tiles). Returns tiles, their paths, truth, parts."""
+    from ...io.micrograph import Micrograph, write_micrograph
+
+    tiles, paths, tables, index = [], [], [], {}
+    for i, m in enumerate(mics):
+        h, w = m.data.shape
+        rows = truth[truth["micrograph"] == m.name]
+        for y0 in range(0, h - tile + 1, tile):
+            for x0 in range(0, w - tile + 1, tile):
+                name = f"{m.name}__y{y0}x{x0}"
+                path = folder / f"{name}.mrc"
+                data = np.ascontiguousarray(m.data[y0 : y0 + tile, x0 : x0 + tile])
+                if not path.exists():
+                    write_micrograph(path, data, pixel_size=m.pixel_size)
+                inside = rows["x"].between(x0, x0 + tile, inclusive="left") & rows["y"].between(
+                    y0, y0 + tile, inclusive="left"
+                )
+                part = rows[inside].copy()
+                part["micrograph"], part["x"], part["y"] = name, part["x"] - x0, part["y"] - y0
+                index.setdefault(i, []).append(len(tiles))
+                tiles.append(Micrograph(name, data, path=path, pixel_size=m.pixel_size))
+                paths.append(path)
+                tables.append(part)
+    if not tiles:
+        raise BenchmarkError(f"--tile {tile}: every micrograph is smaller than one tile")
+    tiled = {k: [t for i in idx for t in index.get(int(i), [])] for k, idx in parts.items()}
+    return tiles, paths, pd.concat(tables, ignore_index=True), tiled
 
 
 def _file_split(settings: dict, names: list[str]) -> dict[str, list[int]]:

@@ -178,6 +178,9 @@ DEFAULTS: dict[str, Any] = {
     # real data: a JSON file {"train": [names], "test": [names]} (optional "val"); None =
     # a seeded 70 / 15 / 15 split by micrograph
     "split": None,
+    # real data: cut every micrograph into tiles of this many px (a tile keeps its
+    # micrograph's split): a training step then costs a tile's pixels, not a micrograph's
+    "tile": None,
 }
 #: The cheaper review actions (``review_actions``), see :mod:`activepick.active.regions`.
 REVIEW_ACTIONS_KNOWN: tuple[str, ...] = ("complete", "bulk")
@@ -218,6 +221,7 @@ PROTOCOL_KEYS: tuple[str, ...] = (
     "split_seed",
     "review_actions",
     "split",
+    "tile",
 )
 
 #: Detector keys that ``--data --truth`` takes from ``activepick train``'s defaults
