@@ -34,8 +34,9 @@ def slider_moves(micrographs: list[str]) -> int:
     return int(sum(a != b for a, b in zip(micrographs[:-1], micrographs[1:], strict=True)))
 
 
-def batches(settings: dict, data, seed: int) -> tuple[dict, float]:
-    """``{strategy: queue}`` of round 1 at ``seed`` (one training for every strategy)."""
+def batches(settings: dict, data, seed: int) -> tuple[dict, tuple[float, float]]:
+    """``{strategy: queue}`` of round 1 at ``seed`` (one training for every strategy) and
+    the round's train + evaluate + predict time (wall s, CPU s of this process)."""
     from activepick.active.benchmark.run import initial_indices, round_budget, stored_settings
     from activepick.active.engine import ActiveLearner
     from activepick.active.settings import LearnerSettings
@@ -48,10 +49,10 @@ def batches(settings: dict, data, seed: int) -> tuple[dict, float]:
     )
     initial = initial_indices(len(data.train_truth), float(settings["initial"]), seed)
     learner.add_labels(data.train_truth.iloc[initial], source="initial")
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     drive(learner.iter_train())
     drive(learner.iter_predict())
-    round_s = time.perf_counter() - t0
+    round_s = (time.perf_counter() - t0, time.process_time() - c0)
     out = {}
     for strategy in settings["strategies"]:
         learner.strategy, learner._selects_this_round = strategy, 0
@@ -72,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--truth", type=Path, default=None)
     ap.add_argument("--diameter", type=float, default=None)
     ap.add_argument("--name", default="queue_order.json")
+    ap.add_argument("--split", type=Path, default=None, help="real data: split.json")
+    ap.add_argument("--tile", type=int, default=None, help="real data: tiles of PX")
+    ap.add_argument("--train-steps", type=int, default=None)
+    ap.add_argument("--review-k", type=int, default=None)
     args = ap.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = benchmark_settings(
@@ -81,9 +86,14 @@ def main(argv: list[str] | None = None) -> int:
         truth=args.truth,
         diameter=args.diameter,
         strategies=args.strategies.split(","),
+        split=args.split,
+        tile=args.tile,
+        train_steps=args.train_steps,
+        review_k=args.review_k,
     )
     rows, records = [], []
     with tempfile.TemporaryDirectory() as tmp:
+        # torch's threads: the benchmark's (OMP_NUM_THREADS); the CPU time counts them all
         data = prepare_data(settings, Path(tmp))
         for seed in seeds:
             queues, round_s = batches(settings, data, seed)
@@ -98,11 +108,18 @@ def main(argv: list[str] | None = None) -> int:
                     "micrographs": len(set(grouped)),
                     "moves_uncertainty_order": slider_moves(flat),
                     "moves_by_micrograph": slider_moves(grouped),
-                    "round_s": round_s,
+                    "round_s": round_s[0],
+                    "round_cpu_s": round_s[1],
                 }
                 records.append(rec)
                 rows.append(rec)
     print(f"slider moves per decision key, one round ({'real' if args.truth else 'hitl'} pool)")
+    for seed in seeds:
+        r = next(r for r in records if r["seed"] == seed)
+        print(
+            f"seed {seed}: train + evaluate + predict {r['round_s']:.0f} s wall, "
+            f"{r['round_cpu_s']:.0f} s CPU (input {settings['input_size']}, tile {args.tile})"
+        )
     print(f"{'strategy':<20}{'seed':>5}{'picks':>7}{'mics':>6}{'before':>10}{'after':>10}")
     for r in rows:
         before = r["moves_uncertainty_order"] / max(r["picks"], 1)
@@ -125,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
             "pool": str(args.data) if args.truth else "hitl preset (simulated, data seed 11)",
             "review_k": settings["review_k"],
             "train_steps": settings["train_steps"],
+            "tile": settings.get("tile"),
+            "input_size": settings.get("input_size"),
+            "torch_threads": __import__("torch").get_num_threads(),
             "seeds": seeds,
             "share_before": share_before,
             "share_after": share_after,
