@@ -58,7 +58,8 @@ def reviews_to(rounds: pd.DataFrame, goal: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from activepick.active.benchmark import benchmark_settings, run_benchmark
+    from activepick.active.benchmark import benchmark_settings, prepare_data, run_benchmark
+    from activepick.active.benchmark.run import write_outputs
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=ROOT)
@@ -69,6 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--review-actions", default="complete,bulk")
     ap.add_argument("--out", type=Path, default=Path("/tmp/activepick_hitl_real"))
     ap.add_argument("--results", default="hitl_real", help="name under perf/results/")
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="write the tables from the run sessions in --out (e.g. runs of several "
+        "processes copied together) without running what is missing",
+    )
     args = ap.parse_args(argv)
     actions = [a for a in args.review_actions.split(",") if a and a != "none"] or None
     settings = benchmark_settings(
@@ -91,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
             where = " ".join(f"{k}={info[k]}" for k in keys if k in info)
             print(f"[{time.perf_counter() - t0:7.0f} s] {info['stage']:6s} {where}", flush=True)
 
-    summary = run_benchmark(settings, args.out, progress=progress)
+    if args.report_only:
+        summary = write_outputs(args.out, settings, prepare_data(settings, args.out))
+    else:
+        summary = run_benchmark(settings, args.out, progress=progress)
     folder = RESULTS / args.results
     folder.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
