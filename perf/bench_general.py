@@ -4,8 +4,8 @@ The numbers of docs/model_card.md. A training set (``--train``, a folder written
 ``activepick simulate``: ``micrographs/`` + ``ground_truth.csv``) gives the labels:
 ``n`` particles drawn at random (seeded), spread evenly over the micrographs, or
 all of them; the detector is the shipped general model fine-tuned as
-``activepick train --partial --init general`` does (default steps and learning rate
-of :mod:`activepick.cli.train`), with 0 labels the general model itself; the F1 is
+``activepick train --partial --init general`` does (the fine-tuning settings of
+:mod:`activepick.detector.budget`), with 0 labels the general model itself; the F1 is
 at the best threshold (SPEC section 5) on a separate test set (``--test``).
 
     .venv/bin/python perf/bench_general.py --train DIR --test DIR [--labels 0 10 20 50 all]
@@ -59,9 +59,8 @@ def run(
     freeze_norm: bool = True,
 ) -> dict:
     from activepick import metrics
-    from activepick.cli.train import FINETUNE_STEPS
     from activepick.detector import DetectorConfig, train_detector
-    from activepick.detector.config import FINETUNE_LR
+    from activepick.detector.budget import finetune_config
     from activepick.detector.general import load_general_detector
 
     mics, truth = _load(train)
@@ -72,10 +71,12 @@ def run(
     if init == "general" and n == 0:
         det, steps = load_general_detector(diameter, device="cpu"), 0
     elif init == "general":
-        cfg = DetectorConfig(
-            diameter=diameter,
-            steps=steps or FINETUNE_STEPS,
-            lr=lr or FINETUNE_LR,
+        cfg = finetune_config(
+            diameter,
+            len(labels),
+            partial=n is not None,
+            steps=steps,
+            lr=lr,
             seed=seed,
             freeze_norm=freeze_norm,
         )

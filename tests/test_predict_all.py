@@ -127,7 +127,8 @@ def test_export_uses_predict_all_where_no_round_predicted_since(tmp_path):
 
 def test_predict_all_needs_a_detector_files_and_a_folder(tmp_path):
     write_micrograph(tmp_path / "b.mrc", np.zeros((64, 64), np.float32))
-    on_disk = Workbench.for_micrographs([read_micrograph(tmp_path / "b.mrc")])
+    narrow = LearnerSettings(detector=DetectorConfig(width=0.125, diameter=D))  # no general model
+    on_disk = Workbench.for_micrographs([read_micrograph(tmp_path / "b.mrc")], narrow)
     with pytest.raises(ReviewError, match="train a round first"):
         next(on_disk.iter_predict_all(tmp_path / "out"))
     net = Detector(build_network("light", width=0.125), DetectorConfig(input_size=64, diameter=D))
@@ -166,3 +167,31 @@ def test_a_reopened_session_shows_its_finished_predict_all_only(tmp_path):
     other = Workbench.open(tmp_path / "session")
     assert other.predict_all is None
     other.close()
+
+
+def test_before_any_label_predict_all_picks_with_the_general_model(tmp_path):
+    from activepick.simulate import simulate_micrograph
+
+    rng = np.random.default_rng(3)
+    truth = {}
+    for i in range(2):
+        image, centres = simulate_micrograph(rng, size=256, n_particles=10, diameter=32, snr=0.5)
+        write_micrograph(tmp_path / "mics" / f"g{i}.mrc", image)
+        truth[f"g{i}"] = centres
+    mics = [read_micrograph(tmp_path / "mics" / f"g{i}.mrc") for i in range(2)]
+    settings = LearnerSettings(detector=DetectorConfig(diameter=32.0, device="cpu"))
+    wb = Workbench.for_micrographs(mics, settings)
+    wb.create_session(tmp_path / "session")
+    assert wb.learner.detector is None and wb.learner.round == 0
+    picks = drive(wb.iter_predict_all())
+    stamp = json.loads((tmp_path / "session" / "predict_all" / PREDICT_ALL_STAMP).read_text())
+    assert stamp["round"] == 0
+    confident = picks[picks["confidence"] >= 0.5]
+    for name, centres in truth.items():  # most particles are found, next to their centres
+        found = confident.loc[confident["micrograph"] == name, ["x", "y"]].to_numpy()
+        dist = np.linalg.norm(found[:, None] - centres[None], axis=2).min(axis=0)
+        assert (dist < 8).mean() >= 0.7
+    wb.close()
+    again = Workbench.open(tmp_path / "session")  # a reopened session shows it
+    assert again.predict_all is not None and len(again.predict_all) == len(picks)
+    again.close()

@@ -249,10 +249,11 @@ def test_partial_supervision_leaves_unlabelled_cells_out_of_the_loss():
     cfg = DetectorConfig(pos_weight=10.0, neg_weight=5.0)
     _, target, weight = _encode_sample(sample, (0, False), cfg, partial=True)
     assert weight[2, 2] == 10.0 and weight[12, 12] == 5.0
-    # cells whose centre lies within 32 px of (40, 40): rows/cols 1-3 (centres 24, 40,
-    # 56) plus (0, 2), (2, 0), (2, 4), (4, 2) (centres 8 / 72 on one axis, 40 on the
-    # other: 32 px away, on the circle) -> 13 cells; the rejection opens no neighbourhood
-    assert int((weight > 0).sum()) == 13 + 1
+    # cells whose centre lies within ring = 0.5 diameters = 16 px of (40, 40): its own
+    # cell (2, 2) and (1, 2), (3, 2), (2, 1), (2, 3) (centres 24 / 56 on one axis, 40 on
+    # the other: 16 px away, on the circle) -> 5 cells; the rejection opens no neighbourhood
+    assert int((weight > 0).sum()) == 5 + 1
+    assert weight[1, 1] == 0  # centre (24, 24): 22.6 px away, outside the ring
     assert weight[11, 12] == 0 and weight[8, 8] == 0
     # a prediction in an unsupervised cell does not change the loss
     out = torch.zeros(1, 6, 16, 16)

@@ -548,3 +548,14 @@ def test_steps_box_sets_the_round_budget_and_opened_micrographs_stay_lazy(make_n
     mics = widget.learner.micrographs
     assert all(isinstance(m, LazyMicrograph) for m in mics)
     assert [m.shape for m in mics] == [(192, 192)] * 3
+
+
+def test_training_status_counts_the_steps_the_bar_counts(make_napari_viewer):
+    _, widget = _widget(make_napari_viewer)
+    widget._started = time.perf_counter()
+    # what iter_train_detector yields: step runs 1..total over all epochs
+    info = {"stage": "train", "epoch": 2, "epochs": 20, "step": 15, "steps": 60, "total": 60}
+    widget._on_progress({**info, "loss": 0.25})
+    assert widget.status.text().startswith("training: step 15/60, loss 0.250")
+    assert widget.progress.value() == 250  # 15 / 60 of the bar's 1000
+    assert "epoch" not in widget.status.text()

@@ -194,8 +194,10 @@ def predict_group_task(
     threshold: float = 0.3,
     nms_iou: float | None = None,
     batch_size: int = 4,
+    diameter: float | None = None,
 ) -> tuple[dict[str, str], dict[str, str]]:
-    """:func:`predict_group` on a Dask worker; the model is loaded once per process.
+    """:func:`predict_group` on a Dask worker; the model is loaded once per process
+    (a general model, set up for ``diameter`` px, when ``diameter`` is given).
 
     Returns ``({name: part_text(picks)}, {name: error message})``: the CSV is made
     here, in parallel, rather than by the client, which shares the CPUs with the
@@ -203,13 +205,18 @@ def predict_group_task(
     """
     from .cluster import tune_worker_process
     from .detector import load_checkpoint
+    from .detector.general import load_general_detector
 
-    key = (str(model), os.path.getmtime(model), device)
+    key = (str(model), os.path.getmtime(model), device, diameter)
     with _WORKER_LOCK:
         if _WORKER_MODEL.get("key") != key:
             _WORKER_TUNING.update(tune_worker_process(threads))
             _WORKER_MODEL.clear()
-            _WORKER_MODEL.update(key=key, detector=load_checkpoint(model, device=device))
+            if diameter is None:
+                loaded = load_checkpoint(model, device=device)
+            else:
+                loaded = load_general_detector(diameter, path=model, device=device)
+            _WORKER_MODEL.update(key=key, detector=loaded)
             _WORKER_LOADS[0] += 1
         detector = _WORKER_MODEL["detector"]
     tables, failed = predict_group(
@@ -250,6 +257,7 @@ def _run_dask(client, todo, settings, model, device, threads, group_size):
         threshold=settings["threshold"],
         nms_iou=settings["nms_iou"],
         batch_size=settings["batch_size"],
+        diameter=settings.get("diameter"),
     )
 
     names = {}
@@ -287,6 +295,7 @@ def iter_predict_batch(
     *,
     detector=None,
     model: str | os.PathLike | None = None,
+    diameter: float | None = None,
     threshold: float = 0.3,
     nms_iou: float | None = None,
     batch_size: int = 4,
@@ -300,7 +309,8 @@ def iter_predict_batch(
     """Predict every micrograph of ``paths``, writing one part file each into ``parts``.
 
     In process with ``detector`` (a loaded :class:`~activepick.detector.Detector`),
-    or on Dask with ``client`` and ``model`` (the checkpoint path the workers load,
+    or on Dask with ``client`` and ``model`` (the checkpoint path the workers load;
+    a general model with ``diameter``, the particle size it is set up for,
     on ``device`` with ``threads`` torch threads; ``group_size`` micrographs per
     task, default ``batch_size``). Yields
     ``{"stage": "predict", "step", "total", "micrograph", "rate" (micrographs/s),
@@ -330,6 +340,8 @@ def iter_predict_batch(
         "nms_iou": None if nms_iou is None else float(nms_iou),
         "batch_size": int(batch_size),
     }
+    if diameter is not None:  # a general model; absent otherwise, as in older parts folders
+        settings["diameter"] = float(diameter)
     done = prepare_parts(parts, settings, resume=resume)
     todo = [p for p, n in zip(paths, names, strict=True) if n not in done]
     skipped = len(paths) - len(todo)

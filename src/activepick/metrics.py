@@ -43,6 +43,8 @@ __all__ = [
     "summary",
     "distinct_particle_matrix",
     "jsonable",
+    "inside_margin",
+    "centre_offsets",
 ]
 
 #: Columns of :func:`pr_curve`.
@@ -507,6 +509,38 @@ def summary(
     if curve:
         out["curve"] = full
     return out
+
+
+def inside_margin(
+    picks: pd.DataFrame, shapes: dict[str, tuple[int, int]], margin: float
+) -> pd.DataFrame:
+    """The picks whose centre lies at least ``margin`` px inside its micrograph
+    (``margin <= x <= W - 1 - margin``, same for y; ``shapes`` = {name: (H, W)}).
+
+    Score predictions and truth through the same filter to leave out a border
+    where neither can be judged (filter stripes, particles cut by the edge).
+    Picks of micrographs missing from ``shapes`` are dropped.
+    """
+    names = picks["micrograph"].astype(str)
+    h = names.map(lambda n: shapes.get(n, (0, 0))[0]).to_numpy(np.float64)
+    w = names.map(lambda n: shapes.get(n, (0, 0))[1]).to_numpy(np.float64)
+    x, y = picks["x"].to_numpy(np.float64), picks["y"].to_numpy(np.float64)
+    keep = (x >= margin) & (y >= margin) & (x <= w - 1 - margin) & (y <= h - 1 - margin)
+    return picks[keep].reset_index(drop=True)
+
+
+def centre_offsets(
+    pred: pd.DataFrame, truth: pd.DataFrame, threshold: float, *, tp_iou: float = DEFAULT_TP_IOU
+) -> np.ndarray:
+    """``(N, 2)`` offsets (dx, dy) in px, prediction minus truth, of the TP pairs at
+    ``threshold`` (the one-to-one matching of :func:`evaluate`)."""
+    keep = _confidence(pred) >= threshold
+    kept = pred[keep].reset_index(drop=True)
+    ip, it, iou = _pairs(kept, truth, tp_iou)
+    mp, mt, _ = _match(ip, it, iou)
+    p = kept[["x", "y"]].to_numpy(np.float64)[mp]
+    t = truth[["x", "y"]].to_numpy(np.float64)[mt]
+    return p - t
 
 
 def distinct_particle_matrix(selected: dict[str, set]) -> pd.DataFrame:

@@ -29,7 +29,6 @@ from ..constants import (
     STATUS_MOVED,
     STATUS_REJECTED,
 )
-from ..errors import CoordinateError
 from ..io.picks import empty_picks, now_utc, validate_picks
 from ..metrics import jsonable
 from .decisions import LabelEditing, ReviewError
@@ -167,18 +166,6 @@ class ActiveLearner(LabelEditing, RegionReview, SettingsAccess):
         """``{micrograph name: (height, width)}`` of the pool, in pixels."""
         return {m.name: tuple(m.shape) for m in self.micrographs}
 
-    def mark_complete(self, micrograph: str, complete: bool = True) -> None:
-        """Mark a micrograph as fully picked (or not): with ``partial`` its unlabelled
-        area counts as background, it is always trained on, and its predictions are
-        no longer candidates. Saved to the session settings' ``complete`` list."""
-        if micrograph not in self._by_name:
-            raise CoordinateError(f"micrograph {micrograph!r} is not in the pool")
-        if complete:
-            self.complete.add(micrograph)
-        else:
-            self.complete.discard(micrograph)
-        self._save_complete()
-
     # ------------------------------------------------------------------ training
     def training_micrographs(self) -> list[Micrograph]:
         """Micrographs trained on: those with any label or rejection, plus the complete ones.
@@ -204,6 +191,7 @@ class ActiveLearner(LabelEditing, RegionReview, SettingsAccess):
         ``should_stop()`` turns true.
         """
         from ..detector import input_cache, iter_train_detector
+        from ..detector.budget import finetuned
 
         positives = self.positive_labels()
         if len(positives) == 0:
@@ -218,11 +206,10 @@ class ActiveLearner(LabelEditing, RegionReview, SettingsAccess):
                 else ("general" if init.meta.get("general") else "previous")
             )
         config = self.config
-        if init is not None and self.protocol == "product":
-            from ..detector.config import FINETUNE_LR
-
-            config = dataclasses.replace(config, lr=min(config.lr, FINETUNE_LR))
-        if self.train_steps is not None:
+        finetune = init is not None and self.protocol == "product"
+        if finetune:  # crops, distillation, a budget that grows with the labels
+            config = finetuned(config, len(positives), min_steps=self.train_steps)
+        elif self.train_steps is not None:
             config = dataclasses.replace(config, steps=self.train_steps)
         yield {
             "stage": "train",
@@ -282,16 +269,20 @@ class ActiveLearner(LabelEditing, RegionReview, SettingsAccess):
             return self.init
         if self.init == "previous" and self.detector is not None:
             return self.detector
+        general = self.general_detector()
+        if general is None:  # none of this size: train from scratch, and say so in the history
+            cfg = self.config
+            self.init_used = f"scratch (no general model for {cfg.arch} width {cfg.channel_width})"
+        return general
+
+    def general_detector(self) -> Detector | None:
+        """The shipped general model for this run's diameter (loaded once); None if none
+        is shipped for the config's architecture and width."""
         if getattr(self, "_general", None) is None:
             from ..detector.config import DEFAULT_LIGHT_WIDTH
             from ..detector.general import load_general_detector
 
             if self.config.arch != "light" or self.config.channel_width != DEFAULT_LIGHT_WIDTH:
-                # no general model of this size: train from scratch, and say so in the history
-                self.init_used = (
-                    f"scratch (no general model for {self.config.arch} width "
-                    f"{self.config.channel_width})"
-                )
                 return None
             self._general = load_general_detector(
                 self.config.diameter, arch=self.config.arch, device=self.config.device
@@ -568,12 +559,6 @@ class ActiveLearner(LabelEditing, RegionReview, SettingsAccess):
     def _save_round(self, **kwargs: Any) -> None:
         if self.session is not None:
             self.session.save_round(self.round, **kwargs)
-
-    def _save_complete(self) -> None:
-        if self.session is not None:
-            settings = dict(self.session.settings)
-            settings["complete"] = sorted(self.complete)
-            self.session.save_settings(settings)
 
     # ------------------------------------------------------------------ internals
     def _checked_split(

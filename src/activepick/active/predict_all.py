@@ -53,7 +53,8 @@ def iter_predict_all(
     batch_size: int = 4,
 ) -> Generator[dict[str, Any], None, pd.DataFrame]:
     """The work of :meth:`~activepick.active.workbench.Workbench.iter_predict_all` (see
-    there): every micrograph's file through the learner's detector into ``folder()``
+    there): every micrograph's file through the learner's detector (before any round: the
+    shipped general model) into ``folder()``
     (called once the learner is known to be ready), resuming the parts of the same
     detector. Returns the combined pick table (``round`` = the detector's round)."""
     from ..batch import combine_parts, iter_predict_batch
@@ -61,7 +62,8 @@ def iter_predict_all(
     from ..io.micrograph import micrograph_name
     from .decisions import ReviewError
 
-    if learner.detector is None:
+    detector = learner.detector or learner.general_detector()
+    if detector is None:
         raise ReviewError("no detector yet: train a round first")
     paths = []
     for m in learner.micrographs:
@@ -72,7 +74,7 @@ def iter_predict_all(
             )
         paths.append(Path(m.path))
     parts = folder()
-    stamp = {"round": int(learner.round), "detector": detector_fingerprint(learner.detector)}
+    stamp = {"round": int(learner.round), "detector": detector_fingerprint(detector)}
     stamp_file = parts / PREDICT_ALL_STAMP
     try:
         resume = json.loads(stamp_file.read_text(encoding="utf-8")) == stamp
@@ -84,7 +86,7 @@ def iter_predict_all(
     summary = yield from iter_predict_batch(
         paths,
         parts,
-        detector=learner.detector,
+        detector=detector,
         threshold=learner.min_confidence,
         batch_size=batch_size,
         resume=resume,
@@ -98,7 +100,8 @@ def iter_predict_all(
 
 
 def saved_predict_all(learner: ActiveLearner, parts: Path) -> pd.DataFrame | None:
-    """The table of a finished Predict all of the learner's current detector in
+    """The table of a finished Predict all of the learner's current detector (the
+    general model before any round) in
     ``parts`` (every micrograph has its part, the stamp names this round and
     detector), else None: a cancelled or outdated run is not taken for a done one."""
     from ..batch import combine_parts, done_names
@@ -108,11 +111,14 @@ def saved_predict_all(learner: ActiveLearner, parts: Path) -> pd.DataFrame | Non
     except (OSError, ValueError):
         return None
     names = [m.name for m in learner.micrographs]
-    if learner.detector is None or stamp.get("round") != int(learner.round):
+    if stamp.get("round") != int(learner.round):
         return None
-    if not set(names) <= done_names(parts):
+    detector = learner.detector
+    if detector is None and int(learner.round) == 0:  # before any round: the general model
+        detector = learner.general_detector()
+    if detector is None or not set(names) <= done_names(parts):
         return None
-    if stamp.get("detector") != detector_fingerprint(learner.detector):
+    if stamp.get("detector") != detector_fingerprint(detector):
         return None
     picks = combine_parts(parts, names)
     picks["round"] = int(learner.round)

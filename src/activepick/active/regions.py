@@ -84,10 +84,29 @@ def inside_regions(picks: pd.DataFrame, regions: pd.DataFrame) -> np.ndarray:
 
 
 class RegionReview:
-    """Mixin of :class:`~activepick.active.engine.ActiveLearner`: complete regions and
-    bulk confirmation (see the module docs). Expects the learner's label editing
+    """Mixin of :class:`~activepick.active.engine.ActiveLearner`: micrographs marked fully
+    picked, complete regions and bulk confirmation (see the module docs). Expects the
+    learner's label editing
     (:class:`~activepick.active.decisions.LabelEditing`), ``queue``, ``predictions``,
     ``complete``, ``config`` and ``t_opt``."""
+
+    def mark_complete(self, micrograph: str, complete: bool = True) -> None:
+        """Mark a micrograph as fully picked (or not): with ``partial`` its unlabelled
+        area counts as background, it is always trained on, and its predictions are
+        no longer candidates. Saved to the session settings' ``complete`` list."""
+        if micrograph not in self._by_name:
+            raise CoordinateError(f"micrograph {micrograph!r} is not in the pool")
+        if complete:
+            self.complete.add(micrograph)
+        else:
+            self.complete.discard(micrograph)
+        self._save_complete()
+
+    def _save_complete(self) -> None:
+        if self.session is not None:
+            settings = dict(self.session.settings)
+            settings["complete"] = sorted(self.complete)
+            self.session.save_settings(settings)
 
     def complete_regions(self) -> pd.DataFrame:
         """The regions marked complete (label rows of status ``complete``)."""

@@ -290,7 +290,8 @@ class Workbench:
         *,
         batch_size: int = 4,
     ) -> Generator[Progress, None, pd.DataFrame]:
-        """Predict EVERY micrograph of the pool with the current detector, streamed.
+        """Predict EVERY micrograph of the pool with the current detector (before any
+        round: the shipped general model), streamed.
 
         Runs :func:`activepick.batch.iter_predict_batch` in process (``batch_size``
         micrographs in memory at a time, ``should_stop`` checked between them) and writes one part file per micrograph into

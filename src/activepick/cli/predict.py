@@ -21,6 +21,8 @@ from ..errors import ActivePickError, MicrographError
 
 #: Seconds between progress lines when stderr is not a terminal (batch-job logs).
 LOG_EVERY_S = 30.0
+#: Confidence threshold of a trained model's picks when --threshold is not given.
+DEFAULT_THRESHOLD = 0.3
 
 
 def register(subparsers) -> None:
@@ -33,7 +35,16 @@ def register(subparsers) -> None:
         "micrograph are saved in <out>.parts/ as it finishes; --resume continues a stopped run.",
     )
     p.add_argument(
-        "--model", required=True, type=Path, help="checkpoint written by 'activepick train'"
+        "--model",
+        required=True,
+        help="checkpoint written by 'activepick train', or 'general' for the shipped general "
+        "model (no training; needs --diameter)",
+    )
+    p.add_argument(
+        "--diameter",
+        type=float,
+        default=None,
+        help="particle diameter in px, for the general model (a trained model keeps its own)",
     )
     p.add_argument("--micrographs", type=Path, help="folder of micrographs")
     p.add_argument(
@@ -45,7 +56,11 @@ def register(subparsers) -> None:
         "--format", dest="fmt", default=None, help="output format (default: from the extension)"
     )
     p.add_argument(
-        "--threshold", type=float, default=0.3, help="minimum confidence (default: %(default)s)"
+        "--threshold",
+        type=float,
+        default=None,
+        help="minimum confidence (default: the general model's calibrated threshold from its "
+        f"model card, {DEFAULT_THRESHOLD} for a trained model)",
     )
     p.add_argument(
         "--nms-iou", type=float, default=None, help="circle-IoU of NMS (default: the model's, 0.3)"
@@ -182,6 +197,32 @@ def _start_closing(client) -> threading.Thread | None:
     return thread
 
 
+def load_model(model: str, diameter: float | None, device: str):
+    """``(detector, checkpoint path, threshold)`` for ``--model``: ``"general"`` (the
+    shipped model) or a checkpoint path. A general model (its sidecar says so) is set
+    up for ``diameter`` px, which it needs, and brings its calibrated threshold; a
+    trained model keeps its own diameter and refuses another one."""
+    from ..detector import load_checkpoint
+    from ..detector.general import general_model_path, load_general_detector
+
+    path = general_model_path() if model == "general" else Path(model)
+    detector = load_checkpoint(path, device=device)
+    if detector.meta.get("general"):
+        if diameter is None:
+            raise ActivePickError(
+                f"--model {model}: the general model needs --diameter PX (the particle "
+                "diameter in px of your micrographs)"
+            )
+        threshold = detector.meta.get("threshold") or DEFAULT_THRESHOLD
+        return load_general_detector(diameter, path=path, device=device), path, float(threshold)
+    if diameter is not None:
+        raise ActivePickError(
+            f"--diameter is for the general model only: {path} was trained for "
+            f"{detector.config.diameter:g} px particles"
+        )
+    return detector, path, DEFAULT_THRESHOLD
+
+
 def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         if not args.cluster:
@@ -214,10 +255,13 @@ def run(args: argparse.Namespace) -> int:
             f"{parts} holds the picks of {earlier} micrograph(s) from an earlier run; pass "
             "--resume to continue it or --force to start over"
         )
-    from ..detector import load_checkpoint
-
     # in process: the model used; on Dask: a check that fails fast (workers load their own)
-    detector = load_checkpoint(args.model, device=args.device if not _dask(args) else "cpu")
+    detector, model_path, threshold = load_model(
+        args.model, args.diameter, args.device if not _dask(args) else "cpu"
+    )
+    general = bool(detector.meta.get("general"))
+    if args.threshold is not None:
+        threshold = args.threshold
     client = _client(args)
     if client is not None:
         detector = None
@@ -228,8 +272,9 @@ def run(args: argparse.Namespace) -> int:
                 paths,
                 parts,
                 detector=detector,
-                model=args.model,
-                threshold=args.threshold,
+                model=model_path,
+                diameter=detector.config.diameter if general else None,
+                threshold=threshold,
                 nms_iou=args.nms_iou,
                 batch_size=args.batch_size,
                 resume=args.resume,

@@ -11,12 +11,17 @@ from ..errors import CoordinateError, MicrographError
 
 #: How many unmatched names the report lists before "...".
 _MAX_LISTED = 10
-#: Fine-tuning defaults (from the general model or a checkpoint); see docs/model_card.md.
-FINETUNE_STEPS = 100
 
 
 def register(subparsers) -> None:
     """Add the ``train`` subcommand."""
+    from ..detector.budget import (
+        FINETUNE_BATCH,
+        FINETUNE_CROP,
+        MAX_STEPS,
+        MIN_STEPS,
+        STEPS_PER_LABEL,
+    )
     from ..detector.config import ARCHITECTURES, FINETUNE_LR, DetectorConfig
 
     d = DetectorConfig()
@@ -58,10 +63,16 @@ def register(subparsers) -> None:
         "--steps",
         type=int,
         default=None,
-        help=f"optimiser steps (replaces --epochs; default with --init general or a "
-        f"checkpoint: {FINETUNE_STEPS})",
+        help="optimiser steps (replaces --epochs; default with --init general or a "
+        f"checkpoint: {MIN_STEPS} + {STEPS_PER_LABEL:g} per label, at most {MAX_STEPS})",
     )
-    p.add_argument("--batch-size", type=int, default=d.batch_size, help="default: %(default)s")
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help=f"default: {d.batch_size} micrographs from scratch, {FINETUNE_BATCH} crops of "
+        f"{FINETUNE_CROP} px fine-tuning",
+    )
     p.add_argument(
         "--lr",
         type=float,
@@ -134,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..detector import DetectorConfig, save_checkpoint, sidecar_path, train_detector
-    from ..detector.config import FINETUNE_LR
+    from ..detector.budget import finetune_config
     from ..io.atomic import refuse_existing
     from ..io.formats import read_coordinates
     from ..io.micrograph import (
@@ -180,22 +191,26 @@ def run(args: argparse.Namespace) -> int:
     mics = [read_micrograph(by_name[n]) for n in matched]
     picks = picks[picks["micrograph"].isin(matched)]
     init = load_init(args.init, args.diameter, args.arch, args.device)
-    defaults = DetectorConfig()
-    steps = args.steps
-    if steps is None and args.epochs is None and init is not None:
-        steps = FINETUNE_STEPS
-    config = DetectorConfig(
+    common = dict(
         arch=args.arch,
-        diameter=args.diameter,
         input_size=args.input_size,
-        epochs=defaults.epochs if args.epochs is None else args.epochs,
-        steps=steps,
         batch_size=args.batch_size,
-        lr=args.lr if args.lr is not None else (defaults.lr if init is None else FINETUNE_LR),
+        lr=args.lr,
         seed=args.seed,
         device=args.device,
         width=args.width,
     )
+    if init is not None and args.epochs is None:
+        config = finetune_config(
+            args.diameter, len(picks), partial=args.partial, steps=args.steps, **common
+        )
+    else:
+        config = DetectorConfig(
+            diameter=args.diameter,
+            epochs=DetectorConfig.epochs if args.epochs is None else args.epochs,
+            steps=args.steps,
+            **{k: v for k, v in common.items() if v is not None},
+        )
     budget = f"{config.steps} steps" if config.steps is not None else f"{config.epochs} epochs"
     start = "scratch" if init is None else args.init
     print(

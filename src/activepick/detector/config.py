@@ -55,6 +55,9 @@ LIMITS: dict[str, tuple[float, float, str]] = {
     "scale_jitter": (0.0, 0.5, "float"),
     "holdout": (0.0, 1.0, "float"),
     "eval_points": (1, 10_000, "int"),
+    "crop": (INPUT_MULTIPLE, 8192, "int"),
+    "ring": (0.0, 2.0, "float"),
+    "distill": (0.0, 1e3, "float"),
 }
 _OPEN_LOW = ("diameter", "lr", "width")
 _OPEN_HIGH = ("dropout", "jitter", "scale_jitter", "holdout")
@@ -113,6 +116,17 @@ class DetectorConfig:
       and the weights of the best check are kept (0 = off; needs >= 2 micrographs).
     - ``freeze_norm``: when fine-tuning (``init`` given), keep the BatchNorm
       statistics of the initial model (few labels give poor batch statistics).
+    - ``crop``: train on square crops of this many input px (a multiple of 32)
+      instead of whole micrographs: with partial labels each crop is centred near
+      a random label or rejection, else drawn anywhere (None = whole micrographs).
+    - ``ring``: with partial labels, the cells within ``ring`` diameters of a label
+      (other than its own) are background: the same particle seen off-centre.
+      Crowded neighbours sit at least ~0.8 diameters away, so 0.5 never teaches an
+      unlabelled neighbour as background.
+    - ``distill``: with partial labels and an initial model, weight of a
+      distillation loss on the unsupervised cells: their objectness follows the
+      initial model's (binary cross-entropy to its confidence) instead of being
+      left free (0 = off).
     """
 
     arch: str = "light"
@@ -139,6 +153,9 @@ class DetectorConfig:
     holdout: float = 0.0
     eval_points: int = 10
     freeze_norm: bool = True
+    crop: int | None = None
+    ring: float = 0.5
+    distill: float = 0.0
 
     def __post_init__(self) -> None:
         """Check every field's type and :data:`LIMITS`; raises :class:`ConfigError`."""
@@ -151,9 +168,13 @@ class DetectorConfig:
                 raise ConfigError(f"{flag} must be true or false, not {getattr(self, flag)!r}")
         for name in LIMITS:
             value = getattr(self, name)
-            if value is None and name in ("input_size", "width", "steps"):
+            if value is None and name in ("input_size", "width", "steps", "crop"):
                 continue
             _check_number(name, value)
+        if self.crop is not None:
+            self.crop = int(self.crop)
+            if self.crop % INPUT_MULTIPLE:
+                raise ConfigError(f"crop must be a multiple of {INPUT_MULTIPLE}, not {self.crop!r}")
         if self.input_size is not None:
             self.input_size = int(self.input_size)
             if self.input_size % INPUT_MULTIPLE:

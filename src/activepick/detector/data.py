@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import MicrographError
-from ..io.micrograph import Micrograph, normalise
+from ..io.micrograph import Micrograph, robust_normalise
 from .config import INPUT_MULTIPLE
 
 #: The 8 views of the dihedral group: (quarter turns counter-clockwise, flip columns).
@@ -93,7 +93,8 @@ def prepare_image(image: np.ndarray, input_size: int) -> tuple[torch.Tensor, tup
 
     Returns ``(tensor (1, Hp, Wp) float32, (sx, sy))``: the long side is resized to
     ``input_size`` with antialiased bilinear interpolation, the resized image is
-    normalised to zero mean and unit variance, then zero-padded at the right and
+    normalised robustly (median 0, robust SD 1, clipped at +-5:
+    :func:`~activepick.io.micrograph.robust_normalise`), then zero-padded at the right and
     bottom to a multiple of 32. ``sx = W_resized / W``, ``sy = H_resized / H`` map
     edge coordinates of the original to the input (module docstring).
     """
@@ -102,7 +103,7 @@ def prepare_image(image: np.ndarray, input_size: int) -> tuple[torch.Tensor, tup
     t = torch.as_tensor(np.ascontiguousarray(image), dtype=torch.float32)[None, None]
     if (nh, nw) != (h, w):
         t = F.interpolate(t, size=(nh, nw), mode="bilinear", align_corners=False, antialias=nh < h)
-    t = torch.from_numpy(normalise(t[0].numpy()))
+    t = torch.from_numpy(robust_normalise(t[0].numpy()))
     ph, pw = padded_shape((nh, nw))
     t = F.pad(t, (0, pw - nw, 0, ph - nh))
     return t.contiguous(), (nw / w, nh / h)

@@ -47,7 +47,7 @@ from .config import DetectorConfig, auto_input_size
 from .data import padded_shape, prepare_image
 
 #: Bumped when :func:`prepare_image` changes what it computes: old entries then miss.
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 #: Name of the cache folder inside a session folder.
 CACHE_FOLDER = "cache"
 #: Bytes of float16 inputs kept in memory (128 inputs of 1024 x 1024).

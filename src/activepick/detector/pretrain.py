@@ -1,42 +1,45 @@
-"""Pretraining of the shipped general model on a broad simulated distribution.
+"""Pretraining of the shipped general model: realistic simulated micrographs, plus
+optionally the training part of a labelled real set.
 
-Regenerate the shipped weights with::
+Regenerate the shipped weights with (docs/model_card.md gives the exact command)::
 
     python -m activepick.detector.pretrain --out src/activepick/detector/models/general_light.pt \\
-        --minutes 45 --threads 2
+        --minutes 240 --threads 2 --real-micrographs DIR --real-labels FILE \\
+        --real-diameter D --real-split split.json --real-part train --real-val 2
 
-Every training image is simulated on the fly (:func:`training_sample`) at a random
-scale and then resized exactly as :func:`activepick.detector.data.prepare_image`
-resizes a user's micrograph, so that the particle lands at about
-``TARGET_DIAMETER_PX`` (32) input pixels - the scale every detector of this package
-works at, whatever the particle's size in the original micrograph. The network
-therefore serves diameters of 30-300 px: the user's diameter only sets the resize.
+Every simulated image is drawn on the fly (:func:`training_sample`,
+:mod:`activepick.simulate.realism`) at a random scale and then resized exactly as
+:func:`activepick.detector.data.prepare_image` resizes a user's micrograph, so that
+the particle lands at about ``TARGET_DIAMETER_PX`` (32) input pixels - the scale
+every detector of this package works at. The network therefore serves diameters of
+30-300 px: the user's diameter only sets the resize.
 
-The distribution (one draw per image):
+The simulated distribution (one draw per image, :func:`~activepick.simulate.realism.draw_spec`):
+particle diameter 22-46 input px, the original 1-3.5x larger (the resize averages
+the noise as on real data); eight molecule families (shells, rings, barrels,
+multi-domain and symmetric complexes, rods, globules, blob chains) in random or
+preferred orientations; 0-0.8 particles per diameter squared, up to touching, cut
+by the border; CTF-modulated ice noise with Thon rings, Poisson counting noise,
+thin and thick ice; carbon edges and holes, contamination, ice blobs, small decoys;
+and on a third of the images a filtered look (blur, local contrast equalisation,
+8-bit quantisation, JPEG).
 
-- particle diameter in the input 22-46 px (scale jitter around 32); the original
-  micrograph is 1-3.5x larger than the input (``D = 22-160 px``), so the resize
-  averages the noise by a random factor, as it does on real data;
-- a fresh molecule per image from four shape families (:func:`random_molecule`):
-  blob chains of 3-20 blobs, rods, rings, globules;
-- SNR 0.02-1 (log-uniform, measured at the original scale), defocus 0.5-4 µm,
-  pixel size 0.7-3 Å;
-- 0-0.3 particles per diameter squared (5 % of images empty);
-- clutter not in the truth: 0-12 ice / aggregate blobs, a background ramp on
-  half of the images, a carbon edge on a quarter of them.
-
-Training is time-budgeted (``--minutes``) with a cosine learning rate; it is not
-bit-reproducible (the number of steps depends on the machine), but the seed fixes
-the data stream. The result is written as a float16 checkpoint whose sidecar's
-``training`` entry says ``"general": true`` and summarises the distribution.
+Real micrographs (``--real-*``): random crops of the labelled micrographs at the
+same scale jitter, some with added noise so that they also look raw; they make up
+``real_fraction`` of each batch. ``--real-val N`` holds N of them out for model
+selection: every ``eval_every`` steps the F1 on those and on a fixed simulated
+validation set is measured, and the checkpoint of the best mean is kept
+(``--minutes`` bounds the run; the best step is in the sidecar).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -46,31 +49,46 @@ from ..progress import StopFn, drive
 #: Input side of a pretraining crop (px) and the batch size.
 CROP = 256
 BATCH = 8
-#: Samples kept in the replay pool, and how many are replaced by fresh ones per step.
+#: Simulated samples kept in the replay pool, and how many are replaced per step.
 POOL = 48
-FRESH_PER_STEP = 3
+FRESH_PER_STEP = 2
 #: The distribution (see the module docstring).
 INPUT_DIAMETER = (22.0, 46.0)
 DOWNSAMPLE = (1.0, 3.5)
 SNR = (0.02, 1.0)
-DEFOCUS_UM = (0.5, 4.0)
-PIXEL_SIZE = (0.7, 3.0)
-DENSITY = (0.0, 0.3)
+#: Share of a batch drawn from real micrographs when a real set is given.
+REAL_FRACTION = 0.25
+#: Real crops stay this many diameters inside the micrograph (border artefacts).
+REAL_MARGIN = 1.0
+#: Simulated validation images (fixed seed) and the validation period in steps.
+SIM_VAL_IMAGES = 12
+EVAL_EVERY = 200
+
+#: ``(image (1, crop, crop) tensor, positives (N, 2) input edge coords, sizes (N,))``.
+Sample = tuple
 
 
-def distribution() -> dict:
+def distribution(real: RealSource | None = None) -> dict:
     """The pretraining distribution as a JSON-friendly dict (saved in the sidecar)."""
+    from ..simulate.molecules import FAMILIES
+    from ..simulate.realism import FILTERS
+
     return {
         "crop": CROP,
         "input_diameter_px": list(INPUT_DIAMETER),
         "downsample": list(DOWNSAMPLE),
         "snr": list(SNR),
-        "defocus_um": list(DEFOCUS_UM),
-        "pixel_size": list(PIXEL_SIZE),
-        "particles_per_diameter2": list(DENSITY),
-        "molecules": "fresh per image: blob chains (3-20 blobs), rods, rings, globules",
-        "clutter": "0-12 ice/aggregate blobs, ramp on 1/2, carbon edge on 1/4 of images",
-        "real_micrographs_seen": 0,
+        "defocus_um": [0.5, 4.0],
+        "pixel_size": [0.7, 3.0],
+        "particles_per_diameter2": [0.0, 0.8],
+        "min_distance_diameters": [0.8, 1.3],
+        "molecules": list(FAMILIES),
+        "noise": "CTF-modulated ice noise (B 20-300 A^2), Poisson or Gaussian counting noise",
+        "clutter": "carbon edge or hole (30%), contamination (20%), 0-9 ice blobs, decoys (25%)",
+        "filtered_look": list(FILTERS),
+        "real_fraction": REAL_FRACTION if real is not None else 0.0,
+        "real_micrographs_seen": 0 if real is None else len(real.images),
+        "real_micrographs": [] if real is None else list(real.names),
     }
 
 
@@ -78,97 +96,144 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
-# --------------------------------------------------------------------------- molecules and clutter
+# --------------------------------------------------------------------------- samples
 
 
-def random_molecule(rng: np.random.Generator, diameter: float):
-    """A molecule of a randomly drawn shape family, for a broad training distribution.
-
-    Families (equal odds): the default blob chain (:func:`make_molecule`) with 3-20
-    blobs; an elongated rod (blobs on a line, aspect ~2-4); a ring / hollow shell
-    (blobs on a circle); a compact globule (a few wide blobs). Every family is
-    scaled like :func:`make_molecule` to fit inside ``diameter`` px.
-    """
-    from ..simulate import Molecule, make_molecule
-
-    family = int(rng.integers(4))
-    if family == 0:
-        return make_molecule(rng, diameter, int(rng.integers(3, 21)))
-    n = int(rng.integers(4, 13))
-    if family == 1:  # rod
-        t = np.linspace(-1.0, 1.0, n)
-        centres = np.column_stack([t, rng.normal(0, 0.08, n), rng.normal(0, 0.08, n)])
-        sigmas = rng.uniform(0.08, 0.14, n) * 2.0 / rng.uniform(2.0, 4.0)
-    elif family == 2:  # ring
-        a = np.linspace(0.0, 2 * np.pi, n, endpoint=False)
-        centres = np.column_stack([np.cos(a), np.sin(a), rng.normal(0, 0.1, n)])
-        sigmas = rng.uniform(0.15, 0.3, n)
-    else:  # globule
-        n = int(rng.integers(2, 5))
-        centres = rng.normal(0, 0.3, (n, 3))
-        sigmas = rng.uniform(0.25, 0.45, n)
-    weights = rng.uniform(0.5, 1.5, n) * sigmas**3
-    centres = centres - np.average(centres, axis=0, weights=weights)
-    extent = np.max(np.linalg.norm(centres, axis=1) + 1.5 * sigmas)
-    scale = 0.5 * diameter / extent
-    return Molecule(centres * scale, sigmas * scale, weights * scale**3)
-
-
-def carbon_edge(rng: np.random.Generator, shape: tuple[int, int], height: float) -> np.ndarray:
-    """A carbon-film edge: a smooth step of ``height`` noise SDs across a random
-    gently curved line (the film side is offset), float32 (H, W)."""
-    h, w = shape
-    theta = rng.uniform(0, 2 * np.pi)
-    y, x = np.mgrid[0:h, 0:w].astype(np.float32)
-    u = np.cos(theta) * (x - w / 2) + np.sin(theta) * (y - h / 2)
-    v = -np.sin(theta) * (x - w / 2) + np.cos(theta) * (y - h / 2)
-    offset = rng.uniform(-0.4, 0.4) * min(h, w)
-    curve = rng.uniform(-1.0, 1.0) / max(h, w)
-    d = u - offset - curve * v**2
-    width = rng.uniform(1.0, 6.0)
-    return (height / (1.0 + np.exp(-d / width))).astype(np.float32)
-
-
-def training_sample(rng: np.random.Generator, crop: int = CROP):
-    """One simulated training image at the network's scale.
-
-    Returns ``(image (1, crop, crop) tensor, positives (N, 2) input edge coords,
-    sizes (N,) input px)``.
-    """
-    from ..simulate import SimulationError, render_micrograph
-    from .data import prepare_image, to_input_points
+def simulated_micrograph(rng: np.random.Generator, crop: int = CROP):
+    """One simulated micrograph of the pretraining distribution at its original size;
+    returns the :class:`~activepick.simulate.realism.RealisticMicrograph`."""
+    from ..simulate.realism import draw_spec, render_realistic
 
     f = _log_uniform(rng, *DOWNSAMPLE)
-    d_in = rng.uniform(*INPUT_DIAMETER)
-    diameter = d_in * f
+    diameter = rng.uniform(*INPUT_DIAMETER) * f
     side = int(round(crop * f))
-    density = 0.0 if rng.random() < 0.05 else rng.uniform(0.02, DENSITY[1])
-    n = int(density * (side / diameter) ** 2)
-    defocus = rng.uniform(*DEFOCUS_UM)
-    for _ in range(3):
-        try:
-            sim = render_micrograph(
-                rng,
-                size=side,
-                n_particles=n,
-                diameter=diameter,
-                snr=_log_uniform(rng, *SNR),
-                volume=random_molecule(rng, diameter),
-                defocus_um=(defocus, defocus),
-                pixel_size=rng.uniform(*PIXEL_SIZE),
-                distractors=int(rng.integers(0, 13)),
-                gradient=rng.uniform(0.0, 4.0) if rng.random() < 0.5 else 0.0,
-            )
-            break
-        except SimulationError:
-            n //= 2
-    image = sim.image
-    if rng.random() < 0.25:
-        image = image + carbon_edge(rng, image.shape, rng.uniform(0.5, 4.0))
-    tensor, scale = prepare_image(image, crop)
+    return render_realistic(rng, draw_spec(rng, (side, side), diameter, snr=SNR))
+
+
+def training_sample(rng: np.random.Generator, crop: int = CROP) -> Sample:
+    """One simulated training image at the network's scale (see :data:`Sample`)."""
+    from .data import prepare_image, to_input_points
+
+    sim = simulated_micrograph(rng, crop)
+    tensor, scale = prepare_image(sim.image, crop)
     pos = to_input_points(sim.centres, scale)
-    sizes = np.full(len(pos), diameter * 0.5 * (scale[0] + scale[1]))
+    sizes = np.full(len(pos), sim.spec.diameter * 0.5 * (scale[0] + scale[1]))
     return tensor, pos, sizes
+
+
+@dataclass
+class RealSource:
+    """Labelled real micrographs to crop from: images, label centres (N, 2) per image,
+    the particle diameter (px) and the names."""
+
+    images: list[np.ndarray]
+    centres: list[np.ndarray]
+    diameter: float
+    names: list[str]
+
+
+def real_source(micrographs: list, truth, diameter: float) -> RealSource:
+    """A :class:`RealSource` of micrographs (``.name``, ``.data``) and their pick table."""
+    names = [m.name for m in micrographs]
+    centres = [truth.loc[truth["micrograph"] == n, ["x", "y"]].to_numpy(np.float64) for n in names]
+    images = [np.asarray(m.data, dtype=np.float32) for m in micrographs]
+    return RealSource(images, centres, float(diameter), names)
+
+
+def raw_look(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+    """A noisier copy of a (possibly denoised) real image: white Gaussian noise of
+    0.3-3 times its standard deviation (log-uniform)."""
+    sd = float(image.std()) * _log_uniform(rng, 0.3, 3.0)
+    return image + rng.standard_normal(image.shape, dtype=np.float32) * np.float32(sd)
+
+
+def real_sample(rng: np.random.Generator, source: RealSource, crop: int = CROP) -> Sample:
+    """A random crop of a real micrograph at the pretraining scale jitter (half of them
+    with :func:`raw_look` noise), as a :data:`Sample`. Crops keep
+    :data:`REAL_MARGIN` diameters from the micrograph's border."""
+    from .data import prepare_image, to_input_points
+
+    i = int(rng.integers(len(source.images)))
+    image, d = source.images[i], source.diameter
+    h, w = image.shape
+    margin = int(math.ceil(REAL_MARGIN * d))
+    side = int(round(crop * d / rng.uniform(*INPUT_DIAMETER)))
+    side = max(8, min(side, h - 2 * margin, w - 2 * margin))
+    y0 = int(rng.integers(margin, max(margin, h - margin - side) + 1))
+    x0 = int(rng.integers(margin, max(margin, w - margin - side) + 1))
+    sub = image[y0 : y0 + side, x0 : x0 + side]
+    if rng.random() < 0.5:
+        sub = raw_look(rng, sub)
+    tensor, scale = prepare_image(sub, crop)
+    c = source.centres[i] - np.array([x0, y0], dtype=np.float64)
+    inside = (c[:, 0] >= 0) & (c[:, 0] <= side - 1) & (c[:, 1] >= 0) & (c[:, 1] <= side - 1)
+    pos = to_input_points(c[inside], scale)
+    return tensor, pos, np.full(len(pos), d * 0.5 * (scale[0] + scale[1]))
+
+
+# --------------------------------------------------------------------------- validation
+
+
+@dataclass
+class ValidationSet:
+    """Images with their truth for model selection: ``items`` are
+    ``(name, image, centres (N, 2), diameter, group)``; ``group`` is "sim" or "real"."""
+
+    items: list[tuple[str, np.ndarray, np.ndarray, float, str]]
+
+    def groups(self) -> list[str]:
+        return sorted({it[4] for it in self.items})
+
+
+def validation_set(
+    seed: int = 12345, n_sim: int = SIM_VAL_IMAGES, real: RealSource | None = None
+) -> ValidationSet:
+    """A fixed simulated validation set (``n_sim`` images drawn with ``seed``) plus
+    every image of ``real``."""
+    rng = np.random.default_rng(seed)
+    items = []
+    for k in range(n_sim):
+        sim = simulated_micrograph(rng)
+        items.append((f"sim_{k:03d}", sim.image, sim.centres, sim.spec.diameter, "sim"))
+    if real is not None:
+        for name, image, centres in zip(real.names, real.images, real.centres, strict=True):
+            items.append((name, image, centres, real.diameter, "real"))
+    return ValidationSet(items)
+
+
+def validation_scores(detector, val: ValidationSet) -> dict[str, float]:
+    """F1 at the best threshold of ``detector`` on each group of ``val`` and their mean
+    (``"score"``). The detector is used at each image's own diameter; picks and
+    truth within half a diameter of the border are left out."""
+    import pandas as pd
+
+    from .. import metrics
+    from ..io.picks import make_picks
+    from .networks import Detector
+    from .predict import predict_picks
+
+    out = {}
+    for group in val.groups():
+        preds, truths, shapes = [], [], {}
+        for name, image, centres, d, g in val.items:
+            if g != group:
+                continue
+            cfg = dataclasses.replace(detector.config, diameter=float(d), input_size=None)
+            det = Detector(detector.network, cfg, detector.meta)
+            p = predict_picks(det, [image], threshold=0.0)
+            p["micrograph"] = name
+            preds.append(p)
+            truths.append(make_picks(name, centres[:, 0], centres[:, 1], float(d)))
+            shapes[name] = image.shape
+        margin = 0.5 * max(it[3] for it in val.items if it[4] == group)
+        pred = metrics.inside_margin(pd.concat(preds, ignore_index=True), shapes, margin)
+        truth = metrics.inside_margin(pd.concat(truths, ignore_index=True), shapes, margin)
+        out[group] = round(float(metrics.summary(pred, truth)["f1_topt"]), 4)
+    out["score"] = round(float(np.mean([out[g] for g in val.groups()])), 4)
+    return out
+
+
+# --------------------------------------------------------------------------- the loop
 
 
 def iter_pretrain(
@@ -181,12 +246,21 @@ def iter_pretrain(
     should_stop: StopFn | None = None,
     checkpoint: str | None = None,
     save_every: int = 200,
+    real: RealSource | None = None,
+    real_fraction: float = REAL_FRACTION,
+    validation: ValidationSet | None = None,
+    eval_every: int = EVAL_EVERY,
+    init=None,
+    evaluate: Callable | None = None,
 ) -> Generator[dict, None, object]:
     """Pretrain a detector for ``minutes`` (or ``max_steps``); yield progress per step.
 
     Returns the trained :class:`Detector` (config: ``input_size`` = ``CROP``,
-    ``diameter`` = 32, the input-scale particle size). When ``checkpoint`` is
-    given the model is also saved there (float16) every ``save_every`` steps.
+    ``diameter`` = 32, the input-scale particle size). With ``validation`` the
+    weights of the best validation score (:func:`validation_scores`, every
+    ``eval_every`` steps and at the end) are returned and saved; else the last
+    ones. ``checkpoint`` is written (float16) every ``save_every`` steps and at the
+    end. ``init`` (a Detector of the same arch) continues from its weights.
     """
     import torch
 
@@ -200,25 +274,40 @@ def iter_pretrain(
     torch.manual_seed(seed)
     config = DetectorConfig(arch=arch, diameter=TARGET_DIAMETER_PX, input_size=CROP, device="cpu")
     network = network_for_config(config)
+    if init is not None:
+        network.load_state_dict(init.network.state_dict())
+    evaluate = evaluate or validation_scores
     optimiser = torch.optim.Adam(network.parameters(), lr=lr)
     pool = [training_sample(rng) for _ in range(POOL)]
     budget = minutes * 60.0
     started = time.perf_counter()
-    step, losses = 0, []
+    step, losses, history = 0, [], []
+    best: dict = {"score": -1.0, "step": 0, "state": None}
 
-    def detector(final: bool) -> Detector:
-        meta = {
+    def meta(final: bool) -> dict:
+        return {
             "general": True,
             "steps": step,
             "batch_size": BATCH,
             "lr": lr,
             "seed": seed,
             "train_time_s": round(time.perf_counter() - started, 1),
-            "final_loss": float(np.mean(losses[-50:])) if losses else float("nan"),
-            "distribution": distribution(),
+            "final_loss": float(np.mean(losses[-50:])) if losses else None,
+            "distribution": distribution(real),
+            "validation": history,
+            "best_step": best["step"] if validation is not None else step,
+            "init": None if init is None else init.meta.get("steps"),
             "finished": final,
         }
-        return Detector(network, config, meta)
+
+    def validate() -> None:
+        network.eval()
+        scores = evaluate(Detector(network, config, {}), validation)
+        network.train()
+        history.append({"step": step, **scores})
+        if scores["score"] > best["score"]:
+            state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+            best.update(score=scores["score"], step=step, state=state)
 
     network.train()
     while True:
@@ -232,7 +321,10 @@ def iter_pretrain(
             group["lr"] = lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0))))
         images, targets, weights = [], [], []
         for i in rng.choice(len(pool), BATCH, replace=False):
-            img, pos, sizes = pool[int(i)]
+            if real is not None and rng.random() < real_fraction:
+                img, pos, sizes = real_sample(rng, real)
+            else:
+                img, pos, sizes = pool[int(i)]
             view = random_view(rng, True)
             img = transform_image(img, view)
             pos = transform_points(pos, (CROP, CROP), view)
@@ -247,9 +339,8 @@ def iter_pretrain(
             targets.append(enc.target)
             weights.append(enc.weight)
         x = torch.stack(images).to(memory_format=torch.channels_last)
-        out = network(x)
         loss, _ = detector_loss(
-            out,
+            network(x),
             torch.as_tensor(np.stack(targets)),
             torch.as_tensor(np.stack(weights)),
             coord_weight=config.coord_weight,
@@ -261,20 +352,48 @@ def iter_pretrain(
         losses.append(float(loss.detach()))
         for i in rng.choice(len(pool), FRESH_PER_STEP, replace=False):
             pool[int(i)] = training_sample(rng)
+        if validation is not None and step % eval_every == 0:
+            validate()
         if checkpoint and step % save_every == 0:
             network.eval()
-            save_checkpoint(detector(False), checkpoint, half=True)
+            save_checkpoint(Detector(network, config, meta(False)), checkpoint + ".last", half=True)
             network.train()
-        yield {"stage": "pretrain", "step": step, "elapsed_s": elapsed, "loss": losses[-1]}
+        info = {"stage": "pretrain", "step": step, "elapsed_s": elapsed, "loss": losses[-1]}
+        if history and history[-1]["step"] == step:
+            info["validation"] = history[-1]
+        yield info
+    if validation is not None and (not history or history[-1]["step"] != step):
+        validate()
+    if best["state"] is not None:
+        network.load_state_dict(best["state"])
     network.eval()
-    result = detector(True)
+    result = Detector(network, config, meta(True))
     if checkpoint:
         save_checkpoint(result, checkpoint, half=True)
     return result
 
 
+def _real_from_args(args) -> tuple[RealSource | None, RealSource | None]:
+    """(training source, validation source) from the ``--real-*`` options."""
+    if not args.real_micrographs:
+        return None, None
+    from ..io.labelled import load_labelled_set
+
+    labelled = load_labelled_set(
+        args.real_micrographs, args.real_labels, args.real_diameter, args.real_split
+    )
+    mics, truth = labelled.part(args.real_part if args.real_split else None)
+    n_val = int(args.real_val)
+    rng = np.random.default_rng(args.seed + 7)
+    order = rng.permutation(len(mics))
+    val_idx, train_idx = sorted(order[:n_val]), sorted(order[n_val:])
+    train = real_source([mics[i] for i in train_idx], truth, labelled.diameter)
+    val = real_source([mics[i] for i in val_idx], truth, labelled.diameter) if n_val else None
+    return train, val
+
+
 def main(argv: list[str] | None = None) -> None:
-    """``python -m activepick.detector.pretrain --out PATH [--minutes M] [--steps N]``."""
+    """``python -m activepick.detector.pretrain --out PATH [--minutes M] [--steps N] ...``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", required=True, help="checkpoint to write (float16 + .json)")
     parser.add_argument("--minutes", type=float, default=45.0, help="time budget")
@@ -282,21 +401,54 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--init", default=None, help="continue from this general checkpoint")
+    parser.add_argument("--real-micrographs", default=None, help="folder of real micrographs")
+    parser.add_argument("--real-labels", default=None, help="their labels (coordinate file)")
+    parser.add_argument("--real-diameter", type=float, default=None, help="particle px")
+    parser.add_argument("--real-split", default=None, help="JSON split file")
+    parser.add_argument("--real-part", default="train", help="split part to learn from")
+    parser.add_argument("--real-val", type=int, default=0, help="real micrographs held out")
+    parser.add_argument("--real-fraction", type=float, default=REAL_FRACTION)
+    parser.add_argument("--eval-every", type=int, default=EVAL_EVERY)
+    parser.add_argument("--no-validation", action="store_true", help="keep the last weights")
     args = parser.parse_args(argv)
+    if args.real_micrographs and not (args.real_labels and args.real_diameter):
+        parser.error("--real-micrographs needs --real-labels and --real-diameter")
     import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    real, real_val = _real_from_args(args)
+    val = None if args.no_validation else validation_set(real=real_val)
+    init = None
+    if args.init:
+        from .checkpoint import load_checkpoint
+
+        init = load_checkpoint(args.init, device="cpu")
     gen = iter_pretrain(
-        minutes=args.minutes, max_steps=args.steps, lr=args.lr, seed=args.seed, checkpoint=args.out
+        minutes=args.minutes,
+        max_steps=args.steps,
+        lr=args.lr,
+        seed=args.seed,
+        checkpoint=args.out,
+        real=real,
+        real_fraction=args.real_fraction,
+        validation=val,
+        eval_every=args.eval_every,
+        init=init,
     )
 
     def report(p: dict) -> None:
+        if "validation" in p:
+            print(f"step {p['step']:6d}  validation {p['validation']}", flush=True)
         if p["step"] % 25 == 0:
             print(f"step {p['step']:6d}  {p['elapsed_s']:7.0f} s  loss {p['loss']:.4f}", flush=True)
 
     det = drive(gen, report)
-    print(f"wrote {args.out} after {det.meta['steps']} steps, {det.meta['train_time_s']} s")
+    print(
+        f"wrote {args.out} after {det.meta['steps']} steps, {det.meta['train_time_s']} s "
+        f"(best step {det.meta['best_step']})"
+    )
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ complete are fully supervised, so every unlabelled cell there is background.
 A region is a circle: centre and radius in pixels of the original micrograph (the
 label table's rows of status ``complete``: ``diameter`` = 2 x radius). For training
 it becomes ``(u, v, r)`` in edge coordinates of the network input (see
-:mod:`activepick.detector.data`), follows the sample's flips / quarter turns and zoom
-like any point, and supervises the cells that lie wholly inside it (cell centre within
+:mod:`activepick.detector.data`), follows the sample's crop, flips / quarter turns and
+zoom like any point, and supervises the cells that lie wholly inside it (cell centre within
 ``r - stride / sqrt(2)``): a particle whose centre lies just outside the region is
 never taught as background through a cell the region only grazes.
 """
@@ -50,6 +50,15 @@ def transform_regions(
     return np.column_stack([uv, regions[:, 2] * zoom])
 
 
+def shift_regions(regions: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Regions of a crop whose origin lies at ``shift`` (u, v) of the sample: centres
+    minus ``shift``, radii unchanged (a region reaching outside the crop still marks
+    the crop's cells inside it)."""
+    if len(regions) == 0:
+        return regions
+    return np.column_stack([regions[:, :2] - np.asarray(shift, dtype=np.float64), regions[:, 2]])
+
+
 def region_cells(
     regions: np.ndarray, grid: tuple[int, int], stride: int = GRID_STRIDE
 ) -> np.ndarray:
@@ -66,4 +75,4 @@ def region_cells(
     return mask
 
 
-__all__ = ["NO_REGIONS", "region_cells", "sample_regions", "transform_regions"]
+__all__ = ["NO_REGIONS", "region_cells", "sample_regions", "shift_regions", "transform_regions"]

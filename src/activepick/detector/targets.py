@@ -178,3 +178,18 @@ def detector_loss(
         coord_loss = output.sum() * 0.0
     loss = obj_loss + coord_weight * coord_loss
     return loss, {"objectness": float(obj_loss.detach()), "coordinates": float(coord_loss.detach())}
+
+
+def distillation_loss(
+    output: torch.Tensor, teacher_logits: torch.Tensor, weight: torch.Tensor
+) -> torch.Tensor:
+    """Mean binary cross-entropy of the objectness logits ``output[:, 4]`` against the
+    teacher's confidences ``sigmoid(teacher_logits)`` over the unsupervised cells
+    (``weight == 0``); 0 when every cell is supervised. Shapes: ``output``
+    ``(B, 6, Gh, Gw)``, ``teacher_logits`` and ``weight`` ``(B, Gh, Gw)``."""
+    free = weight <= 0
+    if not bool(free.any()):
+        return output.sum() * 0.0
+    target = torch.sigmoid(teacher_logits.float())
+    bce = F.binary_cross_entropy_with_logits(output[:, 4].float(), target, reduction="none")
+    return bce[free].mean()

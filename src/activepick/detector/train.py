@@ -36,8 +36,20 @@ from .data import (
     transform_points,
 )
 from .networks import Detector, network_for_config, resolve_device
-from .regions import NO_REGIONS, region_cells, sample_regions, transform_regions
-from .targets import detector_loss, encode_targets, grid_shape, supervised_cells
+from .regions import (
+    NO_REGIONS,
+    region_cells,
+    sample_regions,
+    shift_regions,
+    transform_regions,
+)
+from .targets import (
+    detector_loss,
+    distillation_loss,
+    encode_targets,
+    grid_shape,
+    supervised_cells,
+)
 
 
 @dataclass
@@ -107,6 +119,46 @@ def _zoom(image: torch.Tensor, zoom: float) -> torch.Tensor:
     return F.pad(out, (0, pw - nw, 0, ph - nh))
 
 
+def crop_sample(sample: _Sample, crop: int, rng: np.random.Generator, partial: bool) -> _Sample:
+    """A ``crop`` x ``crop`` window of ``sample`` (zero-padded where the image is
+    smaller). With partial labels on a micrograph that is not complete, the window
+    is centred within ``crop / 4`` of a random label, rejection or complete region's
+    centre; else anywhere."""
+    h, w = sample.shape
+    points = np.zeros((0, 2))
+    if partial and not sample.complete:
+        points = np.concatenate([sample.positives, sample.negatives, sample.regions[:, :2]])
+        points = points.reshape(-1, 2)
+    if len(points):
+        centre = points[int(rng.integers(len(points)))] + rng.uniform(-crop / 4, crop / 4, 2)
+        x0, y0 = (int(round(c - crop / 2)) for c in centre)
+    else:
+        x0, y0 = (
+            int(rng.integers(0, max(w - crop, 0) + 1)),
+            int(rng.integers(0, max(h - crop, 0) + 1)),
+        )
+    x0, y0 = min(max(x0, 0), max(w - crop, 0)), min(max(y0, 0), max(h - crop, 0))
+    image = sample.image[:, y0 : y0 + crop, x0 : x0 + crop]
+    image = F.pad(image, (0, crop - image.shape[-1], 0, crop - image.shape[-2]))
+    shift = np.array([x0, y0], dtype=np.float64)
+
+    def inside(uv: np.ndarray) -> np.ndarray:
+        uv = uv - shift
+        return (uv[:, 0] >= 0) & (uv[:, 0] < crop) & (uv[:, 1] >= 0) & (uv[:, 1] < crop)
+
+    keep_pos, keep_neg = inside(sample.positives), inside(sample.negatives)
+    return _Sample(
+        name=sample.name,
+        image=image,
+        positives=sample.positives[keep_pos] - shift,
+        sizes=sample.sizes[keep_pos],
+        negatives=sample.negatives[keep_neg] - shift,
+        complete=sample.complete,
+        anchor=sample.anchor,
+        regions=shift_regions(sample.regions, shift),
+    )
+
+
 def _jittered(image: torch.Tensor, jitter: float, rng: np.random.Generator) -> torch.Tensor:
     """Contrast gain in [1 - jitter, 1 + jitter] and added noise of SD [0, jitter]."""
     gain = rng.uniform(1.0 - jitter, 1.0 + jitter)
@@ -139,9 +191,10 @@ def _encode_sample(
     grid = grid_shape(tuple(image.shape[-2:]))
     supervised = None
     if partial and not sample.complete:
-        # reviewed neighbourhoods: around labels; a rejection supervises its own cell only
-        supervised = supervised_cells(pos, sample.anchor * zoom, grid)
-        if len(sample.regions):
+        # the label's own particle seen off-centre is background; a rejection
+        # supervises its own cell only; the rest is left to the distillation loss
+        supervised = supervised_cells(pos, config.ring * sample.anchor * zoom, grid)
+        if len(sample.regions):  # complete regions: every cell inside (regions.py)
             regions = transform_regions(sample.regions, sample.shape, view, zoom)
             supervised |= region_cells(regions, grid)
     enc = encode_targets(
@@ -158,9 +211,14 @@ def _encode_sample(
 
 
 def _epoch_batches(
-    samples: list[_Sample], batch_size: int, rng: np.random.Generator
+    samples: list[_Sample], batch_size: int, rng: np.random.Generator, cropped: bool = False
 ) -> list[list[int]]:
-    """Shuffled batches of sample indices; every batch holds one input shape."""
+    """Shuffled batches of sample indices; every batch holds one input shape. With
+    ``cropped`` (crops share one shape) every batch is ``batch_size`` samples drawn
+    with replacement, ``ceil(n / batch_size)`` batches an epoch."""
+    if cropped:
+        n = len(samples)
+        return [rng.integers(0, n, batch_size).tolist() for _ in range(-(-n // batch_size))]
     buckets: dict[tuple[int, int], list[int]] = {}
     for i in rng.permutation(len(samples)):
         buckets.setdefault(samples[int(i)].shape, []).append(int(i))
@@ -169,7 +227,9 @@ def _epoch_batches(
     ]
 
 
-def _steps_per_epoch(samples: list[_Sample], batch_size: int) -> int:
+def _steps_per_epoch(samples: list[_Sample], batch_size: int, cropped: bool = False) -> int:
+    if cropped:
+        return -(-len(samples) // batch_size)
     counts: dict[tuple[int, int], int] = {}
     for s in samples:
         counts[s.shape] = counts.get(s.shape, 0) + 1
@@ -241,6 +301,26 @@ def _initial_network(config: DetectorConfig, init: Detector | None) -> torch.nn.
             )
         network.load_state_dict(copy.deepcopy(init.network.state_dict()))
     return network
+
+
+def _teacher(
+    init: Detector | None, config: DetectorConfig, partial: bool, device: torch.device
+) -> torch.nn.Module | None:
+    """A frozen copy of the initial network for the distillation loss (None when
+    ``config.distill`` is 0, labels are complete or there is no initial model)."""
+    if init is None or not partial or config.distill <= 0:
+        return None
+    teacher = copy.deepcopy(init.network).to(device, memory_format=torch.channels_last)
+    teacher.eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    return teacher
+
+
+def _teacher_logits(teacher: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The teacher's objectness logits ``(B, Gh, Gw)`` on the batch (no gradient)."""
+    with torch.no_grad():
+        return teacher(x)[:, 4].float()
 
 
 def iter_train_detector(
@@ -329,7 +409,8 @@ def iter_train_detector(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed + 1)
         torch_state = torch.get_rng_state()
-    steps_per_epoch = _steps_per_epoch(samples, config.batch_size)
+    cropped = config.crop is not None
+    steps_per_epoch = _steps_per_epoch(samples, config.batch_size, cropped)
     total = steps_per_epoch * config.epochs if config.steps is None else int(config.steps)
     epochs = -(-total // steps_per_epoch) if total else 0
     check_every = max(1, total // config.eval_points) if held else 0
@@ -341,8 +422,9 @@ def iter_train_detector(
     frozen = init is not None and config.freeze_norm
     if frozen:
         _freeze_norm(network)
+    teacher = _teacher(init, config, partial, device)
     for epoch in range(1, epochs + 1):
-        for batch in _epoch_batches(samples, config.batch_size, rng):
+        for batch in _epoch_batches(samples, config.batch_size, rng, cropped):
             if step >= total:
                 break
             if should_stop is not None and should_stop():
@@ -353,6 +435,8 @@ def iter_train_detector(
                 zoom = float(rng.uniform(1 - config.scale_jitter, 1 + config.scale_jitter))
             for i in batch:
                 s = samples[i]
+                if cropped:
+                    s = crop_sample(s, config.crop, rng, partial)
                 square = s.shape[0] == s.shape[1]
                 view = random_view(rng, square) if config.augment else (0, False)
                 img, tgt, wgt = _encode_sample(s, view, config, partial, zoom, rng)
@@ -367,7 +451,10 @@ def iter_train_detector(
                 optimiser.zero_grad(set_to_none=True)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     out = network(x)
+                    taught = None if teacher is None else _teacher_logits(teacher, x)
                 loss, _parts = detector_loss(out, t, w, coord_weight=config.coord_weight)
+                if taught is not None:
+                    loss = loss + config.distill * distillation_loss(out, taught, w)
                 if scaler is not None:
                     scaler.scale(loss).backward()
                     scaler.step(optimiser)

@@ -48,7 +48,7 @@ def _mrcs_count(path: Path) -> int:
         raise MicrographError(f"{path}: not a readable MRC file ({exc})") from None
 
 
-def _halve(image: np.ndarray) -> np.ndarray:
+def halve(image: np.ndarray) -> np.ndarray:
     """2x2 block mean in float32 (a trailing odd row / column is dropped), as
     :func:`activepick.io.micrograph.downscale` with factor 2 but without its float64 pass."""
     h, w = (image.shape[0] // 2) * 2, (image.shape[1] // 2) * 2
@@ -153,7 +153,7 @@ class LazyStack:
 
         def make() -> np.ndarray:
             if level:  # from the level above (cached), so each level costs one 2x2 mean
-                data = _halve(self.padded(i, level - 1))
+                data = halve(self.padded(i, level - 1))
             else:
                 data = self.micrograph(i).data
             if data.shape == (h, w):

@@ -34,6 +34,7 @@ from ..constants import (
     STATUS_PREDICTED,
     STATUS_REJECTED,
 )
+from ..display import CONTRAST_PERCENTILES, CONTRAST_SAMPLE, percentile_limits
 from ..io.picks import empty_picks, validate_picks
 
 #: Names of the review layers (plugin/review.py).
@@ -63,16 +64,13 @@ STATUS_COLORS: dict[str, str] = {
 QUEUE_COLORS: dict[str, str] = {**STATUS_COLORS, STATUS_PREDICTED: "darkorange"}
 #: Colour of ground-truth particles (distinct from every status and the current pick).
 GROUND_TRUTH_COLOR = "#b48cff"
-#: Contrast limits of micrographs: these percentiles of a pixel sample.
-CONTRAST_PERCENTILES = (0.5, 99.5)
-#: Pixels sampled for the contrast limits.
-CONTRAST_SAMPLE = 1_000_000
 #: Border width of picks, as a fraction of the point size.
 BORDER_WIDTH = 0.08
 
 
 def contrast_limits(images: Sequence[np.ndarray] | np.ndarray) -> tuple[float, float]:
-    """Display range from the ``CONTRAST_PERCENTILES`` of a strided pixel sample."""
+    """Display range from the ``CONTRAST_PERCENTILES`` (:mod:`activepick.display`) of a
+    strided pixel sample of up to 8 of ``images``."""
     arrays = [images] if isinstance(images, np.ndarray) and images.ndim == 2 else list(images)
     arrays = arrays[:: max(1, len(arrays) // 8)][:8]
     per = max(1, CONTRAST_SAMPLE // max(1, len(arrays)))
@@ -81,13 +79,7 @@ def contrast_limits(images: Sequence[np.ndarray] | np.ndarray) -> tuple[float, f
         flat = np.asarray(a, dtype=np.float32).ravel()
         sample.append(flat[:: max(1, flat.size // per)])
     values = np.concatenate(sample) if sample else np.zeros(1, np.float32)
-    values = values[np.isfinite(values)]
-    if values.size == 0:
-        return (0.0, 1.0)
-    lo, hi = np.percentile(values, CONTRAST_PERCENTILES)
-    if not hi > lo:
-        hi = lo + 1.0
-    return (float(lo), float(hi))
+    return percentile_limits(values, CONTRAST_PERCENTILES, sample=None)
 
 
 def micrographs_from_layer(layer) -> list:

@@ -26,6 +26,7 @@ from superqt import QCollapsible
 from ..active.settings import DEFAULT_REVIEW_K, DEFAULT_TRAIN_STEPS
 from ..constants import DEFAULT_DIAMETER
 from ._browser import MicrographBrowser, follow_viewer, show_micrograph_names
+from ._display import DisplayPanel
 from .review import KEY_BINDINGS
 
 #: Export formats (``io.formats`` names) and their file-dialog filters.
@@ -139,6 +140,10 @@ def build_ui(w) -> None:
             _button("Import labels…", w._ask_import),
         )
     )
+
+    form = _section(root, "Display", expanded=False)
+    w.display = DisplayPanel(w.viewer)
+    form.addRow(w.display)
 
     w._build_model_section(root)
 

@@ -21,7 +21,9 @@ import pandas as pd
 from qtpy.QtWidgets import QMessageBox, QWidget
 
 from ..constants import DEFAULT_DIAMETER
+from ..display import micrograph_pixel_size
 from ..errors import ActivePickError, Cancelled
+from ._display import is_display_layer
 from ._files import FilesPanel
 from ._layers import MICROGRAPHS_KEY, micrographs_from_layer
 from ._layout import GROUND_TRUTH, build_ui, refresh_browser
@@ -117,7 +119,11 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
 
     # ------------------------------------------------------------------ layers
     def _layer_names(self, kind: str = "Image") -> list[str]:
-        return [ly.name for ly in self.viewer.layers if type(ly).__name__ == kind]
+        return [
+            ly.name
+            for ly in self.viewer.layers
+            if type(ly).__name__ == kind and not is_display_layer(ly)
+        ]
 
     def _candidate_layer(self):
         images = [self.viewer.layers[n] for n in self._layer_names()]
@@ -241,6 +247,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
             str(workbench.session.folder) if workbench.session else "none (decisions are not saved)"
         )
         self.review.attach(workbench, dict(layer.metadata or {}))
+        self.display.attach(layer, micrograph_pixel_size(workbench.learner.micrographs))
         self.threshold.setValue(float(workbench.learner.t_opt))
         self._refresh_layer_combo()
         self._update_preview()
@@ -388,12 +395,10 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         stage = str(info.get("stage", ""))
         done, total = int(info.get("step") or 0), int(info.get("total") or info.get("steps") or 0)
         text = f"{stage}: {done}/{total}" if total else stage
-        if stage == "train" and info.get("epochs"):
-            steps = int(info.get("steps") or 1)
-            done = (int(info.get("epoch", 1)) - 1) * steps + done
-            total = int(info["epochs"]) * steps
+        if stage == "train" and total:
+            # the status counts what the bar counts: optimiser steps ("step" runs 1..total)
             loss = info.get("loss")
-            text = f"training: epoch {info.get('epoch', 0)}/{info['epochs']}" + (
+            text = f"training: step {done}/{total}" + (
                 f", loss {loss:.3f}" if isinstance(loss, float) else ""
             )
         if total:

@@ -249,21 +249,31 @@ def particle_mask(shape: tuple[int, int], centres: np.ndarray, diameter: float) 
 
 
 def _render_molecule(
-    image: np.ndarray, molecule: Molecule, centres: np.ndarray, rotations, half: int
+    image: np.ndarray,
+    molecule: Molecule,
+    centres: np.ndarray,
+    rotations,
+    half: int,
+    amplitudes: np.ndarray | None = None,
 ) -> None:
-    """Add the projections of ``molecule`` at ``centres`` (x, y) into ``image`` in place."""
+    """Add the projections of ``molecule`` at ``centres`` (x, y) into ``image`` in place,
+    each scaled by its entry of ``amplitudes`` (default 1). Centres may lie off the
+    image: only the part inside is drawn."""
     h, w = image.shape
     projected = np.einsum("nij,kj->nki", rotations.as_matrix(), molecule.centres)[..., :2]
     sig2 = 2.0 * molecule.sigmas**2
     amp = molecule.weights / (np.pi * sig2)
-    for (cx, cy), offsets in zip(centres, projected, strict=True):
+    scales = np.ones(len(centres)) if amplitudes is None else np.asarray(amplitudes, float)
+    for (cx, cy), offsets, a in zip(centres, projected, scales, strict=True):
         y0, y1 = _box(cy, half, h)
         x0, x1 = _box(cx, half, w)
+        if y1 <= y0 or x1 <= x0:
+            continue
         bx = cx + offsets[:, 0]
         by = cy + offsets[:, 1]
         gx = np.exp(-((np.arange(x0, x1)[None, :] - bx[:, None]) ** 2) / sig2[:, None])
         gy = np.exp(-((np.arange(y0, y1)[None, :] - by[:, None]) ** 2) / sig2[:, None])
-        image[y0:y1, x0:x1] += (gy * amp[:, None]).T @ gx
+        image[y0:y1, x0:x1] += (gy * (a * amp)[:, None]).T @ gx
 
 
 def project_volume(volume: np.ndarray, rotation) -> np.ndarray:
