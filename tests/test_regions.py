@@ -165,6 +165,33 @@ def test_region_cells_are_the_cells_wholly_inside():
     assert sample_regions(None, "a", (0.5, 0.5)).shape == (0, 3)
 
 
+def test_a_fine_tuning_crop_keeps_its_regions():
+    import torch
+
+    from activepick.detector.regions import shift_regions
+    from activepick.detector.train import _Sample, crop_sample
+
+    assert shift_regions(np.array([[100.0, 50.0, 30.0]]), np.array([64.0, 32.0])).tolist() == [
+        [36.0, 18.0, 30.0]
+    ]
+    sample = _Sample(
+        name="m",
+        image=torch.zeros(1, 256, 256),
+        positives=np.zeros((0, 2)),
+        sizes=np.zeros(0),
+        negatives=np.zeros((0, 2)),
+        complete=False,
+        anchor=20.0,
+        regions=np.array([[200.0, 180.0, 30.0]]),
+    )
+    # the only point a partial crop can centre on is the region's centre: the 128 px
+    # window lies within 32 px of it, and the region moves with the window
+    crop = crop_sample(sample, 128, np.random.default_rng(0), True)
+    assert crop.shape == (128, 128) and len(crop.regions) == 1
+    u, v, r = crop.regions[0]
+    assert r == 30.0 and 32.0 <= u <= 96.0 and 32.0 <= v <= 96.0
+
+
 @pytest.mark.slow
 def test_training_supervises_a_complete_region_even_without_labels():
     from activepick.detector.train import train_detector
