@@ -6,10 +6,11 @@ general model improves.
 
 Runs ``activepick benchmark --preset hitl`` on EMPIAR-10017 (``--root``: micrographs/,
 labels.star, split.json): the split's 10 test micrographs score, 2 of its 10 train
-micrographs (seeded) give T_opt, the other 8 are the pool. Every micrograph is cut into
-4 tiles of 512 px (``--tile``: a training step then costs a quarter of a micrograph; the
-input size is the automatic one, 576 px, so particles are 31.5 px at the input as on
-the full micrograph at 1024 px, 28 px). The simulated person reviews the queued picks,
+micrographs (seeded) give T_opt, the other 8 are the pool. Product rounds fine-tune on
+256 px crops (``detector.budget``), so a training step costs the same on these 1024 px
+micrographs as on small ones; ``--tile PX`` cuts every micrograph into tiles instead
+(each keeps its micrograph's split; the run measured before the crops landed used 512).
+The simulated person reviews the queued picks,
 adds the missed particles within 1.5 diameters of each, marks those neighbourhoods
 complete and bulk-confirms the confident picks of every micrograph it visits
 (``--review-actions complete,bulk``; the cost model is ``benchmark.run.REVIEW_COST``).
@@ -66,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--strategies", default="random,boundary_distance,micrograph_entropy")
     ap.add_argument("--iterations", type=int, default=5)
-    ap.add_argument("--tile", type=int, default=512)
+    ap.add_argument("--tile", type=int, default=None)
     ap.add_argument("--review-actions", default="complete,bulk")
     ap.add_argument("--out", type=Path, default=Path("/tmp/activepick_hitl_real"))
     ap.add_argument("--results", default="hitl_real", help="name under perf/results/")
