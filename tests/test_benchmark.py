@@ -350,3 +350,73 @@ def test_hitl_preset_and_real_data_use_the_train_defaults(tmp_path):
     assert benchmark_settings("hitl", data=mics, truth=truth, epochs=3)["epochs"] == 3
     prepare_data(s, tmp_path / "out")
     assert s["input_size"] == auto_input_size(80, 16.0) == 256  # automatic, as activepick train
+
+
+@pytest.mark.slow
+def test_tiny_hitl_with_cheaper_review_actions_counts_what_they_cost(tmp_path, capsys):
+    from activepick.active.benchmark.run import review_cost
+    from activepick.session import Session
+
+    out = tmp_path / "cheap"
+    args = [*TINY_HITL[:5], "--seeds", "0", *TINY_HITL[7:], "--review-actions", "complete,bulk"]
+    assert main([*args, "--out", str(out)]) == 0
+    settings = json.loads((out / "benchmark.json").read_text())
+    assert settings["review_actions"] == ["complete", "bulk"]
+    rounds = pd.read_csv(out / "rounds.csv")
+    for strategy in ("random", "low_confidence"):
+        session = Session.open(out / "runs" / f"{strategy}__s0__partial-on")
+        counts = session.settings["benchmark"]["decisions"]["1"]
+        labels = session.load_labels()
+        made = labels[labels["round"] == 1]
+        # one region action per micrograph of the batch where a pick was reviewed: its
+        # neighbourhoods are label rows of status complete, made by the oracle
+        queued = set(made.loc[made["strategy"] == strategy, "micrograph"])
+        assert counts["complete"] == len(queued)
+        regions = made[made["status"] == "complete"]
+        assert set(regions["micrograph"]) == queued and set(regions["source"]) == {"oracle"}
+        bulk = made[made["strategy"] == "bulk_confirm"]
+        assert (bulk["status"] == "accepted").sum() == counts["confirmed"]
+        r = rounds[(rounds["strategy"] == strategy) & (rounds["seed"] == 0)]
+        assert list(r["reviews"]) == [0, review_cost(counts)]
+        assert review_cost(counts) == sum(counts.values()) - counts["confirmed"]
+    capsys.readouterr()
+    assert main([*args[:-1], "colour", "--out", str(tmp_path / "bad")]) == 2
+    assert "unknown review action(s) ['colour']" in capsys.readouterr().err
+
+
+def test_real_data_split_file_and_tiles(tmp_path, capsys):
+    import mrcfile
+
+    mics, truth = tmp_path / "mics", tmp_path / "truth"
+    mics.mkdir()
+    truth.mkdir()
+    for i in range(6):
+        with mrcfile.new(mics / f"mic_{i}.mrc") as mrc:
+            mrc.set_data(np.arange(64 * 80, dtype=np.float32).reshape(64, 80) + i)
+        # particles at (10, 20) and (50, 40): tiles of 32 px hold them at (10, 20) in
+        # tile y0x0 and (18, 8) in tile y32x32
+        (truth / f"mic_{i}.csv").write_text(
+            "X-Coordinate,Y-Coordinate,Diameter\n10,20,9\n50,40,9\n"
+        )
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"train": [f"mic_{i}" for i in range(4)], "test": ["mic_4"]}))
+    settings = benchmark_settings("hitl", data=mics, truth=truth, diameter=12.0, split=split)
+    data = prepare_data(settings, tmp_path / "out")
+    # no "val" in the file: a seeded 15 % of train (1 of 4) validates; mic_5 is in no split
+    assert data.split["test"] == ["mic_4"] and len(data.split["val"]) == 1
+    assert sorted(data.split["train"] + data.split["val"]) == [f"mic_{i}" for i in range(4)]
+    tiled = prepare_data({**settings, "tile": 32}, tmp_path / "out")
+    # 64 x 80 px -> 2 x 2 tiles of 32 px (the last 16 columns are left out), same split
+    assert tiled.split["test"] == ["mic_4__y0x0", "mic_4__y0x32", "mic_4__y32x0", "mic_4__y32x32"]
+    assert {n.split("__")[0] for n in tiled.split["val"]} == set(data.split["val"])
+    t = tiled.test_truth.set_index("micrograph")[["x", "y"]]
+    assert t.loc["mic_4__y0x0"].tolist() == [10.0, 20.0]
+    assert t.loc["mic_4__y32x32"].tolist() == [18.0, 8.0]
+    assert len(tiled.test_truth) == 2
+    tile = tiled.test[3]
+    assert tile.shape == (32, 32) and tile.data[0, 0] == 32 * 80 + 32 + 4
+    assert (tmp_path / "out" / "data" / "tiles" / "mic_4__y32x32.mrc").is_file()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"train": ["mic_0", "nope"], "test": ["mic_4"]}))
+    with pytest.raises(BenchmarkError, match=r"bad.json: 1 train micrograph\(s\) not in .*nope"):
+        prepare_data({**settings, "split": str(bad)}, tmp_path / "out2")

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from activepick.active.decisions import ReviewError
+from activepick.active.predict_all import PREDICT_ALL_STAMP
 from activepick.active.settings import LearnerSettings
-from activepick.active.workbench import PREDICT_ALL_STAMP, Workbench
+from activepick.active.workbench import Workbench
 from activepick.detector import Detector, DetectorConfig, build_network
 from activepick.errors import Cancelled
 from activepick.io.micrograph import Micrograph, read_micrograph, write_micrograph

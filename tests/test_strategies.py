@@ -198,3 +198,38 @@ def test_plausible_candidates_follow_t_opt():
     assert plausible_candidates(df, 0.2)["confidence"].tolist() == [0.9, 0.2]
     # T_opt 0.01: c >= 0.00112, so 0.001 still goes
     assert plausible_candidates(df, 0.01)["confidence"].tolist() == [0.9, 0.2, 0.02]
+
+
+def test_product_batch_is_reviewed_micrograph_by_micrograph():
+    # boundary distance at T_opt 0.5 (thesis: raw confidences), ranks by |c - 0.5|:
+    # a 0.50 (0), c 0.48 (1), b 0.45 (2), a 0.40 (3), c 0.30 (4), b 0.20 (5)
+    conf = [0.50, 0.45, 0.48, 0.40, 0.20, 0.30]
+    mics = ["a", "b", "c", "a", "b", "c"]
+    df = cands(conf, micrograph=mics, x=np.arange(6) * 100.0)
+    flat = rank_candidates(df, "boundary_distance", 6, protocol="thesis")
+    assert flat["micrograph"].tolist() == ["a", "c", "b", "a", "c", "b"]
+    grouped = rank_candidates(df, "boundary_distance", 6, protocol="thesis", by_micrograph=True)
+    # micrographs by their most uncertain pick (a: rank 0, c: 1, b: 2), ranks inside
+    assert grouped["micrograph"].tolist() == ["a", "a", "c", "c", "b", "b"]
+    assert grouped["rank"].tolist() == [0, 3, 1, 4, 2, 5]
+    assert sorted(grouped.index) == sorted(flat.index)  # the same batch
+    # the product protocol groups by default (re-centred at T_opt 0.5: the same ranks)
+    product = rank_candidates(df, "boundary_distance", 6, t_opt=0.5)
+    assert product.index.tolist() == grouped.index.tolist()
+    # a batch of 3 of the 6: the strategy's top 3 (ranks 0-2), grouped
+    top = rank_candidates(df, "boundary_distance", 3, t_opt=0.5)
+    assert top["confidence"].tolist() == [0.50, 0.48, 0.45]
+
+
+def test_micrograph_entropy_takes_whole_micrographs_least_sure_first():
+    # H(0.5) = 1, H(0.9) = H(0.1) = 0.469, H(0.6) = 0.971, H(0.99) = 0.081 bits
+    # means: a (0.9, 0.1, 0.99) 0.340; b (0.5, 0.6) 0.985; c (0.6, 0.5, 0.9) 0.813
+    conf = [0.9, 0.5, 0.6, 0.1, 0.6, 0.99, 0.5, 0.9]
+    mics = ["a", "b", "c", "a", "b", "a", "c", "c"]
+    df = cands(conf, micrograph=mics, x=np.arange(8) * 100.0)
+    # b first (0.5 then 0.6 by |c - 0.5|), then c (0.5, 0.6, 0.9), then a
+    assert order(df, "micrograph_entropy") == [1, 4, 6, 2, 7, 0, 3, 5]
+    assert order(df, "micrograph_entropy", 3) == [1, 4, 6]
+    out = rank_candidates(df, "micrograph_entropy", 4, t_opt=0.5)
+    assert out["micrograph"].tolist() == ["b", "b", "c", "c"]
+    np.testing.assert_allclose(out["uncertainty"], [1.0, 0.970951, 1.0, 0.970951], rtol=1e-5)

@@ -21,6 +21,9 @@ STATUS_MOVED = "moved"
 STATUS_ADDED = "added"
 STATUS_REJECTED = "rejected"
 STATUS_IMPORTED = "imported"
+#: A label-table row that is no pick: a region the user marked complete (every particle
+#: in it is labelled), centre (x, y) and ``diameter`` = the region's (issue 20).
+STATUS_COMPLETE = "complete"
 STATUSES: tuple[str, ...] = (
     STATUS_PREDICTED,
     STATUS_ACCEPTED,
@@ -28,6 +31,7 @@ STATUSES: tuple[str, ...] = (
     STATUS_ADDED,
     STATUS_REJECTED,
     STATUS_IMPORTED,
+    STATUS_COMPLETE,
 )
 #: Statuses that count as a positive label (a particle) for training and export.
 POSITIVE_STATUSES: tuple[str, ...] = (

@@ -364,10 +364,17 @@ class LabelEditing:
             self._lookup_max = max(lookup, default=-1)
         return self._lookup
 
-    def _apply_decisions(self, decisions: pd.DataFrame | Iterable[tuple], *, source: str) -> None:
+    def _apply_decisions(
+        self,
+        decisions: pd.DataFrame | Iterable[tuple],
+        *,
+        source: str,
+        strategy: str | None = None,
+    ) -> None:
         """Turn accept / move / reject decisions on predicted picks into label rows
         (one undo step). ``decisions``: a table with ``pick_id``, ``action``, ``x``,
-        ``y`` or ``(pick_id, action, x, y)`` tuples."""
+        ``y`` or ``(pick_id, action, x, y)`` tuples. ``strategy`` (provenance; default
+        the learner's) is what queued the picks, e.g. a bulk confirmation."""
         if self.predictions is None and len(self.queue) == 0:
             raise ReviewError("no predictions to decide on: run a round first")
         if isinstance(decisions, pd.DataFrame):
@@ -402,7 +409,7 @@ class LabelEditing:
                     int(self.round),
                     time_now,
                     int(pick_id),
-                    self.strategy,
+                    self.strategy if strategy is None else strategy,
                     source,
                     px,
                     py,

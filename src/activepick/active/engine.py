@@ -29,12 +29,12 @@ from ..constants import (
     STATUS_MOVED,
     STATUS_REJECTED,
 )
-from ..errors import CoordinateError
 from ..io.picks import empty_picks, now_utc, validate_picks
 from ..metrics import jsonable
 from .decisions import LabelEditing, ReviewError
 from .label_store import near_labels, overlaps_labels
 from .pool import DEFAULT_MAX_SIZE, prediction_subset
+from .regions import RegionReview, inside_regions
 from .settings import (
     DEFAULT_MC_PASSES,
     DEFAULT_REVIEW_K,
@@ -57,7 +57,7 @@ DEFAULT_T_OPT = 0.5
 Progress = dict[str, Any]
 
 
-class ActiveLearner(LabelEditing, SettingsAccess):
+class ActiveLearner(LabelEditing, RegionReview, SettingsAccess):
     """Pool-based active learning over a set of micrographs (SPEC sections 3-5).
 
     Parameters
@@ -166,18 +166,6 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         """``{micrograph name: (height, width)}`` of the pool, in pixels."""
         return {m.name: tuple(m.shape) for m in self.micrographs}
 
-    def mark_complete(self, micrograph: str, complete: bool = True) -> None:
-        """Mark a micrograph as fully picked (or not): with ``partial`` its unlabelled
-        area counts as background, it is always trained on, and its predictions are
-        no longer candidates. Saved to the session settings' ``complete`` list."""
-        if micrograph not in self._by_name:
-            raise CoordinateError(f"micrograph {micrograph!r} is not in the pool")
-        if complete:
-            self.complete.add(micrograph)
-        else:
-            self.complete.discard(micrograph)
-        self._save_complete()
-
     # ------------------------------------------------------------------ training
     def training_micrographs(self) -> list[Micrograph]:
         """Micrographs trained on: those with any label or rejection, plus the complete ones.
@@ -238,6 +226,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
             init=init,
             partial=self.partial or self.protocol == "product",
             complete=set(self.complete),
+            complete_regions=self.complete_regions(),
             should_stop=should_stop,
             prepare=input_cache.session_prepare(self.session),
         )
@@ -430,9 +419,9 @@ class ActiveLearner(LabelEditing, SettingsAccess):
     def candidates(self) -> pd.DataFrame:
         """Predictions that may be queued (SPEC section 3).
 
-        Confidence >= ``min_confidence``; not on a complete micrograph; not
-        decided or reviewed already; centre farther than half a diameter from
-        every label and rejection on its micrograph; one per (micrograph, x, y).
+        Confidence >= ``min_confidence``; not on a complete micrograph or inside a
+        complete region; not decided or reviewed already; centre farther than half a
+        diameter from every label and rejection on its micrograph; one per (micrograph, x, y).
         """
         if self.predictions is None or len(self.predictions) == 0:
             return self._empty_queue().drop(columns=["uncertainty", "rank"])
@@ -443,6 +432,7 @@ class ActiveLearner(LabelEditing, SettingsAccess):
         c = c[~c["pick_id"].isin(done)]
         c = c.drop_duplicates(subset=["micrograph", "x", "y"])
         c = c[~self._near_labels(c, self.labels, c["diameter"].to_numpy(float) / 2)]
+        c = c[~inside_regions(c, self.complete_regions())]
         if self.protocol == "product":
             from .strategies import plausible_candidates
 
@@ -569,12 +559,6 @@ class ActiveLearner(LabelEditing, SettingsAccess):
     def _save_round(self, **kwargs: Any) -> None:
         if self.session is not None:
             self.session.save_round(self.round, **kwargs)
-
-    def _save_complete(self) -> None:
-        if self.session is not None:
-            settings = dict(self.session.settings)
-            settings["complete"] = sorted(self.complete)
-            self.session.save_settings(settings)
 
     # ------------------------------------------------------------------ internals
     def _checked_split(

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from scipy.spatial import cKDTree
 
-from ..constants import LABEL_COLUMNS, POSITIVE_STATUSES
+from ..constants import LABEL_COLUMNS, POSITIVE_STATUSES, STATUS_COMPLETE
 from ..io.labels import empty_labels, validate_labels
 
 #: Undo depth (decisions, additions, removals).
@@ -239,9 +239,11 @@ def restore(store: LabelStore, entry: UndoEntry) -> tuple[list[Row], list[int]]:
 
 
 def _same_micrograph(picks: pd.DataFrame, labels: pd.DataFrame):
-    """Yield ``(row indices of picks, label rows)`` per micrograph that has both."""
+    """Yield ``(row indices of picks, label rows)`` per micrograph that has both; label
+    rows are picks (complete-region rows are no pick and are left out)."""
     if len(picks) == 0 or len(labels) == 0:
         return
+    labels = labels[labels["status"] != STATUS_COMPLETE]
     by_mic = {str(k): g for k, g in labels.groupby("micrograph")}
     for name, idx in picks.groupby("micrograph").indices.items():
         lab = by_mic.get(str(name))

@@ -277,6 +277,21 @@ class HumanOracle(SimulatedOracle):
             out = pd.concat([out, self._added(batch, labelled)], ignore_index=True)
         return out
 
+    def review_confident(
+        self, picks: pd.DataFrame, labels: pd.DataFrame | None = None
+    ) -> pd.DataFrame:
+        """Check the picks of a bulk confirmation as a person does before confirming
+        them (``active.regions``): ``"accept"`` on an unlabelled particle (IoU >
+        ``move_iou``, one-to-one; the label stays at the predicted centre, a bulk
+        confirmation moves nothing), ``"skip"`` on a labelled particle (the person
+        deselects the duplicate), ``"reject"`` otherwise. Adds nothing."""
+        dec = SimulatedOracle.review(self, picks, labels)
+        dec["action"] = dec["action"].replace({"move": "accept"})
+        dec["x"] = picks["x"].to_numpy(float)
+        dec["y"] = picks["y"].to_numpy(float)
+        dec["micrograph"] = picks["micrograph"].astype(str).to_numpy()
+        return dec
+
     def _added(self, batch: pd.DataFrame, labelled: set[int]) -> pd.DataFrame:
         """``add`` rows: unlabelled truth within ``region`` diameters of a reviewed pick."""
         found: list[int] = []

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -42,6 +43,60 @@ def detector_fingerprint(detector: Detector) -> str:
         digest.update(name.encode())
         digest.update(value.detach().cpu().contiguous().numpy().tobytes())
     return digest.hexdigest()
+
+
+def iter_predict_all(
+    learner: ActiveLearner,
+    folder: Callable[[], Path],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    batch_size: int = 4,
+) -> Generator[dict[str, Any], None, pd.DataFrame]:
+    """The work of :meth:`~activepick.active.workbench.Workbench.iter_predict_all` (see
+    there): every micrograph's file through the learner's detector (before any round: the
+    shipped general model) into ``folder()``
+    (called once the learner is known to be ready), resuming the parts of the same
+    detector. Returns the combined pick table (``round`` = the detector's round)."""
+    from ..batch import combine_parts, iter_predict_batch
+    from ..io.atomic import atomic_write_text
+    from ..io.micrograph import micrograph_name
+    from .decisions import ReviewError
+
+    detector = learner.detector or learner.general_detector()
+    if detector is None:
+        raise ReviewError("no detector yet: train a round first")
+    paths = []
+    for m in learner.micrographs:
+        if m.path is None or micrograph_name(m.path) != m.name:
+            raise ReviewError(
+                f"micrograph {m.name} has no file of its own: create a session first "
+                "(Predict all reads micrographs from their files)"
+            )
+        paths.append(Path(m.path))
+    parts = folder()
+    stamp = {"round": int(learner.round), "detector": detector_fingerprint(detector)}
+    stamp_file = parts / PREDICT_ALL_STAMP
+    try:
+        resume = json.loads(stamp_file.read_text(encoding="utf-8")) == stamp
+    except (OSError, ValueError):
+        resume = False
+    if not resume:  # stamp first: any part in the folder is then this detector's
+        parts.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(stamp_file, json.dumps(stamp, sort_keys=True))
+    summary = yield from iter_predict_batch(
+        paths,
+        parts,
+        detector=detector,
+        threshold=learner.min_confidence,
+        batch_size=batch_size,
+        resume=resume,
+        should_stop=should_stop,
+    )
+    picks = combine_parts(parts, summary["names"])
+    picks["round"] = int(learner.round)
+    picks.attrs["round"] = int(learner.round)
+    picks.attrs["summary"] = summary
+    return picks
 
 
 def saved_predict_all(learner: ActiveLearner, parts: Path) -> pd.DataFrame | None:

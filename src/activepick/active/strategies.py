@@ -39,6 +39,7 @@ __all__ = [
     "rank_candidates",
     "strategy_needs",
     "binary_entropy",
+    "group_by_micrograph",
     "plausible_candidates",
     "recentred_confidence",
 ]
@@ -284,6 +285,25 @@ def diverse_boundary(
     return np.asarray(chosen, dtype=np.int64)
 
 
+@register_strategy("micrograph_entropy", uncertainty=entropy_score)
+def micrograph_entropy(
+    candidates: pd.DataFrame, k: int, *, rng: np.random.Generator, t_opt: float
+) -> np.ndarray:
+    """Whole micrographs, least sure first (issue 20): micrographs ordered by the mean
+    binary entropy of their candidates, highest first (ties: name), and each one's
+    candidates in boundary-distance order, until ``k``. A batch then spans few
+    micrographs: the person reviews (and completes) a micrograph at a time."""
+    n = len(candidates)
+    k = min(max(int(k), 0), n)
+    if k == 0:
+        return np.empty(0, np.int64)
+    h = entropy_score(candidates, t_opt)
+    codes, _ = pd.factorize(candidates["micrograph"].astype(str), sort=True)
+    mean = pd.Series(h).groupby(codes).transform("mean").to_numpy()
+    boundary = np.abs(_confidence(candidates) - float(t_opt))
+    return np.lexsort((boundary, codes, -mean))[:k].astype(np.int64)
+
+
 @register_strategy("mc_dropout", needs="mc_dropout", uncertainty=disagreement_score)
 def mc_dropout(
     candidates: pd.DataFrame, k: int, *, rng: np.random.Generator, t_opt: float
@@ -315,6 +335,22 @@ def strategy_needs(name: str) -> str | None:
     return _strategy(name).needs
 
 
+def group_by_micrograph(batch: pd.DataFrame, rank: str = RANK_COLUMN) -> pd.DataFrame:
+    """The rows of ``batch`` in review order by micrograph: micrographs ordered by their
+    most uncertain pick (smallest ``rank``), and within a micrograph by ``rank``.
+
+    Same rows, same index, only the order changes: every pick of a micrograph is
+    reviewed before the next micrograph, so the viewer's slider moves once per
+    micrograph of the batch instead of at almost every key.
+    """
+    if len(batch) < 2:
+        return batch
+    ranks = batch[rank].to_numpy(dtype=np.float64)
+    first = batch.groupby("micrograph", sort=False)[rank].transform("min")
+    order = np.lexsort((ranks, first.to_numpy(dtype=np.float64)))
+    return batch.iloc[order]
+
+
 def rank_candidates(
     candidates: pd.DataFrame,
     strategy: str,
@@ -323,11 +359,18 @@ def rank_candidates(
     seed: int = 0,
     t_opt: float = 0.5,
     protocol: str = "product",
+    by_micrograph: bool | None = None,
 ) -> pd.DataFrame:
     """The review batch: the ``min(k, n)`` candidate rows the strategy chooses, in
-    review order (most uncertain first), with two added columns:
-    ``uncertainty`` (the strategy's score, higher = more uncertain; NaN for
-    ``random``) and ``rank`` (0, 1, ...). The original index is kept.
+    review order, with two added columns: ``uncertainty`` (the strategy's score,
+    higher = more uncertain; NaN for ``random``) and ``rank`` (the strategy's order,
+    0 = most uncertain). The original index is kept.
+
+    Review order: with ``by_micrograph`` (default: the product protocol) the batch
+    is grouped by micrograph (:func:`group_by_micrograph`: micrographs ordered by
+    their most uncertain pick, picks by ``rank`` inside); the batch's content is the
+    strategy's either way. Without it (the thesis protocol, whose label budget applies
+    decisions in queue order up to the K-th label) the order is ``rank``.
 
     ``seed`` seeds the random generator (the ``random`` strategy); ``t_opt`` is the
     current confidence threshold (boundary strategies). ``protocol="product"``
@@ -354,4 +397,8 @@ def rank_candidates(
     out = candidates.iloc[idx].copy()
     out[UNCERTAINTY_COLUMN] = score[idx]
     out[RANK_COLUMN] = np.arange(len(idx), dtype=np.int64)
+    if by_micrograph is None:
+        by_micrograph = protocol == "product"
+    if by_micrograph:
+        out = group_by_micrograph(out)
     return out

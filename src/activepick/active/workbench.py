@@ -21,7 +21,6 @@ origin top-left).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Generator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,13 +32,7 @@ from ..constants import STATUS_PREDICTED, STATUS_REJECTED
 from ..errors import ActivePickError
 from .decisions import ReviewError
 from .pixel_size import PIXEL_SIZE_SETTING, PixelSizeAccess, check_pixel_size
-from .predict_all import (
-    PREDICT_ALL_FOLDER,
-    PREDICT_ALL_STAMP,
-    detector_fingerprint,
-    saved_predict_all,
-    with_predict_all,
-)
+from .predict_all import PREDICT_ALL_FOLDER, saved_predict_all, with_predict_all
 from .settings import LearnerSettings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +42,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 Progress = dict[str, Any]
 #: Review actions a key or button triggers (``Workbench.<name>()``).
-REVIEW_ACTIONS = ("accept", "reject", "next", "previous", "remove_nearest", "undo")
+REVIEW_ACTIONS = (
+    "accept",
+    "reject",
+    "next",
+    "previous",
+    "remove_nearest",
+    "undo",
+    "complete_reviewed",
+    "confirm_confident",
+)
 
 
 class ReviewRefused(ActivePickError):
@@ -308,45 +310,14 @@ class Workbench(PixelSizeAccess):
         predicted since. The review queue and the round's predictions are unchanged.
         Micrographs are read from their files (an in-memory pool needs a session).
         """
-        from ..batch import combine_parts, iter_predict_batch
-        from ..io.atomic import atomic_write_text
-        from ..io.micrograph import micrograph_name
+        from .predict_all import iter_predict_all
 
-        learner = self.learner
-        detector = learner.detector or learner.general_detector()
-        if detector is None:
-            raise ReviewError("no detector yet: train a round first")
-        paths = []
-        for m in learner.micrographs:
-            if m.path is None or micrograph_name(m.path) != m.name:
-                raise ReviewError(
-                    f"micrograph {m.name} has no file of its own: create a session first "
-                    "(Predict all reads micrographs from their files)"
-                )
-            paths.append(Path(m.path))
-        parts = Path(out) if out is not None else self.predict_all_folder()
-        stamp = {"round": int(learner.round), "detector": detector_fingerprint(detector)}
-        stamp_file = parts / PREDICT_ALL_STAMP
-        try:
-            resume = json.loads(stamp_file.read_text(encoding="utf-8")) == stamp
-        except (OSError, ValueError):
-            resume = False
-        if not resume:  # stamp first: any part in the folder is then this detector's
-            parts.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(stamp_file, json.dumps(stamp, sort_keys=True))
-        summary = yield from iter_predict_batch(
-            paths,
-            parts,
-            detector=detector,
-            threshold=learner.min_confidence,
-            batch_size=batch_size,
-            resume=resume,
+        picks = yield from iter_predict_all(
+            self.learner,
+            lambda: Path(out) if out is not None else self.predict_all_folder(),
             should_stop=should_stop,
+            batch_size=batch_size,
         )
-        picks = combine_parts(parts, summary["names"])
-        picks["round"] = int(learner.round)
-        picks.attrs["round"] = int(learner.round)
-        picks.attrs["summary"] = summary
         self.predict_all = picks
         return picks
 
@@ -485,6 +456,26 @@ class Workbench(PixelSizeAccess):
         """Undo the last change; :class:`ReviewRefused` when there is none."""
         if not self.learner.undo():
             raise ReviewRefused("nothing to undo")
+
+    def complete_reviewed(self, micrograph: str) -> list[int]:
+        """Mark the neighbourhoods of the picks reviewed (or under review) on ``micrograph``
+        complete, after adding their missed particles (``active.regions``). Returns the
+        regions' ids."""
+        ids = self.learner.complete_reviewed(micrograph)
+        if not ids:
+            raise ReviewRefused(
+                f"no pick reviewed on {micrograph} since its neighbourhoods were last "
+                "marked complete: review its picks first"
+            )
+        return ids
+
+    def confirm_confident(self, micrograph: str, threshold: float | None = None) -> list[int]:
+        """Accept the confident picks of ``micrograph`` at once (``active.regions``;
+        reject the wrong ones first). Returns their pick ids."""
+        ids = self.learner.confirm_confident(micrograph, threshold)
+        if not ids:
+            raise ReviewRefused(f"no confident pick left on {micrograph} to confirm")
+        return ids
 
     def mark_complete(self, micrograph: str, complete: bool = True) -> None:
         """Mark a micrograph fully picked (or not); saved in the session settings."""

@@ -19,6 +19,12 @@ def _int_list(text: str | None) -> list[int] | None:
         raise argparse.ArgumentTypeError(f"not a comma-separated list of ints: {text!r}") from None
 
 
+def _actions(text: str | None) -> list[str] | None:
+    if text is None or text.strip() in ("", "none"):
+        return None
+    return [a.strip() for a in text.split(",") if a.strip()]
+
+
 def _split_sizes(counts: list[int] | None) -> dict[str, int]:
     if counts is None:
         return {}
@@ -112,6 +118,29 @@ def register(subparsers) -> None:
         help="initialise each round from the previous model",
     )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    p.add_argument(
+        "--review-actions",
+        default=None,
+        metavar="ACTIONS",
+        help="hitl: cheaper actions of the simulated person, comma-separated: complete "
+        "(mark a micrograph's reviewed neighbourhoods complete), bulk (confirm its "
+        "confident picks at once); 'none' (default) reviews pick by pick",
+    )
+    p.add_argument(
+        "--split",
+        type=Path,
+        default=None,
+        help='real data: JSON {"train": [...], "test": [...]} of micrograph names '
+        "(optional val; else 15%% of train validate)",
+    )
+    p.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="real data: cut each micrograph into PX x PX tiles (each keeps its "
+        "micrograph's split); a training step then costs a tile, not a micrograph",
+    )
     sim = p.add_argument_group("overrides of the preset (synthetic data and detector)")
     sim.add_argument(
         "--micrographs",
@@ -182,6 +211,9 @@ def run(args: argparse.Namespace) -> int:
         decoys_max=args.decoys,
         arch=args.arch,
         input_size=args.input_size,
+        review_actions=_actions(args.review_actions),
+        split=args.split,
+        tile=args.tile,
         **_split_sizes(args.micrographs),
     )
     if args.truth is not None and settings.get("diameter") is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Collection, Generator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -36,6 +36,13 @@ from .data import (
     transform_points,
 )
 from .networks import Detector, network_for_config, resolve_device
+from .regions import (
+    NO_REGIONS,
+    region_cells,
+    sample_regions,
+    shift_regions,
+    transform_regions,
+)
 from .targets import (
     detector_loss,
     distillation_loss,
@@ -62,6 +69,8 @@ class _Sample:
     negatives: np.ndarray  # (M, 2)
     complete: bool
     anchor: float  # box size (config.diameter) in input px
+    # complete regions (u, v, r) in input px: every cell inside is supervised (regions.py)
+    regions: np.ndarray = field(default_factory=lambda: NO_REGIONS)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -80,13 +89,15 @@ def _prepare_samples(
     partial: bool,
     complete: Collection[str],
     prepare: Prepare = default_prepare,
+    complete_regions: pd.DataFrame | None = None,
 ) -> list[_Sample]:
     samples = []
     for m in micrographs:
         pos = _rows_for(labels, m.name)
         neg = _rows_for(negatives, m.name)
         is_complete = m.name in complete
-        if partial and len(pos) == 0 and len(neg) == 0 and not is_complete:
+        has_regions = complete_regions is not None and len(_rows_for(complete_regions, m.name))
+        if partial and len(pos) == 0 and len(neg) == 0 and not is_complete and not has_regions:
             continue  # nothing reviewed on this micrograph: no loss to compute
         image, scale = prepare(m, config.input_size)
         mean_scale = 0.5 * (scale[0] + scale[1])
@@ -99,6 +110,7 @@ def _prepare_samples(
                 negatives=to_input_points(neg[["x", "y"]].to_numpy(), scale),
                 complete=is_complete,
                 anchor=config.diameter * mean_scale,
+                regions=sample_regions(complete_regions, m.name, scale),
             )
         )
     return samples
@@ -116,11 +128,13 @@ def _zoom(image: torch.Tensor, zoom: float) -> torch.Tensor:
 def crop_sample(sample: _Sample, crop: int, rng: np.random.Generator, partial: bool) -> _Sample:
     """A ``crop`` x ``crop`` window of ``sample`` (zero-padded where the image is
     smaller). With partial labels on a micrograph that is not complete, the window
-    is centred within ``crop / 4`` of a random label or rejection; else anywhere."""
+    is centred within ``crop / 4`` of a random label, rejection or complete region's
+    centre; else anywhere."""
     h, w = sample.shape
     points = np.zeros((0, 2))
     if partial and not sample.complete:
-        points = np.concatenate([sample.positives, sample.negatives]).reshape(-1, 2)
+        points = np.concatenate([sample.positives, sample.negatives, sample.regions[:, :2]])
+        points = points.reshape(-1, 2)
     if len(points):
         centre = points[int(rng.integers(len(points)))] + rng.uniform(-crop / 4, crop / 4, 2)
         x0, y0 = (int(round(c - crop / 2)) for c in centre)
@@ -147,6 +161,7 @@ def crop_sample(sample: _Sample, crop: int, rng: np.random.Generator, partial: b
         negatives=sample.negatives[keep_neg] - shift,
         complete=sample.complete,
         anchor=sample.anchor,
+        regions=shift_regions(sample.regions, shift),
     )
 
 
@@ -194,6 +209,11 @@ def _encode_sample(
         supervised = supervised_cells(pos, min(INNER_RING, config.ring) * radius, grid)
         outer = supervised_cells(pos, config.ring * radius, grid) & ~supervised
         supervised = supervised | outer
+        if len(sample.regions):  # complete regions: every cell inside (regions.py)
+            regions = transform_regions(sample.regions, sample.shape, view, zoom)
+            inside = region_cells(regions, grid)
+            supervised |= inside
+            outer &= ~inside  # a complete region's background is certain
     enc = encode_targets(
         pos,
         sizes,
@@ -331,6 +351,7 @@ def iter_train_detector(
     complete: Collection[str] | None = None,
     should_stop: StopFn | None = None,
     prepare: Prepare | None = None,
+    complete_regions: pd.DataFrame | None = None,
 ) -> Generator[dict, None, Detector]:
     """Train a detector; yield a progress dict after every optimiser step.
 
@@ -350,7 +371,9 @@ def iter_train_detector(
     - ``partial``: False (thesis) = every unlabelled cell is background; True = the
       objectness loss only covers cells within one diameter of a label, the cell
       of each rejection (at ``config.neg_weight``), and every cell of the
-      micrographs named in ``complete`` (fully picked).
+      micrographs named in ``complete`` (fully picked), and every cell inside
+      ``complete_regions`` (a table of circles: ``micrograph``, ``x``, ``y``,
+      ``diameter``, px of the original micrograph; :mod:`.regions`).
     - ``should_stop``: checked before every step; when true raises
       :class:`activepick.errors.Cancelled`.
     - ``prepare(micrograph, input_size) -> (tensor, scale)``: each micrograph's
@@ -379,7 +402,14 @@ def iter_train_detector(
     config = replace(config, input_size=int(input_size))
 
     samples = _prepare_samples(
-        mics, labels, negatives, config, partial, complete, prepare or default_prepare
+        mics,
+        labels,
+        negatives,
+        config,
+        partial,
+        complete,
+        prepare or default_prepare,
+        complete_regions=complete_regions,
     )
     if not samples:
         raise CoordinateError(
@@ -491,6 +521,7 @@ def iter_train_detector(
         "n_negatives": int(sum(len(s.negatives) for s in samples)),
         "partial": bool(partial),
         "n_complete": int(sum(s.complete for s in samples)),
+        "n_complete_regions": int(sum(len(s.regions) for s in samples)),
         "warm_start": init is not None,
         "init": None if init is None else ("general" if init.meta.get("general") else "model"),
     }
@@ -509,6 +540,7 @@ def train_detector(
     progress: ProgressFn | None = None,
     should_stop: StopFn | None = None,
     prepare: Prepare | None = None,
+    complete_regions: pd.DataFrame | None = None,
 ) -> Detector:
     """Run :func:`iter_train_detector` to the end, calling ``progress(dict)`` per step.
 
@@ -525,5 +557,6 @@ def train_detector(
         complete=complete,
         should_stop=should_stop,
         prepare=prepare,
+        complete_regions=complete_regions,
     )
     return drive(gen, progress)

@@ -264,13 +264,15 @@ def build_ui(w) -> None:
             ("Next (d) ▶", w.review.next),
             ("Remove (c)", w.review.remove_nearest),
             ("Undo (u)", w.review.undo),
+            ("Complete (f)", w.review.complete_reviewed),
+            ("Confirm sure (b)", w.review.confirm_confident),
         ]
     ):
         b = _button(text, lambda _=False, f=func: f())
         grid.addWidget(b, i // 3, i % 3)
         w.review_buttons[text] = b
     form.addRow(grid)
-    w.complete_btn = QPushButton("Micrograph fully picked")
+    w.complete_btn = QPushButton("Micrograph fully picked (F)")
     w.complete_btn.setCheckable(True)
     w.complete_btn.setToolTip(
         "The micrograph on screen is completely picked: its unlabelled area is background "

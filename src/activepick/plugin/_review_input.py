@@ -1,6 +1,7 @@
 """The user's edits on the review layers, forwarded to the workbench: points drawn,
-deleted or dragged on the labels / queue layers, and the cursor position the
-remove-nearest key uses (a mixin of :class:`.review.ReviewLayers`)."""
+deleted or dragged on the labels / queue layers, the cursor position the
+remove-nearest key uses, and the per-micrograph actions of the shown micrograph
+(complete, confirm, fully picked; a mixin of :class:`.review.ReviewLayers`)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,52 @@ class LayerInput:
             self.on_message("move the mouse over a micrograph first")
             return
         self._run(lambda: self.workbench.remove_nearest(*position))
+
+    def _on_shown(self, action, done) -> None:
+        """Run ``action(name)`` on the shown micrograph; ``done(name, result)`` is the
+        status line."""
+        name = self._current_name()
+        if name is None:
+            self.on_message("open micrographs first")
+            return
+        result: list = []
+        self._run(lambda: result.append(action(name)), follow=False)
+        if result:  # after the key path's own messages (e.g. "batch reviewed")
+            self.on_message(done(name, result[0]))
+
+    def complete_reviewed(self) -> None:
+        """Mark the neighbourhoods of the picks reviewed on the shown micrograph complete
+        (add their missed particles first): their unlabelled area is background."""
+        self._on_shown(
+            self.workbench.complete_reviewed,
+            lambda name, ids: f"{name}: {len(ids)} reviewed neighbourhood(s) marked complete",
+        )
+
+    def confirm_confident(self) -> None:
+        """Accept the confident picks of the shown micrograph at once (reject the wrong
+        ones first: select them in the predictions layer and press z)."""
+        from ..active.regions import bulk_threshold
+
+        t = bulk_threshold(self.learner.t_opt) if self.learner is not None else 0.0
+        self._on_shown(
+            self.workbench.confirm_confident,
+            lambda name, ids: (
+                f"{name}: {len(ids)} pick(s) with confidence >= {t:.2f} confirmed (u undoes)"
+            ),
+        )
+
+    def toggle_micrograph_complete(self) -> None:
+        """Mark (or unmark) the shown micrograph fully picked."""
+
+        def toggle(name: str) -> bool:
+            done = name not in self.learner.complete
+            self.workbench.mark_complete(name, done)
+            return done
+
+        self._on_shown(
+            toggle,
+            lambda name, done: f"{name}: {'fully picked' if done else 'not marked fully picked'}",
+        )
 
     def add_particle(self, micrograph: str, x: float, y: float) -> None:
         """Add a particle at (x, y) (refused within the minimum distance of a label)."""

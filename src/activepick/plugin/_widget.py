@@ -465,6 +465,7 @@ class ActivePickWidget(SettingsForm, FilesPanel, QWidget):
         lr = self.learner
         if lr is None:
             return
+        self._sync_complete_button()  # Shift-F may have changed it
         row, n = self.workbench.current_pick(), len(lr.queue)
         if n == 0:
             self.position_label.setText("no review queue yet: press Next round")

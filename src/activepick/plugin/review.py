@@ -38,7 +38,13 @@ d      next proposal
 s      previous proposal
 c      remove the label nearest the mouse cursor (an added particle)
 u      undo the last decision (also Ctrl+Z)
+f      the neighbourhoods of the picks reviewed on this micrograph are complete
+b      confirm this micrograph's confident picks at once
+F      this micrograph is fully picked (toggle; Shift-F)
 ====== =====================================================================
+
+x / z decide every selected point instead when the queue or the predictions layer is
+the active layer (reject the wrong confident picks that way before ``b``).
 """
 
 from __future__ import annotations
@@ -86,6 +92,9 @@ KEY_BINDINGS: dict[str, tuple[str, str]] = {
     "s": ("previous", "previous proposal"),
     "c": ("remove_nearest", "remove the label nearest the cursor"),
     "u": ("undo", "undo the last decision"),
+    "f": ("complete_reviewed", "neighbourhoods reviewed on this micrograph are complete"),
+    "b": ("confirm_confident", "confirm this micrograph's confident picks"),
+    "Shift-F": ("toggle_micrograph_complete", "this micrograph is fully picked (toggle)"),
     "Control-z": ("undo", "undo the last decision"),
 }
 #: Size of the current-pick square relative to the diameter, and its border width
@@ -481,8 +490,10 @@ class ReviewLayers(LayerInput):
             cam.zoom = max(min(viewer.canvas.size) / (10.0 * self.diameter), 0.05)
 
     # ------------------------------------------------------------------ actions
-    def _run(self, action: Callable[[], object]) -> None:
-        """Run a workbench action; refusals and errors go to the status line."""
+    def _run(self, action: Callable[[], object], *, follow: bool = True) -> None:
+        """Run a workbench action; refusals and errors go to the status line. With
+        ``follow`` the slider and camera then go to the pick under review; without (an
+        action on the shown micrograph) they stay."""
         if self.workbench is None:
             self.on_message("open micrographs first")
             return
@@ -495,27 +506,32 @@ class ReviewLayers(LayerInput):
             self.on_message(str(exc))
             if not isinstance(exc, ReviewRefused):
                 _show_error(exc)
-        self._after_change()
+        self._after_change(follow=follow)
 
     def _selected_queue_ids(self) -> list[int]:
-        """Pick ids of the selected queue points when the queue layer is the active one.
+        """Pick ids of the selected points when the queue or the predictions layer is
+        the active one.
 
         Compared by name: napari hands plugins a ``PublicOnlyProxy`` viewer whose
         layers are proxies, so an identity check never matches."""
-        layer = self.layers.get(QUEUE)
         active = self.viewer.layers.selection.active
-        if layer is None or not layer.selected_data or active is None or active.name != QUEUE:
+        if active is None or active.name not in (QUEUE, PREDICTIONS):
+            return []
+        layer = self.layers.get(active.name)
+        if layer is None or not layer.selected_data:
             return []
         ids = layer.features["pick_id"].to_numpy()
         return [int(ids[i]) for i in sorted(layer.selected_data) if i < len(ids)]
 
     def accept(self) -> None:
-        """Accept the current pick (or every selected queue point) as particles."""
-        self._run(lambda: self.workbench.accept(self._selected_queue_ids()))
+        """Accept the current pick (or every selected point) as particles."""
+        ids = self._selected_queue_ids()
+        self._run(lambda: self.workbench.accept(ids), follow=not ids)
 
     def reject(self) -> None:
-        """Reject the current pick (or every selected queue point): reviewed negatives."""
-        self._run(lambda: self.workbench.reject(self._selected_queue_ids()))
+        """Reject the current pick (or every selected point): reviewed negatives."""
+        ids = self._selected_queue_ids()
+        self._run(lambda: self.workbench.reject(ids), follow=not ids)
 
     def goto(self, index: int) -> None:
         """Review the queue pick at ``index`` (clamped to the queue)."""
@@ -533,7 +549,7 @@ class ReviewLayers(LayerInput):
         """Undo the last change."""
         self._run(lambda: self.workbench.undo())
 
-    def _after_change(self) -> None:
+    def _after_change(self, follow: bool = True) -> None:
         """The key path: show a change of the workbench with as few napari calls as it
         needs (O(changed picks); a redraw of one micrograph's points when the next pick
         lies on another micrograph). The labels and predictions layers are filled for
@@ -553,13 +569,13 @@ class ReviewLayers(LayerInput):
         else:
             row = self.current_pick()
             name = shown = self._current_name()
-            if row is not None and self.stacked:
+            if row is not None and self.stacked and follow:
                 name = str(row["micrograph"])
             self._update_queue(changed, redraw=name == shown)
             self._sync_labels(changed, name)
             if self._shown_mic.get(PREDICTIONS) != name:
                 self._draw_predictions(name)
-            self.refresh_current(move_camera=True, row=row)
+            self.refresh_current(move_camera=follow, row=row if follow else None)
         self.on_change()
         if self.workbench.batch_done():
             self.on_message("batch reviewed: press Next round to retrain with the new labels")

@@ -63,7 +63,7 @@ def prepare_data(
     ``activepick train``).
     """
     if settings.get("truth"):
-        return _real_data(settings)
+        return _real_data(settings, out_dir)
     from ...io.micrograph import list_micrographs, read_micrograph
 
     root = Path(settings["data"]) if settings.get("data") else out_dir / "data"
@@ -199,7 +199,7 @@ def simulate_mixed(root: Path, settings: dict[str, Any], n: int) -> pd.DataFrame
     return truth
 
 
-def _real_data(settings: dict) -> BenchmarkData:
+def _real_data(settings: dict, out_dir: Path) -> BenchmarkData:
     from ...io.formats import read_coordinates
     from ...io.micrograph import list_micrographs, read_micrograph
 
@@ -228,16 +228,93 @@ def _real_data(settings: dict) -> BenchmarkData:
             f"{settings['truth']}: no ground truth for {len(missing)} of {len(names)} "
             f"micrograph(s) in {data} (e.g. {missing[0]}); label them or move them out"
         )
+    if settings.get("split"):
+        parts = _file_split(settings, names)
+    else:
+        rng = np.random.default_rng(int(settings["split_seed"]))
+        order = rng.permutation(len(names))
+        n_small = max(1, round(0.15 * len(names)))
+        parts = {
+            "train": order[2 * n_small :],
+            "val": order[:n_small],
+            "test": order[n_small : 2 * n_small],
+        }
+    if settings.get("tile"):
+        mics, paths, truth, parts = tile_micrographs(
+            mics, truth, parts, int(settings["tile"]), Path(out_dir) / "data" / "tiles"
+        )
     _check_diameter(settings, truth, mics)
-    rng = np.random.default_rng(int(settings["split_seed"]))
-    order = rng.permutation(len(names))
-    n_small = max(1, round(0.15 * len(names)))
-    parts = {
-        "train": order[2 * n_small :],
-        "val": order[:n_small],
-        "test": order[n_small : 2 * n_small],
-    }
     return _split(mics, paths, truth, parts)
+
+
+def tile_micrographs(
+    mics: list, truth: pd.DataFrame, parts: dict, tile: int, folder: Path
+) -> tuple[list, list[Path], pd.DataFrame, dict[str, list[int]]]:
+    """Cut every micrograph into ``tile`` x ``tile`` px tiles (row-major, a remainder
+    narrower than a tile is left out), written once to ``folder/<name>__y<row>x<col>.mrc``
+    with the micrograph's pixel size; each tile's truth is the particles centred in it,
+    shifted to the tile's origin. A tile keeps its micrograph's split (``parts``: indices
+    into ``mics`` -> indices into the tiles). Returns tiles, their paths, truth, parts."""
+    from ...io.micrograph import Micrograph, write_micrograph
+
+    tiles, paths, tables, index = [], [], [], {}
+    for i, m in enumerate(mics):
+        h, w = m.data.shape
+        rows = truth[truth["micrograph"] == m.name]
+        for y0 in range(0, h - tile + 1, tile):
+            for x0 in range(0, w - tile + 1, tile):
+                name = f"{m.name}__y{y0}x{x0}"
+                path = folder / f"{name}.mrc"
+                data = np.ascontiguousarray(m.data[y0 : y0 + tile, x0 : x0 + tile])
+                if not path.exists():
+                    write_micrograph(path, data, pixel_size=m.pixel_size)
+                inside = rows["x"].between(x0, x0 + tile, inclusive="left") & rows["y"].between(
+                    y0, y0 + tile, inclusive="left"
+                )
+                part = rows[inside].copy()
+                part["micrograph"], part["x"], part["y"] = name, part["x"] - x0, part["y"] - y0
+                index.setdefault(i, []).append(len(tiles))
+                tiles.append(Micrograph(name, data, path=path, pixel_size=m.pixel_size))
+                paths.append(path)
+                tables.append(part)
+    if not tiles:
+        raise BenchmarkError(f"--tile {tile}: every micrograph is smaller than one tile")
+    tiled = {k: [t for i in idx for t in index.get(int(i), [])] for k, idx in parts.items()}
+    return tiles, paths, pd.concat(tables, ignore_index=True), tiled
+
+
+def _file_split(settings: dict, names: list[str]) -> dict[str, list[int]]:
+    """The split of a JSON file ``{"train": [...], "test": [...]}`` (micrograph names;
+    optional ``"val"``). Without ``"val"``, a seeded 15 % (at least one) of the train
+    names validate (T_opt) and the rest are the pool; test scores."""
+    path = Path(settings["split"])
+    try:
+        split = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BenchmarkError(f"{path}: cannot read the split ({exc})") from None
+    if not isinstance(split, dict) or not all(
+        isinstance(split.get(k), list) for k in ("train", "test")
+    ):
+        raise BenchmarkError(f'{path}: a split needs "train" and "test" lists of micrograph names')
+    index = {n: i for i, n in enumerate(names)}
+    parts: dict[str, list[int]] = {}
+    for key in ("train", "val", "test"):
+        listed = [str(n) for n in split.get(key, [])]
+        missing = [n for n in listed if n not in index]
+        if missing:
+            raise BenchmarkError(
+                f"{path}: {len(missing)} {key} micrograph(s) not in {settings['data']} "
+                f"(e.g. {missing[0]})"
+            )
+        parts[key] = [index[n] for n in listed]
+    if not parts["val"]:
+        rng = np.random.default_rng(int(settings["split_seed"]))
+        train = list(rng.permutation(parts["train"]))
+        n_val = max(1, round(0.15 * len(train)))
+        parts["val"], parts["train"] = train[:n_val], train[n_val:]
+    if len(parts["train"]) < 2 or not parts["test"]:
+        raise BenchmarkError(f"{path}: the split leaves fewer than 2 pool or no test micrographs")
+    return parts
 
 
 def _check_diameter(settings: dict, truth: pd.DataFrame, mics: list) -> None:

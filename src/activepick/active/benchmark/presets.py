@@ -171,7 +171,19 @@ DEFAULTS: dict[str, Any] = {
     "train_steps": None,
     "decoys_max": 0,
     "decoy_scale": 1.0,
+    # cheaper review actions of the simulated person (review budget only; None = none):
+    # "complete" (mark the reviewed neighbourhoods of a micrograph complete, after adding
+    # their missed particles) and "bulk" (confirm a micrograph's confident picks at once)
+    "review_actions": None,
+    # real data: a JSON file {"train": [names], "test": [names]} (optional "val"); None =
+    # a seeded 70 / 15 / 15 split by micrograph
+    "split": None,
+    # real data: cut every micrograph into tiles of this many px (a tile keeps its
+    # micrograph's split): a training step then costs a tile's pixels, not a micrograph's
+    "tile": None,
 }
+#: The cheaper review actions (``review_actions``), see :mod:`activepick.active.regions`.
+REVIEW_ACTIONS_KNOWN: tuple[str, ...] = ("complete", "bulk")
 
 #: Settings whose change makes an existing benchmark folder incompatible.
 PROTOCOL_KEYS: tuple[str, ...] = (
@@ -207,6 +219,9 @@ PROTOCOL_KEYS: tuple[str, ...] = (
     "warm_start",
     "data_seed",
     "split_seed",
+    "review_actions",
+    "split",
+    "tile",
 )
 
 #: Detector keys that ``--data --truth`` takes from ``activepick train``'s defaults
@@ -251,7 +266,7 @@ def benchmark_settings(preset: str = "quick", **overrides: Any) -> dict[str, Any
         settings["strategies"] = list(ALL_STRATEGIES)
     _check(settings)
     settings["seeds"] = [int(s) for s in settings["seeds"]]
-    for key in ("data", "truth"):
+    for key in ("data", "truth", "split"):
         if settings[key] is not None:
             settings[key] = str(Path(settings[key]).resolve())
     return settings
@@ -277,6 +292,16 @@ def _check(settings: dict[str, Any]) -> None:
         raise BenchmarkError(f"strategies listed twice: {settings['strategies']}")
     if len(set(settings["seeds"])) != len(settings["seeds"]):
         raise BenchmarkError(f"seeds listed twice: {settings['seeds']}")
+    actions = settings.get("review_actions")
+    if actions is not None:
+        unknown = sorted(set(actions) - set(REVIEW_ACTIONS_KNOWN))
+        if unknown:
+            raise BenchmarkError(
+                f"unknown review action(s) {unknown}; choose from {', '.join(REVIEW_ACTIONS_KNOWN)}"
+            )
+        if actions and settings["budget"] != "reviews":
+            raise BenchmarkError("review actions need a review budget (the hitl preset)")
+        settings["review_actions"] = [a for a in REVIEW_ACTIONS_KNOWN if a in actions] or None
 
 
 def partial_modes(settings: dict[str, Any]) -> list[bool]:
@@ -301,9 +326,14 @@ def make_oracle(settings: dict[str, Any], truth, labelled=()):
     """The oracle of a run: the human-like :class:`~activepick.active.oracle.HumanOracle`
     for a review budget (hitl), else the thesis :class:`~activepick.active.oracle.SimulatedOracle`."""
     if settings["budget"] == "reviews":
-        from ..oracle import HumanOracle
+        from ..oracle import HUMAN_REGION_DIAMETERS, HumanOracle
+        from ..regions import REGION_DIAMETERS
 
-        return HumanOracle(truth, labelled=labelled)
+        # a person who marks reviewed neighbourhoods complete adds the missed particles of
+        # exactly those neighbourhoods (active.regions); else those within 2 diameters
+        complete = "complete" in (settings.get("review_actions") or ())
+        region = REGION_DIAMETERS if complete else HUMAN_REGION_DIAMETERS
+        return HumanOracle(truth, labelled=labelled, region=region)
     from ..oracle import SimulatedOracle
 
     return SimulatedOracle(

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from ...io.atomic import atomic_write_text
 from ...progress import drive
@@ -49,10 +50,26 @@ RUNS_DIR = "runs"
 SETTINGS_FILE = "benchmark.json"
 #: Key of the run record in each run session's settings.
 RECORD_KEY = "benchmark"
-#: Decision actions counted as reviews (every one costs the person a look).
-REVIEW_ACTIONS: tuple[str, ...] = ("accept", "move", "reject", "add", "skip")
+#: The cost model: what each oracle action costs a person, in reviews
+#: (docs/benchmarks/active_learning.md, "Cost model"). A decision on a queued pick, an
+#: added particle and the simulated oracle's skip of a duplicate cost one each; marking a
+#: micrograph's reviewed neighbourhoods complete costs one; a bulk confirmation costs one
+#: per micrograph plus one per pick the person rejects or deselects among the confident
+#: picks (``reject`` / ``skip`` rows), and the picks it accepts cost nothing more.
+REVIEW_COST: dict[str, int] = {
+    "accept": 1,
+    "move": 1,
+    "reject": 1,
+    "add": 1,
+    "skip": 1,
+    "complete": 1,
+    "confirm": 1,
+    "confirmed": 0,
+}
+#: Decision actions counted (the keys of a review step's counts).
+REVIEW_ACTIONS: tuple[str, ...] = tuple(REVIEW_COST)
 #: Actions that make a particle label.
-POSITIVE_ACTIONS: tuple[str, ...] = ("accept", "move", "add")
+POSITIVE_ACTIONS: tuple[str, ...] = ("accept", "move", "add", "confirmed")
 #: Most select + review batches of one label-budget round (guards against a stuck loop).
 MAX_BATCHES = 1000
 
@@ -230,7 +247,14 @@ def _review(
         if batch and len(learner.select(k)) == 0:
             break
         if settings["budget"] == "reviews":
+            mics = learner.queue["micrograph"].astype(str).tolist()
             dec = learner.review_with(oracle)
+            actions = settings.get("review_actions") or ()
+            if actions:
+                more = learner.review_regions_with(
+                    oracle, mics, complete="complete" in actions, bulk="bulk" in actions
+                )
+                dec = pd.concat([dec, more], ignore_index=True)
         else:
             dec = learner.review_with(oracle, max_positives=k - added)
         for action, n in dec["action"].value_counts().items():
@@ -239,15 +263,18 @@ def _review(
         if settings["budget"] == "reviews" or added >= k:
             break
     if progress:
-        progress({"stage": "review", **ctx, "round": r, "added": added, "reviews": _n(counts)})
+        progress(
+            {"stage": "review", **ctx, "round": r, "added": added, "reviews": review_cost(counts)}
+        )
     record = _record(session)
     record.setdefault("decisions", {})[str(r)] = counts
     _save_record(session, record)
     return counts
 
 
-def _n(counts: dict[str, int]) -> int:
-    return int(sum(counts.values()))
+def review_cost(counts: dict[str, int]) -> int:
+    """Reviews of a step's decision counts (:data:`REVIEW_COST`; an unknown action costs 1)."""
+    return int(sum(n * REVIEW_COST.get(action, 1) for action, n in counts.items()))
 
 
 def run_baseline(
@@ -306,7 +333,7 @@ def run_rows(settings: dict, data: BenchmarkData, out_dir: Path) -> list[dict]:
                     if strategy == BASELINE:
                         reviews = n_truth  # the clicks to pick every pool particle by hand
                     else:
-                        reviews = sum(_n(c) for q, c in decisions.items() if int(q) < r)
+                        reviews = sum(review_cost(c) for q, c in decisions.items() if int(q) < r)
                     rows.append(_row(entry, strategy, seed, partial, reviews))
             general = Path(out_dir) / RUNS_DIR / f"{GENERAL}__s{seed}.json"
             if partial == partial_modes(settings)[0] and general.exists():
@@ -444,10 +471,12 @@ def run_benchmark(
 
 
 __all__ = [
+    "REVIEW_COST",
     "RUNS_DIR",
     "SETTINGS_FILE",
     "detector_config",
     "initial_indices",
+    "review_cost",
     "run_benchmark",
     "run_key",
     "run_rows",
