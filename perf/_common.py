@@ -63,3 +63,29 @@ def add_smoke_flag(parser) -> None:
 def results_path(path: str | os.PathLike, smoke: bool) -> Path:
     """``path``, or where a ``--smoke`` run writes instead (:func:`smoke_results`)."""
     return smoke_results(path) if smoke else Path(path)
+
+
+def smoke_labelled_set(folder: Path, labels: str = "labels.star", n_train: int = 2):
+    """A tiny labelled set for ``--smoke`` runs of the real-data scripts: ``n_train`` + 2
+    simulated micrographs of 256 px with 8 particles of 32 px each, ``folder/micrographs/``,
+    ``folder/LABELS`` and ``folder/split.json`` (the last two micrographs are the test
+    part). Returns the three paths and the diameter."""
+    import numpy as np
+    import pandas as pd
+
+    from activepick.io.formats import write_coordinates
+    from activepick.io.micrograph import write_micrograph
+    from activepick.io.picks import make_picks
+    from activepick.simulate import simulate_micrograph
+
+    folder = Path(folder)
+    rng = np.random.default_rng(0)
+    tables = []
+    names = [f"m{k}" for k in range(n_train + 2)]
+    for k in range(n_train + 2):
+        image, centres = simulate_micrograph(rng, size=256, n_particles=8, diameter=32, snr=0.3)
+        write_micrograph(folder / "micrographs" / f"m{k}.mrc", image)
+        tables.append(make_picks(f"m{k}", centres[:, 0], centres[:, 1], 32.0))
+    write_coordinates(pd.concat(tables, ignore_index=True), folder / labels)
+    (folder / "split.json").write_text(json.dumps({"train": names[:-2], "test": names[-2:]}))
+    return folder / "micrographs", folder / labels, folder / "split.json", 32.0

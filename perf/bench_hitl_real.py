@@ -26,15 +26,16 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, smoke_labelled_set, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
-ROOT = Path("/work/shared/realdata/empiar10017_betagal")
+ROOT = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "empiar10017_betagal"
 GOALS = (0.8, 0.85, 0.9)
 COPIED = ("report.md", "summary.json", "runs.csv", "rounds.csv", "paired_tests.csv")
 
@@ -77,19 +78,32 @@ def main(argv: list[str] | None = None) -> int:
         help="write the tables from the run sessions in --out (e.g. runs of several "
         "processes copied together) without running what is missing",
     )
+    ap.add_argument("--diameter", type=float, default=28.0, help="particle px")
+    add_smoke_flag(ap)  # the tiny simulated set: one seed, random, one round of 2 steps
     args = ap.parse_args(argv)
+    smoke = {}
+    if args.smoke:
+        tmp = tempfile.TemporaryDirectory()
+        args.root = Path(tmp.name) / "set"
+        *_, args.diameter = smoke_labelled_set(args.root, n_train=4)
+        args.out, args.results = Path(tmp.name) / "run", "hitl_real_smoke"
+        args.seeds, args.strategies, args.iterations = "0", "random", 1
+        smoke = {"train_steps": 2, "review_k": 4}
+    elif not (args.root / "micrographs").is_dir():
+        ap.error(f"{args.root}: no micrographs/ folder (the shared real set is absent?)")
     actions = [a for a in args.review_actions.split(",") if a and a != "none"] or None
     settings = benchmark_settings(
         "hitl",
         data=args.root / "micrographs",
         truth=args.root / "labels.star",
         split=args.root / "split.json",
-        diameter=28.0,
+        diameter=args.diameter,
         tile=args.tile,
         iterations=args.iterations,
         seeds=[int(s) for s in args.seeds.split(",")],
         strategies=args.strategies.split(","),
         review_actions=actions,
+        **smoke,
     )
     t0 = time.perf_counter()
 
@@ -103,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = write_outputs(args.out, settings, prepare_data(settings, args.out))
     else:
         summary = run_benchmark(settings, args.out, progress=progress)
-    folder = RESULTS / args.results
+    folder = results_path(RESULTS / args.results, args.smoke)
     folder.mkdir(parents=True, exist_ok=True)
     for name in COPIED:
         shutil.copyfile(args.out / name, folder / name)
@@ -149,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         .to_dict("records"),
         **machine_info(),
     }
-    write_results(RESULTS / f"{args.results}.json", record, default=str)
+    write_results(results_path(RESULTS / f"{args.results}.json", args.smoke), record, default=str)
     for goal in GOALS:
         for strategy, r in record["reviews_to_f1"][str(goal)].items():
             print(

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, smoke_labelled_set, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "oracle_adds.json"
 
@@ -34,13 +35,20 @@ def main(argv: list[str] | None = None) -> int:
     from activepick.io.micrograph import list_micrographs, read_micrograph
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, required=True)
-    ap.add_argument("--truth", type=Path, required=True)
-    ap.add_argument("--diameter", type=float, required=True)
+    ap.add_argument("--data", type=Path)
+    ap.add_argument("--truth", type=Path)
+    ap.add_argument("--diameter", type=float)
     ap.add_argument("--split", type=Path, default=None)
     ap.add_argument("--k", type=int, default=40)
     ap.add_argument("--batches", type=int, default=6)
+    add_smoke_flag(ap)  # the tiny simulated set, batches of 4
     args = ap.parse_args(argv)
+    if args.smoke:
+        tmp = tempfile.TemporaryDirectory()
+        args.data, args.truth, args.split, args.diameter = smoke_labelled_set(Path(tmp.name))
+        args.k, args.batches = 4, 1
+    elif None in (args.data, args.truth, args.diameter):
+        ap.error("--data, --truth and --diameter are required")
     names = None
     if args.split is not None:
         names = set(json.loads(args.split.read_text())["train"])
@@ -77,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     density = len(truth) / sum(m.shape[0] * m.shape[1] for m in mics) * args.diameter**2
     print(f"density: {density:.2f} labelled particles per diameter squared")
     write_results(
-        RESULTS,
+        results_path(RESULTS, args.smoke),
         {
             "data": str(args.data),
             "micrographs": len(mics),

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, smoke_labelled_set, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -77,7 +77,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tile", type=int, default=None, help="real data: tiles of PX")
     ap.add_argument("--train-steps", type=int, default=None)
     ap.add_argument("--review-k", type=int, default=None)
+    add_smoke_flag(ap)  # the tiny simulated set, one seed, 2 steps, batches of 4
     args = ap.parse_args(argv)
+    if args.smoke:
+        smoke_tmp = tempfile.TemporaryDirectory()
+        args.data, args.truth, args.split, args.diameter = smoke_labelled_set(
+            Path(smoke_tmp.name), n_train=4
+        )
+        args.seeds, args.strategies, args.train_steps, args.review_k = "0", "random", 2, 4
     seeds = [int(s) for s in args.seeds.split(",")]
     settings = benchmark_settings(
         "hitl",
@@ -137,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         f"all batches: {share_before:.0%} of keys move the slider before, {share_after:.0%} after"
     )
     write_results(
-        RESULTS / args.name,
+        results_path(RESULTS / args.name, args.smoke),
         {
             "pool": str(args.data) if args.truth else "hitl preset (simulated, data seed 11)",
             "review_k": settings["review_k"],

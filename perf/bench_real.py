@@ -37,7 +37,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import machine_info, smoke_results, write_results
+from _common import machine_info, smoke_labelled_set, smoke_results, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "real.json"
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "realdata" / "empiar10017_betagal"
@@ -180,28 +180,6 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     print(f"wrote {path}")
 
 
-def _smoke_set(folder: Path):
-    """A tiny labelled set: 4 simulated micrographs of 256 px, split 2 / 2."""
-    import numpy as np
-
-    from activepick.io.formats import write_coordinates
-    from activepick.io.micrograph import write_micrograph
-    from activepick.io.picks import make_picks
-    from activepick.simulate import simulate_micrograph
-
-    rng = np.random.default_rng(0)
-    tables = []
-    for k in range(4):
-        image, centres = simulate_micrograph(rng, size=256, n_particles=8, diameter=32, snr=0.3)
-        write_micrograph(folder / "micrographs" / f"m{k}.mrc", image)
-        tables.append(make_picks(f"m{k}", centres[:, 0], centres[:, 1], 32.0))
-    import pandas as pd
-
-    write_coordinates(pd.concat(tables, ignore_index=True), folder / "labels.csv")
-    (folder / "split.json").write_text(json.dumps({"train": ["m0", "m1"], "test": ["m2", "m3"]}))
-    return folder / "micrographs", folder / "labels.csv", folder / "split.json", 32.0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--micrographs", type=Path, default=SHARED / "micrographs")
@@ -232,7 +210,9 @@ def main() -> None:
     tmp = None
     if args.smoke:
         tmp = tempfile.TemporaryDirectory()
-        args.micrographs, args.labels, args.split, args.diameter = _smoke_set(Path(tmp.name))
+        args.micrographs, args.labels, args.split, args.diameter = smoke_labelled_set(
+            Path(tmp.name), "labels.csv"
+        )
         args.counts, args.draws, args.name = ["0", "2", "all"], 1, "smoke"
         overrides = {"steps": 2, "epochs": 1, "batch_size": 2, "crop": 128, **overrides}
         args.out = smoke_results(args.out)  # never over a measurement (tests read it)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from _common import machine_info, write_results
+from _common import add_smoke_flag, machine_info, results_path, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 GOALS = (0.9, 0.93)
@@ -94,13 +94,38 @@ def compare(ra: pd.DataFrame, rb: pd.DataFrame, strategy: str) -> dict:
     return out
 
 
+def _smoke_rounds(gain: float) -> pd.DataFrame:
+    """A made-up rounds table (random, 3 seeds, 4 rounds of 80 reviews; F1 rising from 0.8
+    by 0.05 a round, plus ``gain``) for the ``--smoke`` run."""
+    rows = [
+        {
+            "strategy": "random",
+            "seed": seed,
+            "round": r,
+            "reviews": 80 * r,
+            "f1_topt": min(0.8 + 0.05 * r + gain - 0.01 * seed, 1.0),
+            "pr_auc": 0.8 + 0.04 * r,
+        }
+        for seed in range(3)
+        for r in range(1, 5)
+    ]
+    return pd.DataFrame(rows)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("a", type=Path, help="benchmark --out folder A (the reference)")
-    ap.add_argument("b", type=Path, help="benchmark --out folder B")
+    ap.add_argument("a", type=Path, nargs="?", help="benchmark --out folder A (the reference)")
+    ap.add_argument("b", type=Path, nargs="?", help="benchmark --out folder B")
     ap.add_argument("--name", default="hitl_compare")
+    add_smoke_flag(ap)  # two made-up round tables of 3 seeds
     args = ap.parse_args(argv)
-    ra, rb = (pd.read_csv(p / "rounds.csv") for p in (args.a, args.b))
+    if args.smoke:
+        args.a, args.b = Path("smoke_a"), Path("smoke_b")
+        ra, rb = _smoke_rounds(0.0), _smoke_rounds(0.05)
+    elif args.a is None or args.b is None:
+        ap.error("two benchmark folders are required")
+    else:
+        ra, rb = (pd.read_csv(p / "rounds.csv") for p in (args.a, args.b))
     fixed = {"all-labels", "general-0"}
     strategies = sorted((set(ra["strategy"]) & set(rb["strategy"])) - fixed)
     results = [compare(ra, rb, s) for s in strategies]
@@ -114,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                     f"B higher on {v['b_higher']}/{v['seeds']}  p = {p}"
                 )
     write_results(
-        RESULTS / f"{args.name}.json",
+        results_path(RESULTS / f"{args.name}.json", args.smoke),
         {"a": str(args.a), "b": str(args.b), "results": results, **machine_info()},
     )
     return 0
