@@ -233,3 +233,11 @@ def test_micrograph_entropy_takes_whole_micrographs_least_sure_first():
     out = rank_candidates(df, "micrograph_entropy", 4, t_opt=0.5)
     assert out["micrograph"].tolist() == ["b", "b", "c", "c"]
     np.testing.assert_allclose(out["uncertainty"], [1.0, 0.970951, 1.0, 0.970951], rtol=1e-5)
+
+
+def test_confident_first_takes_the_surest_picks_first():
+    # MIXED = [0.9, 0.2, 0.55, 0.45, 0.05]: highest confidence first, the reverse of
+    # low_confidence on distinct values
+    assert order(cands(MIXED), "confident_first") == [0, 2, 3, 1, 4]
+    assert order(cands(MIXED), "confident_first", 2) == [0, 2]
+    assert order(cands(MIXED), "low_confidence") == [4, 1, 3, 2, 0]

@@ -285,6 +285,16 @@ def diverse_boundary(
     return np.asarray(chosen, dtype=np.int64)
 
 
+@register_strategy("confident_first", uncertainty=low_confidence_score)
+def confident_first(
+    candidates: pd.DataFrame, k: int, *, rng: np.random.Generator, t_opt: float
+) -> np.ndarray:
+    """Highest confidence first (issue 20): the picks the model is surest of, which a
+    person accepts at a glance; the opposite of ``low_confidence``, a control for
+    whether uncertainty helps at all."""
+    return _top_k(-_confidence(candidates), k)
+
+
 @register_strategy("micrograph_entropy", uncertainty=entropy_score)
 def micrograph_entropy(
     candidates: pd.DataFrame, k: int, *, rng: np.random.Generator, t_opt: float
