@@ -111,6 +111,62 @@ def run_case(data, init: str, n: int | None, draw: int, args, overrides: dict) -
     }
 
 
+def picture(data, args, path: Path, size: int = 512) -> None:
+    """The general model's picks (0 labels) at the test part's T_opt on a
+    ``size`` px corner of its first micrograph, low-pass filtered at 1/2 diameter for
+    display: matched picks green, false picks red, labels it missed yellow (dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    from matplotlib.patches import Circle
+
+    from activepick import metrics
+    from activepick.detector import predict_picks
+    from activepick.detector.general import load_general_detector
+    from activepick.display import lowpass, percentile_limits
+
+    mics, truth = data.part(args.test_part)
+    det = load_general_detector(data.diameter, device=args.device, path=args.model)
+    shapes = {m.name: tuple(m.data.shape) for m in mics}
+    pred = metrics.inside_margin(predict_picks(det, mics, threshold=0.0), shapes, args.margin)
+    truth = metrics.inside_margin(truth, shapes, args.margin)
+    t_opt = metrics.summary(pred, truth)["t_opt"]
+    mic = mics[0]
+    pred = pred[(pred["micrograph"] == mic.name) & (pred["confidence"] >= t_opt)]
+    truth = truth[truth["micrograph"] == mic.name]
+    p, t = metrics.matched_pairs(pred.reset_index(drop=True), truth.reset_index(drop=True), 0.0)
+    hit_p = np.zeros(len(pred), bool)
+    hit_p[p] = True
+    hit_t = np.zeros(len(truth), bool)
+    hit_t[t] = True
+    image = lowpass(mic.data, data.diameter / 2)
+    crop = image[:size, :size]
+    lo, hi = percentile_limits(crop)
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.imshow(crop, cmap="gray", vmin=lo, vmax=hi)
+    r = data.diameter / 2
+    groups = (
+        (pred[hit_p], "#3c3", "-", "picked, labelled"),
+        (pred[~hit_p], "#e33", "-", "picked, not labelled"),
+        (truth[~hit_t], "#fd0", "--", "labelled, missed"),
+    )
+    for table, colour, style, label in groups:
+        table = table[(table["x"] < size) & (table["y"] < size)]
+        for x, y in table[["x", "y"]].to_numpy():
+            ax.add_patch(Circle((x, y), r, fill=False, ec=colour, ls=style, lw=1.2))
+        ax.plot([], [], color=colour, ls=style, label=f"{label} ({len(table)})")
+    ax.set_axis_off()
+    ax.legend(loc="lower right", fontsize=8, framealpha=0.8)
+    ax.set_title(f"{mic.name}: general model, 0 labels, threshold {t_opt:.2f}", fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    print(f"wrote {path}")
+
+
 def _cases(args) -> list[tuple[str, int | None, int]]:
     cases = []
     for init in args.inits:
@@ -189,7 +245,7 @@ def main() -> None:
     parser.add_argument("--name", default=None, help="set name in the results (default: folder)")
     parser.add_argument("--train-part", default="train")
     parser.add_argument("--test-part", default="test")
-    parser.add_argument("--counts", nargs="+", default=["0", "10", "20", "50", "all"])
+    parser.add_argument("--counts", nargs="*", default=["0", "10", "20", "50", "all"])
     parser.add_argument("--draws", type=int, default=3, help="label draws per partial count")
     parser.add_argument("--inits", nargs="+", default=["general", "scratch"])
     parser.add_argument("--model", type=Path, default=None, help="general model (default shipped)")
@@ -199,6 +255,9 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--plot", type=Path, default=None, help="PNG of F1 against labels")
+    parser.add_argument(
+        "--picture", type=Path, default=None, help="PNG of the 0-label picks on a test micrograph"
+    )
     parser.add_argument("--smoke", action="store_true", help="tiny simulated set, few steps")
     args = parser.parse_args()
     import torch
@@ -217,6 +276,7 @@ def main() -> None:
         overrides = {"steps": 2, "epochs": 1, "batch_size": 2, "crop": 128, **overrides}
         args.out = smoke_results(args.out)  # never over a measurement (tests read it)
         args.plot = Path(tmp.name) / "real.png"
+        args.picture = Path(tmp.name) / "picks.png"
     elif not args.micrographs.is_dir():
         parser.error(
             f"{args.micrographs}: no such folder (the shared real set is absent); "
@@ -225,12 +285,16 @@ def main() -> None:
     args.name = args.name or args.micrographs.parent.name
     args.margin = args.diameter / 2 if args.margin is None else args.margin
     data = load_labelled_set(args.micrographs, args.labels, args.diameter, args.split)
+    if args.picture is not None:
+        picture(data, args, args.picture)
     rows = []
     for init, n, draw in _cases(args):
         case = {k: v for k, v in overrides.items() if init == "general" or k != "steps"}
         row = run_case(data, init, n, draw, args, case)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if not rows:
+        return
     print(_table(rows))
     old = json.loads(args.out.read_text())["rows"] if args.out.is_file() else []
     key = lambda r: json.dumps(  # noqa: E731

@@ -150,3 +150,14 @@ def test_inside_margin_and_centre_offsets():
     np.testing.assert_allclose(
         np.sort(np.linalg.norm(metrics.centre_offsets(pred, truth, 0.0), axis=1)), [2.0, 5.0]
     )
+
+
+def test_matched_pairs_are_the_one_to_one_true_positives():
+    truth = make_picks("m", [50.0, 100.0, 150.0], [50.0, 50.0, 50.0], 20.0)
+    # two picks on the first particle: the closer one (IoU higher) is its match
+    pred = make_picks("m", [53.0, 51.0, 100.0, 170.0], [54.0, 50.0, 48.0, 50.0], 20.0)
+    pred["confidence"] = [0.9, 0.8, 0.4, 0.9]
+    p, t = metrics.matched_pairs(pred, truth, 0.5)
+    assert sorted(zip(p.tolist(), t.tolist())) == [(1, 0)]
+    p, t = metrics.matched_pairs(pred, truth, 0.0)
+    assert sorted(zip(p.tolist(), t.tolist())) == [(1, 0), (2, 1)]

@@ -526,18 +526,25 @@ def inside_margin(
     return picks[keep].reset_index(drop=True)
 
 
+def matched_pairs(
+    pred: pd.DataFrame, truth: pd.DataFrame, threshold: float, *, tp_iou: float = DEFAULT_TP_IOU
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row positions ``(in pred, in truth)`` of the TP pairs at ``threshold`` (the
+    one-to-one matching of :func:`evaluate`)."""
+    keep = np.flatnonzero(_confidence(pred) >= threshold)
+    kept = pred.iloc[keep].reset_index(drop=True)
+    ip, it, iou = _pairs(kept, truth, tp_iou)
+    mp, mt, _ = _match(ip, it, iou)
+    return keep[mp], np.asarray(mt, dtype=np.int64)
+
+
 def centre_offsets(
     pred: pd.DataFrame, truth: pd.DataFrame, threshold: float, *, tp_iou: float = DEFAULT_TP_IOU
 ) -> np.ndarray:
     """``(N, 2)`` offsets (dx, dy) in px, prediction minus truth, of the TP pairs at
-    ``threshold`` (the one-to-one matching of :func:`evaluate`)."""
-    keep = _confidence(pred) >= threshold
-    kept = pred[keep].reset_index(drop=True)
-    ip, it, iou = _pairs(kept, truth, tp_iou)
-    mp, mt, _ = _match(ip, it, iou)
-    p = kept[["x", "y"]].to_numpy(np.float64)[mp]
-    t = truth[["x", "y"]].to_numpy(np.float64)[mt]
-    return p - t
+    ``threshold`` (:func:`matched_pairs`)."""
+    mp, mt = matched_pairs(pred, truth, threshold, tp_iou=tp_iou)
+    return pred[["x", "y"]].to_numpy(np.float64)[mp] - truth[["x", "y"]].to_numpy(np.float64)[mt]
 
 
 def distinct_particle_matrix(selected: dict[str, set]) -> pd.DataFrame:
