@@ -39,9 +39,9 @@ def widget(make_napari_viewer, tmp_path):
     viewer = make_napari_viewer()
     _, w = viewer.window.add_plugin_dock_widget("napari-activepick", "Active picking")
     w.open_folder(folder)
-    w.diameter.setValue(int(D))
-    w.review_k.setValue(9)
-    assert w.strategy.currentText() == "boundary_distance"  # the product defaults
+    w.diameter.value = int(D)
+    w.review_k.value = 9
+    assert w.strategy.value == "boundary_distance"  # the product defaults
     assert w.learner.protocol == "product"
     assert w.new_session(tmp_path / "session")
     lr = w.learner
