@@ -6,6 +6,7 @@ persisted settings go to this test's folder (conftest ``persisted_settings_folde
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,8 +25,31 @@ def _folder(tmp_path: Path, pixel_size: float | None, n: int = 2) -> Path:
     return folder
 
 
-def _restart(plugin_widget, viewer):
-    """Close napari and start it again (a new viewer and widget)."""
+def _persisted() -> dict:
+    """The settings magicgui has written (empty before the first write)."""
+    import pickle
+
+    from magicgui._util import user_cache_dir
+
+    path = Path(user_cache_dir()) / "activepick.plugin._settings_form.model_settings"
+    try:
+        return {k: pickle.loads(v) for k, v in pickle.loads(path.read_bytes()).items()}
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return {}
+
+
+def _restart(plugin_widget, viewer, widget=None):
+    """Close napari and start it again (a new viewer and widget). magicgui writes the
+    settings 0.2 s after the last change, from a timer thread (its ``debounce``): with
+    ``widget``, wait until the form's values are on disk first, as a person's restart
+    a moment later would find them."""
+    if widget is not None:
+        names = ("diameter", "min_distance", "epochs", "strategy", "review_k")
+        current = {n: getattr(widget, n).value for n in names}
+        deadline = time.monotonic() + 10.0
+        while {n: _persisted().get(n) for n in names} != current:
+            assert time.monotonic() < deadline, f"not persisted: {current} vs {_persisted()}"
+            time.sleep(0.05)
     viewer.close()
     return plugin_widget()
 
@@ -45,7 +69,7 @@ def test_the_last_settings_survive_a_restart(plugin_widget, persisted_settings_f
     saved = list(persisted_settings_folder.rglob("*model_settings"))
     assert [p.name for p in saved] == ["activepick.plugin._settings_form.model_settings"]
 
-    viewer, widget = _restart(plugin_widget, viewer)
+    viewer, widget = _restart(plugin_widget, viewer, widget)
     assert (widget.diameter.value, widget.min_distance.value, widget.epochs.value) == (50, 25, 7)
     assert widget.strategy.value == "random" and widget.partial_check.value is False
     widget.diameter.value = 60  # the minimum distance still follows the diameter
@@ -62,10 +86,10 @@ def test_a_resumed_session_wins_over_the_persisted_settings(plugin_widget, tmp_p
     widget.diameter.value = 48
     widget.workbench.close()
 
-    viewer, widget = _restart(plugin_widget, viewer)
+    viewer, widget = _restart(plugin_widget, viewer, widget)
     widget.diameter.value = 30  # the last settings: persisted
     widget.epochs.value = 9
-    viewer, widget = _restart(plugin_widget, viewer)
+    viewer, widget = _restart(plugin_widget, viewer, widget)
     assert (widget.diameter.value, widget.epochs.value) == (30, 9)
     assert widget.open_session(tmp_path / "s")
     assert (widget.diameter.value, widget.min_distance.value, widget.epochs.value) == (48, 24, 3)
@@ -73,7 +97,7 @@ def test_a_resumed_session_wins_over_the_persisted_settings(plugin_widget, tmp_p
     assert widget.box_size.value() == 72
     widget.workbench.close()
     # the session's settings were shown last: they are what the next start shows
-    viewer, widget = _restart(plugin_widget, viewer)
+    viewer, widget = _restart(plugin_widget, viewer, widget)
     assert (widget.diameter.value, widget.epochs.value) == (48, 3)
 
 
@@ -111,7 +135,7 @@ def test_a_pixel_size_entered_once_is_saved_with_the_session(plugin_widget, tmp_
     assert settings["pixel_size"] == 1.25
     widget.workbench.close()
 
-    viewer, widget = _restart(plugin_widget, viewer)
+    viewer, widget = _restart(plugin_widget, viewer, widget)
     assert widget.open_session(tmp_path / "s")
     assert widget.pixel_size.value() == 1.25 and widget.diameter_angstrom.value == "= 50.0 Å"
     assert widget.display.unit == "Å"  # the resumed session's entered pixel size
