@@ -158,6 +158,6 @@ def test_matched_pairs_are_the_one_to_one_true_positives():
     pred = make_picks("m", [53.0, 51.0, 100.0, 170.0], [54.0, 50.0, 48.0, 50.0], 20.0)
     pred["confidence"] = [0.9, 0.8, 0.4, 0.9]
     p, t = metrics.matched_pairs(pred, truth, 0.5)
-    assert sorted(zip(p.tolist(), t.tolist())) == [(1, 0)]
+    assert sorted(zip(p.tolist(), t.tolist(), strict=True)) == [(1, 0)]
     p, t = metrics.matched_pairs(pred, truth, 0.0)
-    assert sorted(zip(p.tolist(), t.tolist())) == [(1, 0), (2, 1)]
+    assert sorted(zip(p.tolist(), t.tolist(), strict=True)) == [(1, 0), (2, 1)]
