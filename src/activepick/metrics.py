@@ -44,6 +44,7 @@ __all__ = [
     "distinct_particle_matrix",
     "jsonable",
     "inside_margin",
+    "matched_pairs",
     "centre_offsets",
 ]
 

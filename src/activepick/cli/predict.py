@@ -210,7 +210,7 @@ def load_model(model: str, diameter: float | None, device: str):
     up for ``diameter`` px, which it needs, and brings its calibrated threshold; a
     trained model keeps its own diameter and refuses another one."""
     from ..detector import load_checkpoint
-    from ..detector.general import general_model_path, load_general_detector
+    from ..detector.general import general_for, general_model_path
 
     path = general_model_path() if model == "general" else Path(model)
     detector = load_checkpoint(path, device=device)
@@ -221,7 +221,7 @@ def load_model(model: str, diameter: float | None, device: str):
                 "diameter in px of your micrographs)"
             )
         threshold = detector.meta.get("threshold") or DEFAULT_THRESHOLD
-        return load_general_detector(diameter, path=path, device=device), path, float(threshold)
+        return general_for(detector, diameter, path, device=device), path, float(threshold)
     if diameter is not None:
         raise ActivePickError(
             f"--diameter is for the general model only: {path} was trained for "

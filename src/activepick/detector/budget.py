@@ -66,12 +66,11 @@ def finetuned(
     protocol's rounds): :func:`finetune_config`'s crops, batch and distillation, a
     learning rate of at most :data:`FINETUNE_LR_PARTIAL` and ``max(min_steps,
     finetune_steps(n_labels))`` steps (``min_steps`` None: the budget alone)."""
-    tuned = finetune_config(config.diameter, n_labels, partial=True)
     return dataclasses.replace(
         config,
-        lr=min(config.lr, tuned.lr),
-        crop=tuned.crop,
-        batch_size=tuned.batch_size,
-        distill=tuned.distill,
-        steps=max(int(min_steps or 0), int(tuned.steps)),
+        lr=min(config.lr, FINETUNE_LR_PARTIAL),
+        crop=FINETUNE_CROP,
+        batch_size=FINETUNE_BATCH,
+        distill=FINETUNE_DISTILL,
+        steps=max(int(min_steps or 0), finetune_steps(n_labels)),
     )

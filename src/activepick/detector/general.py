@@ -54,6 +54,21 @@ def load_general_detector(
         raise CheckpointError(f"general model: diameter must be positive, not {diameter!r}")
     path = general_model_path(arch) if path is None else Path(path)
     detector = load_checkpoint(path, device=device)
+    return general_for(detector, diameter, path, arch=arch, device=device)
+
+
+def general_for(
+    detector: Detector,
+    diameter: float,
+    path: str | Path,
+    *,
+    arch: str = "light",
+    device: str = "auto",
+) -> Detector:
+    """``detector`` (loaded from ``path`` for ``device``) set up as the general model for
+    particles of ``diameter`` px, with the checks of :func:`load_general_detector`."""
+    if not diameter > 0:
+        raise CheckpointError(f"general model: diameter must be positive, not {diameter!r}")
     if not detector.meta.get("general"):
         raise CheckpointError(f"{path}: not a general model (its sidecar lacks 'general': true)")
     if detector.config.arch != arch or (

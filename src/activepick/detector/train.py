@@ -369,7 +369,9 @@ def iter_train_detector(
     - ``config.steps`` (when set) is the number of optimiser steps, whatever the
       number of micrographs; else ``config.epochs`` passes over them.
     - ``partial``: False (thesis) = every unlabelled cell is background; True = the
-      objectness loss only covers cells within one diameter of a label, the cell
+      objectness loss only covers cells within ``config.ring`` diameters of a label
+      (beyond :data:`INNER_RING`, only where the initial model sees no particle; the
+      rest follows the initial model with ``config.distill``), the cell
       of each rejection (at ``config.neg_weight``), and every cell of the
       micrographs named in ``complete`` (fully picked), and every cell inside
       ``complete_regions`` (a table of circles: ``micrograph``, ``x``, ``y``,

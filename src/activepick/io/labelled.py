@@ -20,6 +20,7 @@ import pandas as pd
 from ..errors import CoordinateError, MicrographError
 from .formats import read_coordinates
 from .micrograph import Micrograph, list_micrographs, micrograph_name, read_micrograph
+from .picks import check_bounds
 
 
 @dataclass
@@ -90,7 +91,7 @@ def load_labelled_set(
             f"{labels}: labels name {len(absent)} micrograph(s) absent from {micrographs}: "
             f"{', '.join(absent[:3])}{more}"
         )
-    truth = read_coordinates(labels, diameter=float(diameter), shapes=shapes)
+    truth = check_bounds(truth, shapes, str(labels))
     parts = read_split(split) if split is not None else {}
     for part, names in parts.items():
         missing = sorted(set(names) - set(shapes))
